@@ -1,0 +1,315 @@
+"""Fused ops with hand-written backward passes.
+
+Each could be written as a chain of primitives from `ops`, but a fused op is faster
+(one pass, few temporaries), numerically stable (softmax shifts by the row maximum),
+and it is the exact specification that the GPU kernels reproduce. Shapes: B batch,
+T time (sequence), C channels, V vocabulary / classes, H heads, D head size.
+"""
+import math
+
+import numpy as np
+
+from .backend import array_module
+from .tensor import Function, Tensor
+
+
+def _data(x):
+    return x.data if isinstance(x, Tensor) else x
+
+
+# ----------------------------------------------------------------------------- softmax family
+
+class Softmax(Function):
+    """y = exp(x - max x) / sum exp(x - max x) along `axis`."""
+
+    def forward(ctx, x, axis=-1):
+        xp = array_module(x)
+        y = xp.exp(x - x.max(axis=axis, keepdims=True))
+        y /= y.sum(axis=axis, keepdims=True)
+        ctx.axis = axis
+        ctx.save(y)
+        return y
+
+    def backward(ctx, g):
+        """dL/dx = y * (g - sum(g * y, axis))."""
+        (y,) = ctx.saved
+        return y * (g - (g * y).sum(axis=ctx.axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """y = x - max x - log sum exp(x - max x) along `axis`."""
+
+    def forward(ctx, x, axis=-1):
+        xp = array_module(x)
+        shifted = x - x.max(axis=axis, keepdims=True)
+        y = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        ctx.axis = axis
+        ctx.save(y)
+        return y
+
+    def backward(ctx, g):
+        """dL/dx = g - softmax(x) * sum(g, axis),  softmax(x) = exp(y)."""
+        (y,) = ctx.saved
+        return g - array_module(y).exp(y) * g.sum(axis=ctx.axis, keepdims=True)
+
+
+def softmax(x, axis=-1):
+    return Softmax.apply(x, axis=axis)
+
+
+def log_softmax(x, axis=-1):
+    return LogSoftmax.apply(x, axis=axis)
+
+
+class CrossEntropy(Function):
+    """Mean negative log-likelihood of integer targets under softmax(logits).
+
+    logits (N, V), targets (N,). Rows whose target is `ignore_index` count for nothing.
+    With class `weight` (V,), row n counts weight[t_n] times, and the mean divides by
+    the sum of those weights (as PyTorch does):
+
+        loss = -sum_n w_n log p[n, t_n] / sum_n w_n,   p = softmax(logits)
+    """
+
+    def forward(ctx, logits, targets, ignore_index=-100, weight=None):
+        xp = array_module(logits)
+        n = logits.shape[0]
+        valid = targets != ignore_index
+        safe_targets = xp.where(valid, targets, 0)
+        row_weight = valid.astype(logits.dtype)
+        if weight is not None:
+            row_weight *= weight[safe_targets]
+        total = row_weight.sum()
+        if not valid.any():
+            raise ValueError(f"cross_entropy: every target equals ignore_index ({ignore_index}); "
+                             "there is nothing to average")
+        # Softmax computed in place in one buffer: shift by the row max for stability.
+        p = logits - logits.max(axis=1, keepdims=True)
+        rows = xp.arange(n)
+        shifted_target = p[rows, safe_targets]
+        xp.exp(p, out=p)
+        sum_exp = p.sum(axis=1)
+        p /= sum_exp[:, None]
+        nll = xp.log(sum_exp) - shifted_target           # -log p[n, t_n]
+        ctx.save(p, safe_targets, row_weight / total)
+        return (nll * row_weight).sum() / total
+
+    def backward(ctx, g):
+        """dL/dlogits[n] = w_n / sum(w) * (p[n] - onehot(t_n)),  times the upstream g."""
+        p, targets, scale = ctx.saved
+        xp = array_module(p)
+        grad = p * (g * scale)[:, None]
+        grad[xp.arange(p.shape[0]), targets] -= g * scale
+        return grad, None
+
+
+def cross_entropy(logits, targets, ignore_index=-100, weight=None):
+    """Cross-entropy of logits (..., V) against integer targets (...), averaged over
+    the targets that are not `ignore_index`. Raises ValueError when every target is
+    ignored (an empty mean has no value). `weight` (V,) weights the classes."""
+    targets = _data(targets)
+    V = logits.shape[-1]
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError(f"cross_entropy: targets of shape {tuple(targets.shape)} do not match "
+                         f"logits of shape {tuple(logits.shape)} (expected targets {tuple(logits.shape[:-1])})")
+    flat = logits.reshape(-1, V) if logits.ndim != 2 else logits
+    return CrossEntropy.apply(flat, targets.reshape(-1), ignore_index=ignore_index,
+                              weight=_data(weight))
+
+
+# ----------------------------------------------------------------------------- normalisation, activations
+
+class LayerNorm(Function):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias over the last axis."""
+
+    def forward(ctx, x, weight, bias, eps=1e-5):
+        xp = array_module(x)
+        mu = x.mean(axis=-1, keepdims=True)
+        xc = x - mu
+        var = (xc * xc).mean(axis=-1, keepdims=True)
+        rstd = 1.0 / xp.sqrt(var + eps)
+        xhat = xc * rstd
+        ctx.save(xhat, rstd, weight)
+        y = xhat * weight if weight is not None else xhat
+        return y + bias if bias is not None else y
+
+    def backward(ctx, g):
+        """With xhat = (x - mean) * rstd and dxhat = g * weight (C = last-axis size):
+
+            dx      = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+            dweight = sum over rows of g * xhat,   dbias = sum over rows of g
+        """
+        xhat, rstd, weight = ctx.saved
+        need_x, need_w, need_b = ctx.needs_input_grad
+        rows = tuple(range(g.ndim - 1))
+        dw = (g * xhat).sum(axis=rows) if need_w else None
+        db = g.sum(axis=rows) if need_b else None
+        dx = None
+        if need_x:
+            dxhat = g * weight if weight is not None else g
+            dx = rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True)
+                         - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))
+        return dx, dw, db
+
+
+def layer_norm(x, weight, bias, eps=1e-5):
+    """Layer normalisation over the last axis; weight and bias (C,) may be None."""
+    return LayerNorm.apply(x, weight, bias, eps=eps)
+
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+class GELU(Function):
+    """GPT-2's tanh approximation: y = 0.5 x (1 + tanh(u)),  u = c (x + 0.044715 x^3),
+    c = sqrt(2/pi)."""
+
+    def forward(ctx, x):
+        xp = array_module(x)
+        t = xp.tanh(_GELU_C * (x + 0.044715 * x * x * x))
+        ctx.save(x, t)
+        return 0.5 * x * (1.0 + t)
+
+    def backward(ctx, g):
+        """dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2),  t = tanh(u)."""
+        x, t = ctx.saved
+        x2 = x * x
+        return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _GELU_C * (1.0 + 0.134145 * x2))
+
+
+def gelu(x):
+    return GELU.apply(x)
+
+
+class Dropout(Function):
+    """y = x * mask / (1 - p), mask ~ Bernoulli(1 - p), so E[y] = x."""
+
+    def forward(ctx, x, p, rng):
+        xp = array_module(x)
+        keep = rng.random(x.shape, dtype=np.float32) >= p
+        mask = xp.asarray(keep, dtype=x.dtype) * x.dtype.type(1.0 / (1.0 - p))
+        ctx.save(mask)
+        return x * mask
+
+    def backward(ctx, g):
+        """dy/dx = mask / (1 - p): dropped positions get no gradient."""
+        (mask,) = ctx.saved
+        return g * mask, None, None
+
+
+def dropout(x, p, training, rng):
+    """Zero each element with probability p while training (the rest scaled by
+    1/(1-p)); identity in evaluation or when p == 0. `rng` is a numpy Generator."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    if not training or p == 0.0:
+        return x
+    return Dropout.apply(x, p, rng)
+
+
+class Embedding(Function):
+    """out[..., :] = weight[ids[...], :]: a row lookup."""
+
+    def forward(ctx, ids, weight):
+        ctx.save(ids, weight.shape)
+        return weight[ids]
+
+    def backward(ctx, g):
+        """dweight[v] = sum of g at every position where ids == v (repeats add up)."""
+        ids, shape = ctx.saved
+        xp = array_module(g)
+        dw = xp.zeros(shape, dtype=g.dtype)
+        flat_ids, flat_g = ids.reshape(-1), g.reshape(-1, shape[1])
+        if xp is np:
+            np.add.at(dw, flat_ids, flat_g)
+        else:
+            xp.add.at(dw, flat_ids, flat_g)
+        return None, dw
+
+
+def embedding(ids, weight):
+    """Rows of `weight` (V, C) picked by integer `ids` (any shape) -> (..., C)."""
+    ids = _data(ids)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"embedding ids must be integers, got dtype {ids.dtype}")
+    return Embedding.apply(ids, weight)
+
+
+# ----------------------------------------------------------------------------- attention
+
+_mask_cache = {}
+
+
+def _causal_bias(xp, tq, tk, dtype):
+    """(tq, tk) additive mask: 0 where query i may see key j, -inf where j is in its
+    future. Queries are the last tq positions of the tk keys (tq < tk when decoding
+    with a KV cache)."""
+    key = (xp.__name__, tq, tk, np.dtype(dtype).str)
+    bias = _mask_cache.get(key)
+    if bias is None:
+        future = xp.arange(tk)[None, :] > xp.arange(tk - tq, tk)[:, None]
+        bias = xp.where(future, xp.asarray(-np.inf, dtype=dtype), xp.asarray(0, dtype=dtype))
+        _mask_cache[key] = bias
+    return bias
+
+
+class CausalAttention(Function):
+    """out = softmax(q @ k^T / sqrt(D) + causal mask) @ v  on (B, H, T, D) inputs.
+
+    Keeps only the (B, H, T, T) probabilities for backward. On the GPU the fused
+    kernels keep only the output and one log-sum-exp per row, and recompute the
+    probabilities in backward (see kernels/attention_*.cu).
+    """
+
+    def forward(ctx, q, k, v):
+        xp = array_module(q)
+        scale = 1.0 / math.sqrt(q.shape[-1])
+        ctx.scale = scale
+        if xp is not np and q.dtype == np.float32 and q.shape[-2] == k.shape[-2]:
+            from . import kernels
+            out, lse = kernels.attention_forward(q, k, v)
+            ctx.save(q, k, v, out, lse)
+            ctx.fused = True
+            return out
+        ctx.fused = False
+        s = q @ k.swapaxes(-1, -2)                          # (B, H, Tq, Tk) scores
+        s *= q.dtype.type(scale)
+        s += _causal_bias(xp, q.shape[-2], k.shape[-2], q.dtype)
+        s -= s.max(axis=-1, keepdims=True)                  # softmax, in place
+        p = xp.exp(s, out=s)
+        p /= p.sum(axis=-1, keepdims=True)
+        ctx.save(q, k, v, p)
+        return p @ v                                        # (B, H, Tq, D)
+
+    def backward(ctx, g):
+        """With S = q k^T * scale, P = softmax(S + mask), out = P v and G = dL/dout:
+
+            dv = P^T G
+            dP = G v^T
+            dS = P * (dP - sum_j(dP * P))       (softmax backward, row by row)
+            dq = dS k * scale,   dk = dS^T q * scale
+        """
+        if ctx.fused:
+            from . import kernels
+            q, k, v, out, lse = ctx.saved
+            return kernels.attention_backward(q, k, v, out, lse, g)
+        q, k, v, p = ctx.saved
+        need_q, need_k, need_v = ctx.needs_input_grad
+        dv = p.swapaxes(-1, -2) @ g if need_v else None
+        ds = g @ v.swapaxes(-1, -2)                         # dP, then dS in place
+        ds -= (ds * p).sum(axis=-1, keepdims=True)
+        ds *= p
+        ds *= q.dtype.type(ctx.scale)
+        dq = ds @ k if need_q else None
+        dk = ds.swapaxes(-1, -2) @ q if need_k else None
+        return dq, dk, dv
+
+
+def causal_attention(q, k, v):
+    """Scaled dot-product attention with a causal mask; q (B, H, Tq, D), k and v
+    (B, H, Tk, D) with Tq <= Tk (queries are the last Tq positions). Returns (B, H, Tq, D)."""
+    if q.ndim != 4 or k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3] \
+            or q.shape[2] > k.shape[2]:
+        raise ValueError(f"causal_attention: expected q (B, H, Tq, D) and k, v (B, H, Tk, D) with "
+                         f"Tq <= Tk; got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+    return CausalAttention.apply(q, k, v)

@@ -1,0 +1,275 @@
+"""Tensor, Function and the reverse-mode engine.
+
+A `Tensor` wraps an array (`.data`, NumPy or CuPy) and remembers the `Function` node
+that produced it. Calling `loss.backward()` visits those nodes in reverse topological
+order, asks each for the gradient of its inputs (`Function.backward`), sums the
+gradients of a tensor used more than once, and stores the result in `.grad` of the
+leaves (tensors created by the user, such as parameters).
+
+Three rules keep the ops simple and the engine fast:
+- Broadcasting is undone once, here (`unbroadcast`), not in every op: an op may return
+  a gradient of the broadcast shape and the engine sums it back to the input's shape.
+- Gradient arrays are never modified in place, by the engine or by an op's backward:
+  one array may be handed to several inputs (the gradient of `a + b` is `g` for both),
+  so writing into it would corrupt the others.
+- Only leaves keep `.grad`; intermediate gradients are dropped as soon as they are used.
+"""
+import numpy as np
+
+from .backend import array_module, check_device, device_of, to_device, to_numpy
+
+_grad_enabled = True
+
+
+class no_grad:
+    """Context manager (and decorator) that records no graph: for evaluation and
+    for updating parameters in place without the update itself being differentiated."""
+
+    def __enter__(self):
+        global _grad_enabled
+        self._previous = _grad_enabled
+        _grad_enabled = False
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._previous
+
+    def __call__(self, fn):
+        def wrapper(*args, **kwargs):
+            with no_grad():
+                return fn(*args, **kwargs)
+        wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+        return wrapper
+
+
+def is_grad_enabled():
+    return _grad_enabled
+
+
+def _as_array(data, dtype):
+    """The array a new Tensor will hold: lists and Python numbers become float32 by
+    default; arrays keep their dtype (float64 stays float64, integer ids stay integers)."""
+    if isinstance(data, Tensor):
+        data = data.data
+    xp = array_module(data)
+    if dtype is not None:
+        return xp.asarray(data, dtype=dtype)
+    if hasattr(data, "dtype") and hasattr(data, "shape"):
+        return xp.asarray(data)
+    arr = np.asarray(data)
+    if arr.dtype.kind in "fiub" and arr.dtype != np.bool_:
+        return arr.astype(np.float32)
+    return arr
+
+
+class Tensor:
+    """An array plus what autograd needs: `requires_grad`, `.grad`, and the node
+    (`_ctx`, a Function instance) that created it."""
+
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "name")
+    # Make `ndarray + Tensor` call Tensor.__radd__ instead of NumPy broadcasting over it.
+    __array_priority__ = 1000
+
+    def __init__(self, data, requires_grad=False, dtype=None, name=None):
+        self.data = _as_array(data, dtype)
+        if requires_grad and self.data.dtype.kind != "f":
+            raise TypeError(f"only floating-point tensors can require grad, got dtype {self.data.dtype}")
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._ctx = None
+        self.name = name
+
+    # -- basic properties -------------------------------------------------------
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def size(self):
+        return self.data.size
+
+    @property
+    def device(self):
+        return device_of(self.data)
+
+    @property
+    def is_leaf(self):
+        return self._ctx is None
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"tensor({self.data!r}{grad})"
+
+    # -- conversions ------------------------------------------------------------
+    def numpy(self):
+        """The data as a NumPy array (copied to the host from a GPU)."""
+        return to_numpy(self.data)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.data.reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def detach(self):
+        """The same data, cut from the graph (shares memory, never requires grad)."""
+        return Tensor._wrap(self.data, False, None)
+
+    def astype(self, dtype):
+        """A copy in another dtype, differentiable (the gradient is cast back)."""
+        from .ops import Cast
+        return Cast.apply(self, dtype=np.dtype(dtype))
+
+    def to(self, device):
+        """This tensor on 'cpu' or 'cuda'. A leaf stays a leaf (same requires_grad,
+        gradient moved too), so `param.to('cuda')` gives a trainable GPU parameter."""
+        check_device(device)
+        if device == self.device:
+            return self
+        out = Tensor._wrap(to_device(self.data, device), self.requires_grad, None)
+        out.name = self.name
+        if self.grad is not None:
+            out.grad = to_device(self.grad, device)
+        return out
+
+    # -- autograd ---------------------------------------------------------------
+    @staticmethod
+    def _wrap(data, requires_grad, ctx):
+        # The fast constructor used by every op: no checks, no conversion.
+        t = Tensor.__new__(Tensor)
+        t.data, t.grad, t.requires_grad, t._ctx, t.name = data, None, requires_grad, ctx, None
+        return t
+
+    def backward(self, grad=None):
+        """Accumulate d(self)/d(leaf) into `.grad` of every leaf that requires grad.
+
+        `grad` is dL/d(self); it may be omitted only for a one-element tensor (then 1).
+        Calling backward twice adds the second gradient to the first, as in PyTorch:
+        reset with `zero_grad()` on the module or optimizer between steps.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward() called on a tensor that does not require grad "
+                               "(no input of it requires grad, or it was built under no_grad)")
+        xp = array_module(self.data)
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward() without a gradient needs a one-element tensor; this one "
+                                   f"has shape {self.shape}: pass grad= of that shape")
+            grad = xp.ones_like(self.data)
+        else:
+            grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=self.dtype)
+            if grad.shape != self.shape:
+                raise ValueError(f"backward(grad=...) has shape {grad.shape}, expected {self.shape}")
+
+        grads = {id(self): grad}
+        for t in reversed(_topological_order(self)):
+            g = grads.pop(id(t), None)
+            if g is None:
+                continue
+            ctx = t._ctx
+            if ctx is None:  # a leaf: keep its gradient
+                t.grad = g if t.grad is None else t.grad + g
+                continue
+            input_grads = ctx.backward(g)
+            if not isinstance(input_grads, tuple):
+                input_grads = (input_grads,)
+            for parent, gp, needed in zip(ctx.parents, input_grads, ctx.needs_input_grad):
+                if not needed or gp is None:
+                    continue
+                pdata = parent.data
+                if gp.shape != pdata.shape:
+                    gp = unbroadcast(gp, pdata.shape)
+                if gp.dtype != pdata.dtype:
+                    gp = gp.astype(pdata.dtype)
+                key = id(parent)
+                previous = grads.get(key)
+                grads[key] = gp if previous is None else previous + gp
+
+
+def _topological_order(root):
+    """Tensors that require grad reachable from `root`, every tensor after its inputs
+    (iterative depth-first search, so deep graphs never hit Python's recursion limit)."""
+    order, seen = [], set()
+    stack = [(root, False)]
+    while stack:
+        t, expanded = stack.pop()
+        if expanded:
+            order.append(t)
+            continue
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        stack.append((t, True))
+        if t._ctx is not None:
+            for p in t._ctx.parents:
+                if isinstance(p, Tensor) and p.requires_grad and id(p) not in seen:
+                    stack.append((p, False))
+    return order
+
+
+def unbroadcast(grad, shape):
+    """Sum `grad` down to `shape`: the adjoint of NumPy broadcasting.
+
+    Broadcasting copies an input along new leading axes and along axes of size 1, so
+    the gradient of the input is the sum of the gradients of all its copies.
+    """
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad
+
+
+class Function:
+    """One differentiable op. Subclasses write, side by side,
+
+        forward(ctx, *arrays, **options) -> array      (ctx.save(...) what backward needs)
+        backward(ctx, g) -> gradient for each positional input (None where not needed)
+
+    on raw arrays. `ctx` is the node itself: one instance per call, kept alive by the
+    output tensor until the graph is dropped. `ctx.needs_input_grad[i]` says whether
+    input i needs a gradient, so backward can skip work for frozen inputs.
+    """
+
+    __slots__ = ("parents", "needs_input_grad", "saved", "__dict__")
+
+    def save(ctx, *arrays):
+        ctx.saved = arrays
+
+    @classmethod
+    def apply(cls, *inputs, **options):
+        ctx = cls.__new__(cls)
+        needs = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
+        ctx.needs_input_grad = needs
+        out = ctx.forward(*[x.data if isinstance(x, Tensor) else x for x in inputs], **options)
+        if _grad_enabled and True in needs:
+            ctx.parents = inputs
+            return Tensor._wrap(out, True, ctx)
+        return Tensor._wrap(out, False, None)
+
+    def forward(ctx, *inputs, **options):
+        raise NotImplementedError
+
+    def backward(ctx, g):
+        raise NotImplementedError
+
+
+def tensor(data, requires_grad=False, dtype=None):
+    """Make a leaf Tensor. Lists and Python numbers become float32; arrays keep their
+    dtype (pass float64 arrays for gradient checks); `dtype=` converts."""
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
