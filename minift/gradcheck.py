@@ -71,7 +71,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-8, rtol=1e-6, seed=0):
             err = np.abs(a - n)
             bound = atol + rtol * np.abs(n)
             if not np.all(err <= bound):
-                worst = np.unravel_index(np.argmax(err - bound), err.shape) if err.ndim else ()
+                worst = tuple(int(i) for i in np.unravel_index(np.argmax(err - bound), err.shape))
                 name = f" ({x.name})" if x.name else ""
                 raise GradcheckError(
                     f"gradcheck failed for input {i}{name} of shape {tuple(x.shape)}: at index {worst} "

