@@ -40,7 +40,7 @@ class Tokenizer:
     """Byte-level BPE with `<|endoftext|>` (id 0) and `<|pad|>` (id 1).
 
     Build one with `Tokenizer.train(...)` or `Tokenizer.load(path)`. The wrapped HF
-    tokenizer is available as `.hf` for experiments; changing it changes `fingerprint()`.
+    tokenizer is `.hf`, to inspect (vocabulary, merges); treat it as read-only.
     """
 
     def __init__(self, hf_tokenizer):
@@ -81,6 +81,8 @@ class Tokenizer:
                              f"{len(SPECIAL_TOKENS)} special tokens), got {vocab_size}")
         if texts is None and files is None:
             raise ValueError("Tokenizer.train needs texts=... or files=...")
+        if isinstance(texts, (str, os.PathLike)):
+            texts = [texts]           # one text (or file), not an iterable of characters
 
         hf = HFTokenizer(models.BPE())
         # add_prefix_space=False: "hello" and " hello" stay different, and no space is

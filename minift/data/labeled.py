@@ -1,0 +1,306 @@
+"""Labeled text for fine-tuning: loading, label ids, splits, class weights, padding.
+
+    data = load_labeled("train.csv")                  # columns "text" and "label"
+    vocab = label_vocabulary(data.labels)             # ["negative", "neutral", "positive"]
+    y = encode_labels(data.labels, vocab, source=data.source)
+    train_idx, val_idx = stratified_split(data.labels, val_fraction=0.2, seed=0)
+    seqs, n_cut = encode_texts(data.texts, tokenizer, max_len=128)
+    ids, lengths = pad_batch([seqs[i] for i in train_idx[:16]], tokenizer.pad_id)
+
+Files are CSV, TSV or JSON Lines in UTF-8. Every problem in a file is reported with the
+file name and the line, because a bad row in a few thousand is otherwise hard to find.
+"""
+import csv
+import io
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .corpus import decode_utf8
+
+__all__ = [
+    "LabeledData", "load_labeled", "label_vocabulary", "encode_labels",
+    "stratified_split", "class_weights", "encode_texts", "pad_batch",
+]
+
+_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
+
+
+@dataclass
+class LabeledData:
+    """Texts and their label names, as read from `source`.
+
+    `n_skipped_empty` counts the rows whose text was empty (or only whitespace): they
+    carry nothing to classify, so they are dropped rather than trained on.
+    """
+    texts: list
+    labels: list
+    source: str
+    n_skipped_empty: int = 0
+
+    def __len__(self):
+        return len(self.texts)
+
+
+# ----------------------------------------------------------------------------- loading
+
+def load_labeled(path, text_column="text", label_column="label", fmt=None):
+    """Read labeled examples from a CSV, TSV or JSONL file.
+
+    The format comes from the extension (.csv, .tsv, .jsonl, .json = JSON Lines) or from
+    `fmt` ("csv", "tsv" or "jsonl"). CSV and TSV have a header row and follow the usual
+    quoting rules: a field holding the delimiter, a quote or a newline is enclosed in
+    double quotes. JSONL has one JSON object per line.
+
+    Labels are kept as strings with surrounding whitespace stripped ("positive " would
+    otherwise be a class of its own); numbers become strings (1 -> "1"). Texts are kept
+    exactly as written. A row with empty text is skipped and counted; a row with text
+    but no label is an error.
+    """
+    path = Path(path)
+    if fmt is None:
+        fmt = _FORMATS.get(path.suffix.lower())
+        if fmt is None:
+            raise ValueError(f"{path}: cannot tell the format from the extension "
+                             f"{path.suffix!r}; use .csv, .tsv, .jsonl or .json, or pass "
+                             f"fmt='csv', 'tsv' or 'jsonl'")
+    fmt = {"json": "jsonl"}.get(fmt, fmt)
+    if fmt not in ("csv", "tsv", "jsonl"):
+        raise ValueError(f"unknown format {fmt!r}; expected 'csv', 'tsv' or 'jsonl'")
+    if not path.is_file():
+        raise FileNotFoundError(f"labeled data file not found: {path}")
+
+    text = decode_utf8(path.read_bytes(), path)
+    if fmt == "jsonl":
+        rows = _jsonl_rows(text, path, text_column, label_column)
+    else:
+        delimiter = "," if fmt == "csv" else "\t"
+        rows = _delimited_rows(text, path, delimiter, text_column, label_column)
+
+    data = LabeledData(texts=[], labels=[], source=str(path))
+    for line, row_text, label in rows:
+        if row_text is None or not row_text.strip():
+            data.n_skipped_empty += 1
+            continue
+        if label is None or not label.strip():
+            raise ValueError(f"{path}: line {line}: the label ({label_column!r}) is "
+                             f"missing; every row with text needs a label")
+        data.texts.append(row_text)
+        data.labels.append(label.strip())
+    return data
+
+
+def _delimited_rows(text, path, delimiter, text_column, label_column):
+    """Yield (line, text, label) from CSV/TSV text; `line` is where the record starts."""
+    kind = "CSV" if delimiter == "," else "TSV"
+    # newline="" hands line endings to the csv module, which needs them to read quoted
+    # fields that span lines. strict=True turns malformed quoting into an error instead
+    # of silently gluing rows together.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    header = None
+    end_of_previous = 0                 # reader.line_num after the previous record
+    while True:
+        start = end_of_previous + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            raise ValueError(f"{path}: line {start}: malformed {kind} record ({e}); a "
+                             f"field that contains the delimiter, a quote or a newline "
+                             f"must be enclosed in double quotes, with inner quotes "
+                             f"doubled (\"\")") from None
+        end_of_previous = reader.line_num
+        if not row:
+            continue                    # a blank line
+        if header is None:
+            header = [name.strip() for name in row]
+            text_i = _column_index(header, text_column, "text_column", path)
+            label_i = _column_index(header, label_column, "label_column", path)
+            continue
+        if len(row) != len(header):
+            raise ValueError(f"{path}: line {start}: expected {len(header)} fields "
+                             f"({', '.join(header)}), found {len(row)}; a field that "
+                             f"contains the delimiter must be enclosed in double quotes")
+        yield start, row[text_i], row[label_i]
+    if header is None:
+        raise ValueError(f"{path}: the file is empty; expected a header row naming the "
+                         f"columns {text_column!r} and {label_column!r}")
+
+
+def _column_index(header, column, argument, path):
+    if column not in header:
+        raise ValueError(f"{path}: no column {column!r} in the header; the columns "
+                         f"present are {header}. Pass {argument}= to use another one.")
+    return header.index(column)
+
+
+def _jsonl_rows(text, path, text_column, label_column):
+    """Yield (line, text, label) from JSON Lines text."""
+    expected = (f"JSON Lines holds one complete object per line, such as "
+                f'{{"{text_column}": "...", "{label_column}": "..."}}')
+    # Split on "\n" only: str.splitlines would also split at U+2028 and other
+    # separators, which JSON allows unescaped inside strings.
+    for line_no, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: line {line_no}, column {e.colno}: invalid JSON "
+                             f"({e.msg}); {expected}") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path}: line {line_no}: expected a JSON object, found "
+                             f"{_json_type(obj)}; {expected}")
+        for column, argument in ((text_column, "text_column"), (label_column, "label_column")):
+            if column not in obj:
+                raise ValueError(f"{path}: line {line_no}: no column {column!r}; the "
+                                 f"columns present are {list(obj)}. Pass {argument}= to "
+                                 f"use another one.")
+        row_text = obj[text_column]
+        if row_text is not None and not isinstance(row_text, str):
+            raise ValueError(f"{path}: line {line_no}: {text_column!r} is "
+                             f"{_json_type(row_text)}, expected a string")
+        yield line_no, row_text, _label_string(obj[label_column], path, line_no)
+
+
+def _label_string(value, path, line_no):
+    """A JSON label as a string: "pos" -> "pos", 1 -> "1", 1.0 -> "1", true -> "true"."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):         # before int: bool is a subclass of int
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))          # 1.0 and 1 name the same class
+    if isinstance(value, (int, float)):
+        return str(value)
+    raise ValueError(f"{path}: line {line_no}: a label must be a string or a number, "
+                     f"found {_json_type(value)}")
+
+
+def _json_type(value):
+    """The JSON name of a decoded value's type, for error messages."""
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+             int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+# ----------------------------------------------------------------------------- labels
+
+def label_vocabulary(labels):
+    """The label names in a stable order: sorted.
+
+    Sorting makes class ids the same on every run and machine; for the built-in
+    feedback data it gives ["negative", "neutral", "positive"].
+    """
+    vocab = sorted(set(labels))
+    if not vocab:
+        raise ValueError("no labels: cannot build a label vocabulary from an empty list")
+    return vocab
+
+
+def encode_labels(labels, vocab, source=None):
+    """Label names -> int64 ids (positions in `vocab`).
+
+    A label not in `vocab` (say, a test file with a class the training data never had)
+    raises a ValueError naming the label, the file `source` and the known labels.
+    """
+    index = {name: i for i, name in enumerate(vocab)}
+    unknown = sorted({label for label in labels if label not in index})
+    if unknown:
+        where = f"{source}: " if source is not None else ""
+        raise ValueError(f"{where}label(s) {', '.join(map(repr, unknown))} not among the "
+                         f"known labels {list(vocab)} (the training labels)")
+    return np.array([index[label] for label in labels], dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------- splits
+
+def stratified_split(n_or_labels, val_fraction, seed):
+    """Split example indices into (train_idx, val_idx), keeping class proportions.
+
+    `n_or_labels` is a list of labels (names or ids), or an int n for a plain random
+    split of range(n). Each class gives about `val_fraction` of its examples to
+    validation: at least one if it has two or more, and never all of them, so every
+    class with 2+ examples appears on both sides. Both index arrays are sorted int64;
+    the same seed gives the same split.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    if isinstance(n_or_labels, (int, np.integer)):
+        labels = np.zeros(int(n_or_labels), dtype=np.int64)      # one single "class"
+    else:
+        labels = np.asarray(list(n_or_labels))
+    rng = np.random.Generator(np.random.PCG64(seed))
+    train_parts, val_parts = [], []
+    for cls in np.unique(labels):                                 # sorted: deterministic
+        members = np.flatnonzero(labels == cls)
+        members = members[rng.permutation(len(members))]
+        n_val = int(np.floor(len(members) * val_fraction + 0.5))  # round half up
+        if len(members) >= 2:
+            n_val = min(max(n_val, 1), len(members) - 1)
+        else:
+            n_val = 0                                             # a lone example trains
+        val_parts.append(members[:n_val])
+        train_parts.append(members[n_val:])
+    train_idx = np.sort(np.concatenate(train_parts + [np.zeros(0, np.int64)]))
+    val_idx = np.sort(np.concatenate(val_parts + [np.zeros(0, np.int64)]))
+    return train_idx.astype(np.int64), val_idx.astype(np.int64)
+
+
+def class_weights(label_ids, num_classes):
+    """Inverse-frequency class weights, float32, averaging 1 over the classes present.
+
+    weight[c] is proportional to 1 / count[c]: a class with half as many examples counts
+    twice as much per example in a weighted loss. A class with no examples gets weight 0
+    and a warning (it cannot be learned from this data). Use the weights in a loss that
+    divides by the sum of the weights of the batch, so their overall scale does not
+    change the learning rate.
+    """
+    label_ids = np.asarray(label_ids, dtype=np.int64)
+    if label_ids.size and (label_ids.min() < 0 or label_ids.max() >= num_classes):
+        raise ValueError(f"label ids must lie in 0..{num_classes - 1}, found "
+                         f"{label_ids.min()}..{label_ids.max()}")
+    counts = np.bincount(label_ids, minlength=num_classes)
+    present = counts > 0
+    if not present.all():
+        warnings.warn(f"classes {np.flatnonzero(~present).tolist()} have no examples; "
+                      f"their class weight is 0", stacklevel=2)
+    weights = np.zeros(num_classes, dtype=np.float64)
+    weights[present] = 1.0 / counts[present]
+    if present.any():
+        weights[present] /= weights[present].mean()
+    return weights.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- model inputs
+
+def encode_texts(texts, tokenizer, max_len):
+    """Token ids for each text, cut to the first `max_len` tokens.
+
+    Returns (list of id lists, number of texts that were cut), so a caller can report
+    how much text a short context drops.
+    """
+    if max_len < 1:
+        raise ValueError(f"max_len must be >= 1, got {max_len}")
+    seqs = tokenizer.encode_batch(texts)
+    n_truncated = sum(len(ids) > max_len for ids in seqs)
+    return [ids[:max_len] for ids in seqs], n_truncated
+
+
+def pad_batch(seqs, pad_id):
+    """Right-pad id sequences into one array.
+
+    Returns (ids, lengths): ids is (B, Tmax) int64 with `pad_id` after each sequence's
+    end, lengths is (B,) int64 with each sequence's true length (for masking/pooling).
+    """
+    if len(seqs) == 0:
+        raise ValueError("pad_batch needs at least one sequence")
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)                  # (B,)
+    ids = np.full((len(seqs), int(lengths.max())), pad_id, dtype=np.int64)      # (B, Tmax)
+    for row, s in enumerate(seqs):
+        ids[row, :len(s)] = s
+    return ids, lengths
