@@ -1,0 +1,206 @@
+"""GPT: the GPT-2 architecture at toy size.
+
+    idx (B, T) -> token embedding + position embedding -> n_layer x Block -> LayerNorm
+               -> LM head -> logits (B, T, vocab_size)
+
+    Block:  x = x + attn(ln_1(x))        causal self-attention
+            x = x + mlp(ln_2(x))         Linear(C, 4C) -> GELU -> Linear(4C, C)
+
+Parameter names are GPT-2's (`transformer.h.0.attn.c_attn.weight`, ...) and Linear
+weights are stored (in_features, out_features) as in GPT-2's checkpoints.
+"""
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from . import functional as F
+from .backend import array_module
+from .nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, Parameter
+from .ops import split
+from .tensor import Tensor
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int
+    block_size: int          # the longest sequence the model sees (position table size)
+    n_layer: int
+    n_head: int
+    n_embd: int
+    dropout: float = 0.0
+    bias: bool = True        # biases in Linear and LayerNorm, as GPT-2
+    tie_weights: bool = True  # LM head shares the token embedding matrix
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig: n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"GPTConfig: unknown fields {unknown}; known fields are {sorted(known)}")
+        return cls(**d)
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=2)
+
+
+class CausalSelfAttention(Module):
+    def __init__(self, config, rng, dtype):
+        C = config.n_embd
+        self.n_head = config.n_head
+        self.c_attn = Linear(C, 3 * C, bias=config.bias, init_std=0.02, rng=rng, dtype=dtype)
+        # Residual projections start smaller (GPT-2): the residual stream sums 2 per layer.
+        self.c_proj = Linear(C, C, bias=config.bias, init_std=0.02 / math.sqrt(2 * config.n_layer),
+                             rng=rng, dtype=dtype)
+        self.resid_dropout = Dropout(config.dropout)
+
+    def forward(self, x, cache=None):
+        B, T, C = x.shape
+        H = self.n_head
+        q, k, v = split(self.c_attn(x), 3, axis=-1)               # 3 x (B, T, C)
+        q, k, v = (t.reshape(B, T, H, C // H).transpose(0, 2, 1, 3) for t in (q, k, v))  # (B, H, T, D)
+        if cache is not None:                                      # decoding: prepend the past keys/values
+            k, v = cache.extend(k, v)                              # (B, H, T_past + T, D)
+        y = F.causal_attention(q, k, v)                            # (B, H, T, D)
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)               # heads side by side again
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(Module):
+    def __init__(self, config, rng, dtype):
+        C = config.n_embd
+        self.c_fc = Linear(C, 4 * C, bias=config.bias, init_std=0.02, rng=rng, dtype=dtype)
+        self.c_proj = Linear(4 * C, C, bias=config.bias, init_std=0.02 / math.sqrt(2 * config.n_layer),
+                             rng=rng, dtype=dtype)
+        self.dropout = Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(Module):
+    def __init__(self, config, rng, dtype):
+        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias, dtype=dtype)
+        self.attn = CausalSelfAttention(config, rng, dtype)
+        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias, dtype=dtype)
+        self.mlp = MLP(config, rng, dtype)
+
+    def forward(self, x, cache=None):
+        x = x + self.attn(self.ln_1(x), cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+class Transformer(Module):
+    """The backbone: embeddings, blocks and the final LayerNorm (no head). Fine-tuning
+    keeps this part and puts a new head on its output."""
+
+    def __init__(self, config, rng, dtype):
+        self.wte = Embedding(config.vocab_size, config.n_embd, init_std=0.02, rng=rng, dtype=dtype)
+        self.wpe = Embedding(config.block_size, config.n_embd, init_std=0.02, rng=rng, dtype=dtype)
+        self.drop = Dropout(config.dropout)
+        self.h = ModuleList(Block(config, rng, dtype) for _ in range(config.n_layer))
+        self.ln_f = LayerNorm(config.n_embd, bias=config.bias, dtype=dtype)
+        self.block_size = config.block_size
+
+    def forward(self, idx, cache=None):
+        """idx (B, T) integer token ids -> final hidden states (B, T, C)."""
+        idx = idx.data if isinstance(idx, Tensor) else idx
+        B, T = idx.shape
+        start = cache.length if cache is not None else 0
+        if start + T > self.block_size:
+            raise ValueError(f"sequence of length {start + T} is longer than the model's block_size "
+                             f"({self.block_size})")
+        positions = array_module(idx).arange(start, start + T)
+        x = self.drop(self.wte(idx) + self.wpe(positions))       # (B, T, C) + (T, C)
+        for i, block in enumerate(self.h):
+            x = block(x, cache.layer(i) if cache is not None else None)
+        if cache is not None:
+            cache.length += T
+        return self.ln_f(x)
+
+
+class LMHead(Module):
+    """logits = x @ weight^T, with weight stored (vocab_size, n_embd) as in GPT-2 —
+    the shape of the token embedding it is usually tied to."""
+
+    def __init__(self, weight):
+        self.weight = weight
+
+    def forward(self, x):
+        return x @ self.weight.T
+
+
+class GPT(Module):
+    """The pretraining model: backbone + LM head.
+
+    model(idx, targets=None) -> (logits (B, T, V), loss or None)
+    """
+
+    def __init__(self, config, seed=0, dtype=np.float32):
+        self.config = config
+        rng = np.random.default_rng(seed)
+        self.transformer = Transformer(config, rng, dtype)
+        if config.tie_weights:
+            head_weight = self.transformer.wte.weight
+        else:
+            head_weight = Parameter(rng.normal(0.0, 0.02, (config.vocab_size, config.n_embd)).astype(dtype))
+        self.lm_head = LMHead(head_weight)
+
+    def forward(self, idx, targets=None, cache=None):
+        x = self.transformer(idx, cache)
+        logits = self.lm_head(x)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits, targets)
+        return logits, loss
+
+
+class KVCache:
+    """Keys and values of the positions decoded so far, one pair per layer, so that each
+    new token attends to the past without recomputing it. Holds plain arrays: used
+    only under no_grad."""
+
+    def __init__(self, n_layer):
+        self.keys = [None] * n_layer
+        self.values = [None] * n_layer
+        self.length = 0
+
+    def layer(self, i):
+        return _LayerCache(self, i)
+
+
+class _LayerCache:
+    def __init__(self, cache, i):
+        self.cache, self.i = cache, i
+
+    def extend(self, k, v):
+        """Append new keys/values (B, H, T, D) and return all of them so far."""
+        c, i = self.cache, self.i
+        xp = array_module(k.data)
+        if c.keys[i] is not None:
+            c.keys[i] = xp.concatenate([c.keys[i], k.data], axis=2)
+            c.values[i] = xp.concatenate([c.values[i], v.data], axis=2)
+        else:
+            c.keys[i], c.values[i] = k.data, v.data
+        return Tensor._wrap(c.keys[i], False, None), Tensor._wrap(c.values[i], False, None)
+
+
+PRESETS = {
+    # the reference benchmark configuration is "small" with batch 16
+    "tiny": dict(block_size=64, n_layer=2, n_head=2, n_embd=64),
+    "small": dict(block_size=128, n_layer=4, n_head=4, n_embd=128),
+}
