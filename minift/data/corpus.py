@@ -9,22 +9,23 @@ A batch is B random windows of T + 1 consecutive ids from that stream; the input
 first T ids of each window and the target is the same window shifted left by one, so
 every position is trained to predict the token that follows it.
 
-This module also holds the two small file helpers the whole data package shares:
-`decode_utf8` (UTF-8 with errors that point at the bad byte) and `atomic_write_bytes`.
+This module also holds `decode_utf8` (UTF-8 with errors that point at the bad byte),
+which the whole data package shares.
 """
 import codecs
 import hashlib
 import json
 import os
 import re
-import uuid
 from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_write
+
 __all__ = [
     "read_text_files", "split_documents", "tokenize_corpus", "train_val_split",
-    "BatchSampler", "decode_utf8", "atomic_write_bytes",
+    "BatchSampler", "decode_utf8",
 ]
 
 # Bump when the layout of tokens.bin / tokens.json changes, so old caches are rebuilt.
@@ -55,29 +56,6 @@ def decode_utf8(data, source):
             f"bytes {bad!r} are not valid UTF-8 ({e.reason}). minift reads text as "
             f"UTF-8; re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)."
         ) from None
-
-
-def atomic_write_bytes(path, data):
-    """Write `data` (bytes, or any buffer such as a NumPy array) to `path` atomically.
-
-    The data goes to a temporary file in the same directory, is flushed to disk, and the
-    temporary file is then renamed over `path`. A crash leaves either the old file or the
-    new one, never a half-written one. Returns `path` as a Path.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same directory as the target: os.replace is only atomic within one file system.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 # ----------------------------------------------------------------------------- reading text
@@ -200,9 +178,9 @@ def tokenize_corpus(documents, tokenizer, cache_dir=None):
     # Remove the old description first: if we crash after writing tokens.bin, no
     # tokens.json is left that could vouch for the wrong ids.
     meta_path.unlink(missing_ok=True)
-    atomic_write_bytes(bin_path, ids.data)
+    atomic_write(bin_path, ids.data)
     meta = dict(expected, length=int(ids.size))
-    atomic_write_bytes(meta_path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
+    atomic_write(meta_path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
     return ids
 
 

@@ -26,7 +26,8 @@ from pathlib import Path
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from .corpus import atomic_write_bytes, decode_utf8, read_text_files
+from ..files import atomic_write
+from .corpus import decode_utf8, read_text_files
 
 __all__ = ["Tokenizer", "EOT_TOKEN", "PAD_TOKEN"]
 
@@ -130,7 +131,7 @@ class Tokenizer:
         """
         path = Path(path)
         file = path if path.suffix == ".json" else path / TOKENIZER_FILE
-        return atomic_write_bytes(file, self.to_str().encode("utf-8"))
+        return atomic_write(file, self.to_str().encode("utf-8"))
 
     def fingerprint(self):
         """A sha256 hex digest of the tokenizer's JSON, independent of its formatting.

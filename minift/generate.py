@@ -1,0 +1,70 @@
+"""Text generation: greedy and sampled decoding (temperature, top-k, top-p), with a
+KV cache so that each new token costs one position of compute, not a whole pass."""
+import numpy as np
+
+from .backend import array_module, to_numpy
+from .model import KVCache
+from .tensor import no_grad
+
+
+def _pick(logits, temperature, top_k, top_p, rng):
+    """Choose the next token id from one row of logits (V,) (a NumPy array)."""
+    if temperature == 0:
+        return int(np.argmax(logits))
+    logits = logits.astype(np.float64) / temperature
+    if top_k is not None and top_k < logits.size:
+        kth = np.partition(logits, -top_k)[-top_k]
+        logits = np.where(logits < kth, -np.inf, logits)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    if top_p is not None and top_p < 1.0:
+        # keep the smallest set of most likely tokens whose total probability >= top_p
+        order = np.argsort(-probs, kind="stable")
+        cumulative = np.cumsum(probs[order])
+        keep = order[:int(np.searchsorted(cumulative, top_p)) + 1]
+        kept = np.zeros_like(probs)
+        kept[keep] = probs[keep]
+        probs = kept / kept.sum()
+    return int(rng.choice(probs.size, p=probs))
+
+
+@no_grad()
+def generate(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
+             seed=0, eos_id=None, use_cache=True):
+    """Continue `prompt_ids` (a list of ints) by up to `max_new_tokens` tokens and return
+    the new ids (stopping after `eos_id` if given; it is not included).
+
+    temperature 0 is greedy decoding. With use_cache=False every step runs the model on
+    the last block_size tokens; with the cache, each step runs one position, and when the
+    window is full the cache is rebuilt from the last block_size tokens — the same
+    context the uncached model sees, so both give the same tokens.
+    """
+    if len(prompt_ids) == 0:
+        raise ValueError("generate needs a non-empty prompt (start with the end-of-text id for none)")
+    if temperature < 0 or (top_p is not None and not 0 < top_p <= 1) or (top_k is not None and top_k < 1):
+        raise ValueError(f"generate: need temperature >= 0, 0 < top_p <= 1, top_k >= 1; got "
+                         f"{temperature}, {top_p}, {top_k}")
+    was_training = model.training
+    model.eval()
+    block = model.config.block_size
+    xp = array_module(model.parameters()[0].data)
+    rng = np.random.default_rng(seed)
+    seq = list(prompt_ids)
+    new = []
+    cache, fed = None, 0        # `fed`: how many tokens of seq the cache has seen
+    for _ in range(max_new_tokens):
+        if use_cache and cache is not None and cache.length < block:
+            step_ids = seq[fed:]
+        else:                   # start (or restart) from the last block_size tokens
+            cache = KVCache(model.config.n_layer) if use_cache else None
+            step_ids = seq[-block:]
+            fed = len(seq) - len(step_ids)
+        logits, _ = model(xp.asarray(np.array([step_ids], dtype=np.int64)), cache=cache)
+        fed += len(step_ids)
+        token = _pick(to_numpy(logits.data[0, -1]), temperature, top_k, top_p, rng)
+        if eos_id is not None and token == eos_id:
+            break
+        seq.append(token)
+        new.append(token)
+    model.train(was_training)
+    return new

@@ -1,0 +1,336 @@
+"""The training loop (one, for pretraining and fine-tuning), checkpoints and progress.
+
+    for step in range(start, steps):
+        lr = schedule(step)
+        for each of grad_accum micro-batches:
+            loss = loss_fn(model, batch) / grad_accum;  loss.backward()
+        clip_grad_norm;  optimizer.step();  zero_grad
+        every eval_every steps: evaluate, write metrics.json, save a checkpoint
+
+A checkpoint (`checkpoint.safetensors`) holds the weights, the optimizer's moments, the
+step, the batch sampler's random state and the history, in one file written
+atomically: a crash at any moment leaves the previous checkpoint loadable, and
+`resume()` continues bit for bit as if the run had never stopped.
+"""
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .backend import device_of, to_device
+from .files import load_safetensors, save_safetensors, write_json
+from .nn import reseed_dropout
+from .optim import clip_grad_norm
+from .tensor import no_grad
+
+CHECKPOINT = "checkpoint.safetensors"
+WEIGHTS = "model.safetensors"
+METRICS = "metrics.json"
+
+
+class Progress:
+    """One progress line: rewritten in place on a terminal, printed as plain lines
+    (every `every` steps) when the output is a log file or a pipe."""
+
+    def __init__(self, stream=None, every=50):
+        self.stream = stream or sys.stdout
+        self.every = every
+        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._open = False
+
+    def update(self, step, total, text):
+        if self.live:
+            self.stream.write("\r\033[K" + text)
+            self.stream.flush()
+            self._open = True
+        elif step % self.every == 0 or step == total:
+            self.print(text)
+
+    def print(self, text):
+        if self._open:
+            self.stream.write("\n")
+            self._open = False
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _format_seconds(s):
+    s = int(round(s))
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+class Trainer:
+    """Runs `steps` optimisation steps of `loss_fn(model, batch)` on batches drawn from
+    `batches` (an object with next_batch(), state_dict(), load_state_dict()).
+
+    evaluate(model) -> dict of numbers, called every `eval_every` steps and at the end
+    (in eval mode, without a graph). With a `run_dir`, metrics.json is rewritten at
+    every evaluation and a checkpoint is saved every `checkpoint_every` steps.
+    """
+
+    def __init__(self, model, optimizer, batches, loss_fn, *, steps, schedule=None, grad_accum=1,
+                 grad_clip=1.0, evaluate=None, eval_every=100, run_dir=None, checkpoint_every=None,
+                 seed=0, progress=None, extra_metadata=None):
+        if steps < 0 or grad_accum < 1:
+            raise ValueError(f"Trainer: need steps >= 0 and grad_accum >= 1, got {steps} and {grad_accum}")
+        self.model, self.optimizer, self.batches, self.loss_fn = model, optimizer, batches, loss_fn
+        self.steps, self.schedule, self.grad_accum, self.grad_clip = steps, schedule, grad_accum, grad_clip
+        self.evaluate, self.eval_every = evaluate, eval_every
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.checkpoint_every = checkpoint_every or eval_every
+        self.seed = seed
+        self.progress = progress or Progress()
+        self.extra_metadata = extra_metadata or {}
+        self.step = 0
+        self.history = {"train": [], "eval": []}
+
+    # -- the loop -------------------------------------------------------------------
+    def run(self, until=None):
+        """Train up to `self.steps` (or stop early at step `until`, checkpointing there)."""
+        stop = self.steps if until is None else min(until, self.steps)
+        model, params = self.model, self.optimizer.params()
+        device = device_of(params[0].data)
+        start_step, t0, tokens = self.step, time.perf_counter(), 0
+        if self.step == 0 and self.evaluate is not None:
+            self._evaluate()
+        model.train()
+        while self.step < stop:
+            lr = self.schedule(self.step) if self.schedule else None
+            if lr is not None:
+                for g in self.optimizer.param_groups:
+                    g["lr"] = lr
+            reseed_dropout(model, self.seed, self.step)
+            loss_sum = 0.0
+            for _ in range(self.grad_accum):
+                batch = tuple(to_device(b, device) if isinstance(b, np.ndarray) else b
+                              for b in self.batches.next_batch())
+                loss = self.loss_fn(model, batch)
+                if self.grad_accum > 1:
+                    loss = loss * (1.0 / self.grad_accum)
+                loss.backward()
+                loss_sum += float(loss.item())
+                tokens += int(batch[0].size)
+            grad_norm = clip_grad_norm(params, self.grad_clip) if self.grad_clip else None
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+            self.step += 1
+
+            elapsed = time.perf_counter() - t0
+            tok_s = tokens / elapsed
+            eta = elapsed / (self.step - start_step) * (self.steps - self.step)
+            record = {"step": self.step, "loss": loss_sum, "lr": self.optimizer.param_groups[0]["lr"],
+                      "tokens_per_s": round(tok_s, 1)}
+            if grad_norm is not None:
+                record["grad_norm"] = round(grad_norm, 4)
+            self.history["train"].append(record)
+            self.progress.update(self.step, self.steps,
+                                 f"step {self.step:>5}/{self.steps}  loss {loss_sum:.4f}  "
+                                 f"lr {record['lr']:.2e}  {tok_s:,.0f} tok/s  ETA {_format_seconds(eta)}")
+            last = self.step == stop
+            if self.evaluate is not None and (self.step % self.eval_every == 0 or self.step == self.steps):
+                self._evaluate()
+                model.train()
+            if self.run_dir is not None and (self.step % self.checkpoint_every == 0 or last):
+                self.save_checkpoint()
+        model.eval()
+        return self.history
+
+    def _evaluate(self):
+        self.model.eval()
+        with no_grad():
+            metrics = self.evaluate(self.model)
+        record = {"step": self.step, **metrics}
+        self.history["eval"].append(record)
+        self.progress.print("eval  step {:>5}  ".format(self.step) +
+                            "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+        if self.run_dir is not None:
+            write_json(self.run_dir / METRICS, self.history)
+        return metrics
+
+    # -- checkpoints ----------------------------------------------------------------
+    def save_checkpoint(self):
+        """Write checkpoint.safetensors (everything needed to resume) and then
+        model.safetensors (the weights alone, what users keep), each atomically."""
+        opt = self.optimizer.state_dict()
+        arrays = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        arrays.update({f"optimizer.{k}": v for k, v in opt["arrays"].items()})
+        meta = {"step": self.step, "optimizer_step": opt["step"], "optimizer_lr": opt["lr"],
+                "batches": self.batches.state_dict(), "history": self.history, **self.extra_metadata}
+        save_safetensors(self.run_dir / CHECKPOINT, arrays, {"minift": json.dumps(meta)})
+        save_weights(self.run_dir / WEIGHTS, self.model, self.extra_metadata)
+        write_json(self.run_dir / METRICS, self.history)
+
+    def resume(self):
+        """Load checkpoint.safetensors from run_dir: weights, optimizer, sampler, step."""
+        path = self.run_dir / CHECKPOINT
+        arrays, meta = load_safetensors(path)
+        if "minift" not in meta:
+            raise ValueError(f"{path}: not a minift training checkpoint (no 'minift' metadata)")
+        meta = json.loads(meta["minift"])
+        self.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+        self.optimizer.load_state_dict({
+            "step": meta["optimizer_step"], "lr": meta["optimizer_lr"],
+            "arrays": {k[10:]: v for k, v in arrays.items() if k.startswith("optimizer.")}})
+        self.batches.load_state_dict(meta["batches"])
+        self.step = int(meta["step"])
+        self.history = meta["history"]
+        return meta
+
+
+def save_weights(path, model, metadata=None):
+    """The model's weights as safetensors (host arrays, GPT-2 names)."""
+    save_safetensors(path, model.state_dict(), {k: json.dumps(v) for k, v in (metadata or {}).items()})
+
+
+def load_weights(path, model, strict=True):
+    arrays, _ = load_safetensors(path)
+    return model.load_state_dict(arrays, strict=strict)
+
+
+# ----------------------------------------------------------------------------- pretraining helpers
+
+def lm_loss(model, batch):
+    """Next-token cross-entropy of a (x, y) batch of token windows."""
+    x, y = batch
+    return model(x, y)[1]
+
+
+def lm_evaluator(val_ids, batch_size, block_size, n_batches=8):
+    """evaluate(model) -> {'val_loss', 'val_ppl'} on fixed, evenly spaced windows of the
+    validation ids, so every evaluation sees the same text and losses are comparable."""
+    n_windows = batch_size * n_batches
+    last = len(val_ids) - block_size - 1
+    starts = np.linspace(0, max(last, 0), n_windows).astype(np.int64)
+    offsets = np.arange(block_size + 1)
+    windows = np.asarray(val_ids)[starts[:, None] + offsets].astype(np.int64)
+
+    def evaluate(model):
+        device = device_of(model.parameters()[0].data)
+        total = 0.0
+        for i in range(0, n_windows, batch_size):
+            w = to_device(windows[i:i + batch_size], device)
+            total += float(model(w[:, :-1], w[:, 1:])[1].item())
+        loss = total / n_batches
+        return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
+    return evaluate
+
+
+# ----------------------------------------------------------------------------- runs
+
+CONFIG = "config.json"
+
+# Pretraining recipes per model preset (see model.PRESETS for the architectures).
+# "small" is what demos/pretrain.py runs: about 4-5 minutes on a 2-core CPU.
+PRETRAIN_RECIPES = {
+    "tiny": dict(steps=300, batch_size=16, lr=2e-3, vocab_size=1024, corpus_bytes=1_000_000),
+    "small": dict(steps=1200, batch_size=16, lr=1e-3, vocab_size=2048, corpus_bytes=3_000_000),
+}
+
+
+def builtin_corpus(n_bytes, seed=0):
+    """The built-in feedback corpus as a list of documents (see data/feedback.py)."""
+    from .data import feedback, split_documents
+    return split_documents(feedback.corpus_text(n_bytes=n_bytes, seed=seed))
+
+
+def load_run(run_dir, device="cpu"):
+    """(model, tokenizer, config dict) of a pretraining run directory; the weights come
+    from model.safetensors, so a run trained on a GPU loads on a CPU-only machine."""
+    from .data import Tokenizer
+    from .model import GPT, GPTConfig
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory not found: {run_dir}")
+    cfg = read_run_config(run_dir)
+    tokenizer = Tokenizer.load(run_dir)
+    if tokenizer.fingerprint() != cfg.get("tokenizer_fingerprint", tokenizer.fingerprint()):
+        raise ValueError(f"{run_dir}: tokenizer.json does not match the tokenizer this run was trained with "
+                         f"(fingerprint differs from config.json)")
+    model = GPT(GPTConfig.from_dict(cfg["model"]))
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise ValueError(f"{run_dir}: tokenizer has {tokenizer.vocab_size} tokens but the model was built "
+                         f"for {model.config.vocab_size}")
+    load_weights(run_dir / WEIGHTS, model)
+    model.to(device).eval()
+    return model, tokenizer, cfg
+
+
+def read_run_config(run_dir):
+    from .files import read_json
+    cfg = read_json(Path(run_dir) / CONFIG, what="run configuration (config.json)")
+    if "model" not in cfg:
+        raise ValueError(f"{Path(run_dir) / CONFIG}: no 'model' section; not a minift run directory")
+    return cfg
+
+
+def pretrain(out_dir, corpus_files=None, preset="small", steps=None, seed=0, resume=False,
+             device="cpu", batch_size=None, lr=None, eval_every=None, grad_accum=1,
+             progress=None, log=print, until=None):
+    """Pretrain a GPT on the built-in feedback corpus (or `corpus_files`) into `out_dir`.
+
+    Returns (model, tokenizer, history). With resume=True, continues the run in
+    `out_dir` from its last checkpoint (same corpus, tokenizer and settings).
+    `until` stops early at that step (after checkpointing), as an interruption would.
+    """
+    from .data import BatchSampler, Tokenizer, read_text_files, split_documents, tokenize_corpus, \
+        train_val_split
+    from .model import GPT, GPTConfig, PRESETS
+    from .optim import AdamW, WarmupCosine
+
+    out = Path(out_dir)
+    if resume:
+        cfg = read_run_config(out)
+        tokenizer = Tokenizer.load(out)
+        recipe = cfg["train"]
+        if steps is not None:
+            recipe["steps"] = steps
+    else:
+        if (out / CHECKPOINT).exists() or (out / WEIGHTS).exists():
+            raise FileExistsError(f"{out} already holds a run; pass --resume to continue it, "
+                                  f"or choose another --out")
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+        recipe = dict(PRETRAIN_RECIPES[preset], preset=preset, seed=seed, grad_accum=grad_accum,
+                      corpus_files=[str(Path(f).resolve()) for f in corpus_files or []])
+        for key, value in (("steps", steps), ("batch_size", batch_size), ("lr", lr)):
+            if value is not None:
+                recipe[key] = value
+        recipe["eval_every"] = eval_every or max(1, min(100, recipe["steps"] // 10))
+
+    if recipe["corpus_files"]:
+        documents = [d for text in read_text_files(recipe["corpus_files"]) for d in split_documents(text)]
+    else:
+        documents = builtin_corpus(recipe["corpus_bytes"], seed=0)
+    if not resume:
+        log(f"training a {recipe['vocab_size']}-token BPE tokenizer on {len(documents):,} documents")
+        tokenizer = Tokenizer.train(documents, vocab_size=recipe["vocab_size"])
+        model_config = GPTConfig(vocab_size=tokenizer.vocab_size, **PRESETS[preset])
+        cfg = {"kind": "pretrain", "model": model_config.to_dict(), "train": recipe,
+               "tokenizer_fingerprint": tokenizer.fingerprint()}
+        tokenizer.save(out)
+        write_json(out / CONFIG, cfg)
+    model_config = GPTConfig.from_dict(cfg["model"])
+
+    ids = tokenize_corpus(documents, tokenizer, cache_dir=out)
+    train_ids, val_ids = train_val_split(ids, 0.1, block_size=model_config.block_size)
+    log(f"corpus: {len(ids):,} tokens ({len(train_ids):,} train, {len(val_ids):,} validation)")
+    model = GPT(model_config, seed=recipe["seed"]).to(device)
+    log(f"model: {model.num_parameters():,} parameters ({model_config.n_layer} layers, "
+        f"{model_config.n_head} heads, n_embd {model_config.n_embd}, block {model_config.block_size})")
+    optimizer = AdamW(model, lr=recipe["lr"], betas=(0.9, 0.95), weight_decay=0.1)
+    schedule = WarmupCosine(recipe["lr"], warmup_steps=max(1, recipe["steps"] // 20),
+                            total_steps=recipe["steps"])
+    sampler = BatchSampler(train_ids, recipe["batch_size"], model_config.block_size, seed=recipe["seed"])
+    trainer = Trainer(model, optimizer, sampler, lm_loss, steps=recipe["steps"], schedule=schedule,
+                      grad_accum=recipe.get("grad_accum", 1), grad_clip=1.0,
+                      evaluate=lm_evaluator(val_ids, recipe["batch_size"], model_config.block_size),
+                      eval_every=recipe["eval_every"], run_dir=out, seed=recipe["seed"], progress=progress)
+    if resume:
+        trainer.resume()
+        log(f"resumed at step {trainer.step}")
+        write_json(out / CONFIG, cfg)
+    trainer.run(until=until)
+    return model, tokenizer, trainer.history
