@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from .backend import array_module
+from .ops import array_matmul
 from .tensor import Function, Tensor
 
 
@@ -166,15 +167,31 @@ class GELU(Function):
 
     def forward(ctx, x):
         xp = array_module(x)
-        t = xp.tanh(_GELU_C * (x + 0.044715 * x * x * x))
+        t = x * x                                  # built in place: few passes over x
+        t *= 0.044715
+        t += 1.0
+        t *= x
+        t *= _GELU_C                               # u = c (x + 0.044715 x^3)
+        xp.tanh(t, out=t)
         ctx.save(x, t)
-        return 0.5 * x * (1.0 + t)
+        y = t + 1.0
+        y *= x
+        y *= 0.5
+        return y
 
     def backward(ctx, g):
         """dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2),  t = tanh(u)."""
         x, t = ctx.saved
-        x2 = x * x
-        return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _GELU_C * (1.0 + 0.134145 * x2))
+        d = x * x
+        d *= 3 * 0.044715
+        d += 1.0
+        d *= x
+        d *= 0.5 * _GELU_C                         # 0.5 x c (1 + 3 * 0.044715 x^2)
+        d *= 1.0 - t * t
+        d += 0.5
+        d += 0.5 * t
+        d *= g
+        return d
 
 
 def gelu(x):
@@ -272,14 +289,13 @@ class CausalAttention(Function):
             ctx.fused = True
             return out
         ctx.fused = False
-        s = q @ k.swapaxes(-1, -2)                          # (B, H, Tq, Tk) scores
-        s *= q.dtype.type(scale)
+        s = array_matmul(q * q.dtype.type(scale), k.swapaxes(-1, -2))  # (B, H, Tq, Tk) scaled scores
         s += _causal_bias(xp, q.shape[-2], k.shape[-2], q.dtype)
         s -= s.max(axis=-1, keepdims=True)                  # softmax, in place
         p = xp.exp(s, out=s)
         p /= p.sum(axis=-1, keepdims=True)
         ctx.save(q, k, v, p)
-        return p @ v                                        # (B, H, Tq, D)
+        return array_matmul(p, v)                           # (B, H, Tq, D)
 
     def backward(ctx, g):
         """With S = q k^T * scale, P = softmax(S + mask), out = P v and G = dL/dout:
@@ -295,13 +311,13 @@ class CausalAttention(Function):
             return kernels.attention_backward(q, k, v, out, lse, g)
         q, k, v, p = ctx.saved
         need_q, need_k, need_v = ctx.needs_input_grad
-        dv = p.swapaxes(-1, -2) @ g if need_v else None
-        ds = g @ v.swapaxes(-1, -2)                         # dP, then dS in place
+        dv = array_matmul(p.swapaxes(-1, -2), g) if need_v else None   # (B, H, Tk, D)
+        ds = array_matmul(g, v.swapaxes(-1, -2))            # dP (B, H, Tq, Tk), then dS in place
         ds -= (ds * p).sum(axis=-1, keepdims=True)
         ds *= p
-        ds *= q.dtype.type(ctx.scale)
-        dq = ds @ k if need_q else None
-        dk = ds.swapaxes(-1, -2) @ q if need_k else None
+        scale = q.dtype.type(ctx.scale)                     # applied to the small (T, D) results
+        dq = array_matmul(ds, k) * scale if need_q else None
+        dk = array_matmul(ds.swapaxes(-1, -2), q) * scale if need_k else None
         return dq, dk, dv
 
 

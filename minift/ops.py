@@ -11,19 +11,39 @@ from .backend import array_module
 from .tensor import Function, Tensor
 
 
-def _matmul(a, b):
-    """Raw-array a @ b on whichever device the arrays live."""
+def array_matmul(a, b):
+    """a @ b on raw arrays (NumPy or CuPy), by the fastest path each device offers."""
     if b.ndim == 2 and a.ndim > 2:
         # (..., K) @ (K, N) is one GEMM over all rows: much faster than NumPy's loop
         # over the batch, and the form the GPU kernel takes.
-        return _matmul(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
-    if type(a) is np.ndarray or a.dtype != np.float32 or b.dtype != np.float32:
+        return array_matmul(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
+    if type(a) is np.ndarray:
+        if (a.ndim > 2 or b.ndim > 2) and not (a.flags.c_contiguous and b.flags.c_contiguous):
+            return _stacked_matmul(a, b)
+        return a @ b
+    if a.dtype != np.float32 or b.dtype != np.float32:
         return a @ b
     # On the GPU: minift's own SGEMM kernel (imported here, so CPU users never load it).
     from . import kernels
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     out = kernels.matmul(_stack3(a, batch), _stack3(b, batch))
     return out.reshape(*batch, a.shape[-2], b.shape[-1])
+
+
+def _stacked_matmul(a, b):
+    """a @ b for NumPy stacks of which one is a strided view (such as k.swapaxes(-1, -2)).
+
+    NumPy hands a stack of matrices to BLAS only when it is contiguous; a transposed
+    view falls to a generic loop about 100x slower. BLAS itself takes a transposed
+    2-D matrix at full speed, so multiply matrix by matrix (no copy of the operands).
+    """
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a = np.broadcast_to(a, batch + a.shape[-2:])
+    b = np.broadcast_to(b, batch + b.shape[-2:])
+    out = np.empty(batch + (a.shape[-2], b.shape[-1]), dtype=np.result_type(a, b))
+    for i in np.ndindex(*batch):
+        np.matmul(a[i], b[i], out=out[i])
+    return out
 
 
 def _stack3(x, batch):
@@ -198,7 +218,7 @@ class MatMul(Function):
             raise ValueError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} are incompatible "
                              f"(need ndim >= 2 and a.shape[-1] == b.shape[-2])")
         ctx.save(a, b)
-        return _matmul(a, b)
+        return array_matmul(a, b)
 
     def backward(ctx, g):
         """For C = A @ B:  dA = G @ B^T,  dB = A^T @ G  (batch axes summed by the engine).
@@ -211,12 +231,12 @@ class MatMul(Function):
         need_a, need_b = ctx.needs_input_grad
         ga = gb = None
         if need_a:
-            ga = _matmul(g, b.swapaxes(-1, -2))
+            ga = array_matmul(g, b.swapaxes(-1, -2))
         if need_b:
             if b.ndim == 2 and a.ndim > 2:   # shared weight: one GEMM over all rows
-                gb = _matmul(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, g.shape[-1]))
+                gb = array_matmul(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, g.shape[-1]))
             else:
-                gb = _matmul(a.swapaxes(-1, -2), g)
+                gb = array_matmul(a.swapaxes(-1, -2), g)
         return ga, gb
 
 
