@@ -84,23 +84,25 @@ class CrossEntropy(Function):
         if not valid.any():
             raise ValueError(f"cross_entropy: every target equals ignore_index ({ignore_index}); "
                              "there is nothing to average")
-        # Softmax computed in place in one buffer: shift by the row max for stability.
-        p = logits - logits.max(axis=1, keepdims=True)
+        # exp(logits - row max) in one buffer (the shift keeps exp finite); the division
+        # by the row sum is left to backward, where it joins the scaling pass.
+        e = logits - logits.max(axis=1, keepdims=True)
         rows = xp.arange(n)
-        shifted_target = p[rows, safe_targets]
-        xp.exp(p, out=p)
-        sum_exp = p.sum(axis=1)
-        p /= sum_exp[:, None]
+        shifted_target = e[rows, safe_targets]
+        xp.exp(e, out=e)
+        sum_exp = e.sum(axis=1)
         nll = xp.log(sum_exp) - shifted_target           # -log p[n, t_n]
-        ctx.save(p, safe_targets, row_weight / total)
+        ctx.save(e, sum_exp, safe_targets, row_weight / total)
         return (nll * row_weight).sum() / total
 
     def backward(ctx, g):
-        """dL/dlogits[n] = w_n / sum(w) * (p[n] - onehot(t_n)),  times the upstream g."""
-        p, targets, scale = ctx.saved
-        xp = array_module(p)
-        grad = p * (g * scale)[:, None]
-        grad[xp.arange(p.shape[0]), targets] -= g * scale
+        """dL/dlogits[n] = w_n / sum(w) * (p[n] - onehot(t_n)),  times the upstream g,
+        with p[n] = e[n] / sum(e[n]) (e = the saved exponentials)."""
+        e, sum_exp, targets, scale = ctx.saved
+        xp = array_module(e)
+        row_scale = g * scale
+        grad = e * (row_scale / sum_exp)[:, None]
+        grad[xp.arange(e.shape[0]), targets] -= row_scale
         return grad, None
 
 
@@ -116,6 +118,41 @@ def cross_entropy(logits, targets, ignore_index=-100, weight=None):
     flat = logits.reshape(-1, V) if logits.ndim != 2 else logits
     return CrossEntropy.apply(flat, targets.reshape(-1), ignore_index=ignore_index,
                               weight=_data(weight))
+
+
+# ----------------------------------------------------------------------------- linear
+
+class Linear(Function):
+    """y = x @ weight + bias;  x (..., In), weight (In, Out), bias (Out,) or None.
+
+    One node instead of a MatMul and an Add: the bias is added in place and its
+    gradient is a direct row sum, with no broadcast to undo.
+    """
+
+    def forward(ctx, x, weight, bias=None):
+        if x.shape[-1] != weight.shape[0]:
+            raise ValueError(f"linear: input of shape {tuple(x.shape)} does not fit weight of shape "
+                             f"{tuple(weight.shape)} (expected last axis {weight.shape[0]})")
+        ctx.save(x, weight)
+        y = array_matmul(x, weight)
+        if bias is not None:
+            y += bias
+        return y
+
+    def backward(ctx, g):
+        """dx = g @ weight^T,   dweight = x^T @ g and dbias = sum of g, both over every
+        row of the leading axes (flattened into one matrix product)."""
+        x, weight = ctx.saved
+        need_x, need_w, need_b = ctx.needs_input_grad
+        rows = g.reshape(-1, g.shape[-1])                   # (N, Out)
+        dx = array_matmul(g, weight.T) if need_x else None
+        dw = array_matmul(x.reshape(-1, x.shape[-1]).T, rows) if need_w else None
+        db = rows.sum(axis=0) if need_b else None
+        return dx, dw, db
+
+
+def linear(x, weight, bias=None):
+    return Linear.apply(x, weight, bias)
 
 
 # ----------------------------------------------------------------------------- normalisation, activations
@@ -163,33 +200,33 @@ _GELU_C = math.sqrt(2.0 / math.pi)
 
 class GELU(Function):
     """GPT-2's tanh approximation: y = 0.5 x (1 + tanh(u)),  u = c (x + 0.044715 x^3),
-    c = sqrt(2/pi)."""
+    c = sqrt(2/pi). Computed as y = x * sigmoid(2u), the same function (since
+    0.5 (1 + tanh u) = sigmoid(2u)) with one exp instead of a tanh, which is slower."""
 
     def forward(ctx, x):
         xp = array_module(x)
-        t = x * x                                  # built in place: few passes over x
-        t *= 0.044715
-        t += 1.0
-        t *= x
-        t *= _GELU_C                               # u = c (x + 0.044715 x^3)
-        xp.tanh(t, out=t)
-        ctx.save(x, t)
-        y = t + 1.0
-        y *= x
-        y *= 0.5
-        return y
+        e = x * x                                  # built in place: few passes over x
+        e *= -2 * _GELU_C * 0.044715
+        e -= 2 * _GELU_C
+        e *= x                                     # -2u
+        with np.errstate(over="ignore"):           # exp -> inf gives s = 0: the right limit
+            xp.exp(e, out=e)
+        e += 1.0
+        s = xp.reciprocal(e, out=e)                # s = sigmoid(2u)
+        ctx.save(x, s)
+        return x * s
 
     def backward(ctx, g):
-        """dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2),  t = tanh(u)."""
-        x, t = ctx.saved
+        """dy/dx = s + x s (1 - s) 2c (1 + 3 * 0.044715 x^2),  s = sigmoid(2u)
+        (equal to 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2), t = tanh u)."""
+        x, s = ctx.saved
         d = x * x
         d *= 3 * 0.044715
         d += 1.0
         d *= x
-        d *= 0.5 * _GELU_C                         # 0.5 x c (1 + 3 * 0.044715 x^2)
-        d *= 1.0 - t * t
-        d += 0.5
-        d += 0.5 * t
+        d *= 2 * _GELU_C                           # 2 x du/dx
+        d *= s * (1.0 - s)
+        d += s
         d *= g
         return d
 

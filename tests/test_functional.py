@@ -205,3 +205,22 @@ def test_causal_attention_keeps_at_most_the_probabilities():
 def test_causal_attention_shape_errors():
     with pytest.raises(ValueError, match="causal_attention"):
         F.causal_attention(leaf(np.zeros((1, 1, 4, 2))), leaf(np.zeros((1, 1, 3, 2))), leaf(np.zeros((1, 1, 3, 2))))
+
+
+@given(data=st.data(), lead=hnp.array_shapes(min_dims=1, max_dims=3, max_side=3),
+       n_in=st.integers(1, 4), n_out=st.integers(1, 4), with_bias=st.booleans())
+def test_linear(data, lead, n_in, n_out, with_bias):
+    x = data.draw(leaves(lead + (n_in,)))
+    w = data.draw(leaves((n_in, n_out)))
+    b = data.draw(leaves((n_out,))) if with_bias else None
+    ref = x.data @ w.data + (b.data if with_bias else 0)
+    np.testing.assert_allclose(F.linear(x, w, b).data, ref, rtol=1e-12, atol=1e-12)
+    if with_bias:
+        assert gradcheck(lambda x, w, b: F.linear(x, w, b), [x, w, b])
+    else:
+        assert gradcheck(lambda x, w: F.linear(x, w), [x, w])
+
+
+def test_linear_shape_error():
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(4, 5\)"):
+        F.linear(leaf(np.ones((2, 3))), leaf(np.ones((4, 5))))
