@@ -80,3 +80,13 @@ def to_device(x, device):
 def to_numpy(x):
     """A NumPy array on the host (copies from the GPU when needed)."""
     return to_device(x, "cpu")
+
+
+def scatter_add(out, index, values):
+    """out[index] += values, where repeated indices add up (unlike `out[index] += v`,
+    which keeps only one of them): the backward of gathering rows or elements."""
+    if _is_cupy_array(out):
+        import cupyx
+        cupyx.scatter_add(out, index, values)
+    else:
+        np.add.at(out, index, values)

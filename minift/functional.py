@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .backend import array_module
+from .backend import array_module, scatter_add
 from .ops import array_matmul
 from .tensor import Function, Tensor
 
@@ -273,11 +273,7 @@ class Embedding(Function):
         ids, shape = ctx.saved
         xp = array_module(g)
         dw = xp.zeros(shape, dtype=g.dtype)
-        flat_ids, flat_g = ids.reshape(-1), g.reshape(-1, shape[1])
-        if xp is np:
-            np.add.at(dw, flat_ids, flat_g)
-        else:
-            xp.add.at(dw, flat_ids, flat_g)
+        scatter_add(dw, ids.reshape(-1), g.reshape(-1, shape[1]))
         return None, dw
 
 

@@ -9,7 +9,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import functional as F
-from .backend import array_module, to_device, to_numpy
+from .backend import to_device
 from .tensor import Tensor
 
 
@@ -136,9 +136,7 @@ class Module:
             raise KeyError("load_state_dict failed:\n  " + "\n  ".join(problems))
         for name, p in own.items():
             if name in state:
-                value = to_device(to_numpy(state[name]) if array_module(p.data) is np else state[name],
-                                  p.device)
-                p.data = value.astype(p.data.dtype, copy=True)
+                p.data = to_device(state[name], p.device).astype(p.data.dtype, copy=True)
         return {"missing": missing, "unexpected": unexpected}
 
 

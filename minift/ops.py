@@ -7,7 +7,7 @@ methods (`a + b`, `a @ b`, `x.sum(axis)`, `x[idx]`, ...) are attached to Tensor.
 """
 import numpy as np
 
-from .backend import array_module
+from .backend import array_module, scatter_add
 from .tensor import Function, Tensor
 
 
@@ -331,7 +331,7 @@ class GetItem(Function):
         xp = array_module(g)
         out = xp.zeros(ctx.in_shape, dtype=g.dtype)
         if _has_array_index(ctx.index):
-            _scatter_add(xp, out, ctx.index, g)
+            scatter_add(out, ctx.index, g)
         else:
             out[ctx.index] = g
         return out
@@ -340,13 +340,6 @@ class GetItem(Function):
 def _has_array_index(index):
     parts = index if isinstance(index, tuple) else (index,)
     return any(not isinstance(p, (int, slice, type(None), type(Ellipsis))) for p in parts)
-
-
-def _scatter_add(xp, out, index, values):
-    if xp is np:
-        np.add.at(out, index, values)
-    else:
-        xp.add.at(out, index, values)
 
 
 class Concat(Function):

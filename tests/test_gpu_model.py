@@ -1,0 +1,134 @@
+"""The whole framework on an NVIDIA GPU against the CPU: every fused op, the GPT's loss
+and gradients, a short pretraining run, and a GPU-trained run loading on the CPU.
+
+Needs CuPy and a GPU (pytest -m gpu); skipped cleanly otherwise. Tolerances are for
+float32 (the GPU kernels sum in a different order than NumPy/BLAS)."""
+import numpy as np
+import pytest
+
+import minift
+import minift.functional as F
+from minift.backend import get_cupy
+
+pytestmark = pytest.mark.gpu
+try:
+    cp = get_cupy()
+except RuntimeError as e:
+    pytest.skip(f"GPU tests skipped: {e}", allow_module_level=True)
+
+from minift.model import GPT, GPTConfig  # noqa: E402
+from minift.optim import AdamW  # noqa: E402
+
+
+def both(x, requires_grad=True):
+    """The same float32 data as a CPU tensor and a GPU tensor."""
+    x = np.asarray(x, dtype=np.float32)
+    return (minift.tensor(x, requires_grad=requires_grad),
+            minift.tensor(x, requires_grad=requires_grad).to("cuda"))
+
+
+def close(gpu, cpu, atol=1e-4, rtol=1e-3):
+    np.testing.assert_allclose(cp.asnumpy(gpu), cpu, atol=atol, rtol=rtol)
+
+
+OPS = {
+    "softmax": lambda x: F.softmax(x, axis=-1),
+    "log_softmax": lambda x: F.log_softmax(x, axis=0),
+    "gelu": F.gelu,
+    "layer_norm": lambda x: F.layer_norm(x, None, None),
+    "tanh_exp_sum": lambda x: (x.tanh() * x.exp()).sum(axis=1, keepdims=True),
+    "getitem_repeat": lambda x: x[np.array([0, 0, 3])],
+    "max": lambda x: x.max(axis=-1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_op_on_gpu_matches_cpu(name):
+    rng = np.random.default_rng(0)
+    xc, xg = both(rng.standard_normal((5, 37)))
+    yc, yg = OPS[name](xc), OPS[name](xg)
+    assert yg.device == "cuda"
+    close(yg.data, yc.data)
+    g = rng.standard_normal(yc.shape).astype(np.float32)
+    yc.backward(g)
+    yg.backward(cp.asarray(g))
+    close(xg.grad, xc.grad)
+
+
+def test_cross_entropy_embedding_linear_attention_on_gpu():
+    rng = np.random.default_rng(1)
+    logits_c, logits_g = both(rng.standard_normal((6, 11)) * 3)
+    t = rng.integers(0, 11, 6)
+    t[2] = -100
+    lc, lg = F.cross_entropy(logits_c, t), F.cross_entropy(logits_g, cp.asarray(t))
+    close(lg.data, lc.data)
+    lc.backward()
+    lg.backward()
+    close(logits_g.grad, logits_c.grad)
+
+    wc, wg = both(rng.standard_normal((9, 4)))
+    ids = rng.integers(0, 9, (3, 5))
+    ec, eg = F.embedding(ids, wc), F.embedding(cp.asarray(ids), wg)
+    (ec * ec).sum().backward()
+    (eg * eg).sum().backward()
+    close(wg.grad, wc.grad)
+
+    q, k, v = (both(rng.standard_normal((2, 3, 70, 32))) for _ in range(3))
+    oc = F.causal_attention(q[0], k[0], v[0])
+    og = F.causal_attention(q[1], k[1], v[1])
+    close(og.data, oc.data)
+    go = rng.standard_normal(oc.shape).astype(np.float32)
+    oc.backward(go)
+    og.backward(cp.asarray(go))
+    for a in (q, k, v):
+        close(a[1].grad, a[0].grad, atol=2e-4, rtol=2e-3)
+
+
+def test_gpt_loss_and_gradients_match_cpu():
+    cfg = GPTConfig(vocab_size=97, block_size=40, n_layer=2, n_head=2, n_embd=64)
+    cpu, gpu = GPT(cfg, seed=0), GPT(cfg, seed=0).to("cuda")
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 97, (3, 37)), rng.integers(0, 97, (3, 37))
+    _, lc = cpu(x, y)
+    _, lg = gpu(cp.asarray(x), cp.asarray(y))
+    np.testing.assert_allclose(float(lg.item()), float(lc.item()), rtol=1e-5)
+    lc.backward()
+    lg.backward()
+    for (name, pc), (_, pg) in zip(cpu.named_parameters(), gpu.named_parameters()):
+        scale = np.abs(pc.grad).max() + 1e-12
+        err = np.abs(cp.asnumpy(pg.grad) - pc.grad).max() / scale
+        assert err < 1e-3, f"{name}: relative gradient error {err:.2e}"
+
+
+def test_short_training_run_follows_the_cpu_curve():
+    cfg = GPTConfig(vocab_size=64, block_size=32, n_layer=2, n_head=2, n_embd=32)
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 64, (20, 8, 33))
+    curves = []
+    for device in ("cpu", "cuda"):
+        model = GPT(cfg, seed=0).to(device)
+        opt = AdamW(model, lr=3e-3)
+        xp = cp if device == "cuda" else np
+        losses = []
+        for batch in data:
+            batch = xp.asarray(batch)
+            _, loss = model(batch[:, :-1], batch[:, 1:])
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            losses.append(float(loss.item()))
+        curves.append(np.array(losses))
+    assert curves[0][-1] < curves[0][0] - 0.3
+    np.testing.assert_allclose(curves[1], curves[0], atol=0.02)
+
+
+def test_gpu_trained_run_loads_on_cpu(tmp_path):
+    from minift.data import feedback
+    from minift.train import load_run, pretrain
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(feedback.corpus_text(n_bytes=30_000), encoding="utf-8")
+    model, tok, _ = pretrain(tmp_path / "run", corpus_files=[corpus], preset="tiny", steps=4,
+                             batch_size=4, eval_every=2, device="cuda", log=lambda *a: None)
+    cpu_model, _, _ = load_run(tmp_path / "run", device="cpu")
+    ids = np.array([tok.encode("The battery is")])
+    close(model(cp.asarray(ids))[0].data, cpu_model(ids)[0].data, atol=1e-4, rtol=1e-3)
