@@ -315,8 +315,8 @@ class CausalAttention(Function):
         xp = array_module(q)
         scale = 1.0 / math.sqrt(q.shape[-1])
         ctx.scale = scale
-        if xp is not np and q.dtype == np.float32 and q.shape[-2] == k.shape[-2]:
-            from . import kernels
+        if xp is not np and q.dtype == np.float32 and q.shape[-2] == k.shape[-2] and q.shape[-1] <= 128:
+            from . import kernels                          # (the kernels take head sizes up to 128)
             out, lse = kernels.attention_forward(q, k, v)
             ctx.save(q, k, v, out, lse)
             ctx.fused = True

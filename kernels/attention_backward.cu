@@ -1,0 +1,327 @@
+// attention_backward.cu -- fused causal self-attention, backward pass (FlashAttention-2 style).
+//
+// The forward pass (attention_forward.cu) computed, per batch b and head h,
+//     s = scale * q @ k.T  (causal: s[i, j] = -inf for j > i),
+//     p = exp(s - lse[:, None]),   o = p @ v,
+// and kept only o and lse. Given do = dL/do, the NumPy backward would be
+//
+//     dv = p.T @ do                        # (T, D)
+//     dp = do @ v.T                        # (T, T)
+//     Drow = (do * o).sum(-1)              # (T,)  equals (p * dp).sum(-1)
+//     ds = p * (dp - Drow[:, None])        # softmax backward
+//     dq = scale * ds @ k
+//     dk = scale * ds.T @ q
+//
+// These kernels compute the same without ever storing a T x T matrix: each tile
+// of p is rebuilt from q, k and lse when needed (p[i, j] = exp(scale q_i.k_j - lse_i)),
+// used, and dropped. Memory stays O(T * D) per head.
+//
+// Three kernels, launched in this order:
+//   attention_backward_preprocess  Drow[i] = sum_d do[i, d] * o[i, d]; one warp per row.
+//   attention_backward_dkdv        one block per tile of BC keys. It keeps its k and v
+//                                  tile in shared memory and its dk, dv sums in
+//                                  registers, and walks over the query tiles that can
+//                                  see those keys (from the diagonal to T):
+//                                      dv_j += sum_i p_ij do_i
+//                                      dk_j += scale * sum_i ds_ij q_i
+//   attention_backward_dq          one block per tile of BR queries. It walks over the
+//                                  key tiles that those queries see (0 to the diagonal):
+//                                      dq_i += scale * sum_j ds_ij k_j
+// Splitting dq into its own pass recomputes p and dp once more, but every output
+// element is then written by exactly one thread: no atomics, and the result is
+// deterministic (the same bits on every run).
+//
+// Work split inside a block (as in the forward kernel): the tile is 4-by-4 blocked.
+// Each thread owns 4 consecutive "own" rows (keys in dkdv, queries in dq) and 4
+// "other" rows strided by TX = TILE/4 (so neighbouring threads read neighbouring
+// shared-memory rows, free of bank conflicts). It computes the 4 x 4 values of p
+// and ds for those pairs, shares them through shared memory, and then accumulates
+// its own rows' gradients for output columns tx*4..tx*4+3 (+ multiples of 4*TX).
+//
+// Compile-time parameters (minift/kernels.py prepends them): HEAD_DIM = D (1..128),
+// BR = BC (the tile; these kernels assume square tiles). Launches:
+//   preprocess: 256 threads (8 warps, 8 rows) per block, grid ceil(B*H*T / 8).
+//   dkdv: NUM_THREADS threads, grid (B*H, ceil(T/BC)), DKDV_SMEM_FLOATS*4 bytes of
+//         dynamic shared memory.   dq: NUM_THREADS threads, grid (B*H, ceil(T/BR)),
+//         DQ_SMEM_FLOATS*4 bytes. (minift/kernels.py computes the same sizes.)
+
+#ifndef HEAD_DIM
+#define HEAD_DIM 64
+#endif
+#ifndef BR
+#define BR 64
+#endif
+#ifndef BC
+#define BC 64
+#endif
+
+#define TILE BC
+#define TX (TILE / 4)                     // threads along the "other" rows of a tile
+#define NUM_THREADS (TX * TX)
+#define D4 (((HEAD_DIM) + 3) / 4 * 4)     // D rounded up to whole float4s
+#define D_GROUPS (((HEAD_DIM) + 4 * TX - 1) / (4 * TX))   // output column groups per thread
+#define D_COVER (D_GROUPS * 4 * TX)       // columns covered by all threads' groups (>= D)
+#define ROW (D_COVER + 4)                 // shared-memory row stride of q, k, v, do tiles
+#define P_ROW (TILE + 4)                  // row stride of the p / ds tiles
+#define DKDV_SMEM_FLOATS (4 * TILE * ROW + 2 * TILE * P_ROW + 2 * TILE)   // Ks Vs Qs dOs, Ps dSs, L D
+#define DQ_SMEM_FLOATS (4 * TILE * ROW + TILE * P_ROW)                    // Qs dOs Ks Vs, dSt
+#define PREPROCESS_ROWS_PER_BLOCK 8       // 256 threads = 8 warps, one row each
+
+#define LOG2E 1.4426950408889634f
+
+static_assert(HEAD_DIM >= 1 && HEAD_DIM <= 128, "HEAD_DIM must be in 1..128");
+static_assert(BR == BC, "the backward kernels use square tiles (BR == BC)");
+static_assert(TILE % 4 == 0 && TX <= 32 && (32 % TX) == 0, "BC/4 must be a power of two <= 32");
+static_assert(NUM_THREADS % 32 == 0, "the block must be whole warps (the shuffles use all 32 lanes)");
+
+__device__ __forceinline__ float dot4(float4 a, float4 b) {
+    return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+}
+
+// Same as in attention_forward.cu: rows r0..r0+nrows-1 of a (T, HEAD_DIM) matrix into
+// dst[nrows][ROW], zeros past T and past HEAD_DIM.
+__device__ __forceinline__ void load_rows(float* dst, const float* __restrict__ src, int r0,
+                                          int nrows, int T) {
+    if (HEAD_DIM % 4 == 0) {
+        const int groups_per_row = D_COVER / 4;
+        for (int g = threadIdx.x; g < nrows * groups_per_row; g += NUM_THREADS) {
+            const int r = g / groups_per_row, c = (g % groups_per_row) * 4;
+            float4 val = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (r0 + r < T && c < HEAD_DIM)
+                val = *reinterpret_cast<const float4*>(src + (long long)(r0 + r) * HEAD_DIM + c);
+            *reinterpret_cast<float4*>(dst + r * ROW + c) = val;
+        }
+    } else {
+        for (int e = threadIdx.x; e < nrows * D_COVER; e += NUM_THREADS) {
+            const int r = e / D_COVER, c = e % D_COVER;
+            dst[r * ROW + c] = (r0 + r < T && c < HEAD_DIM) ? src[(long long)(r0 + r) * HEAD_DIM + c] : 0.f;
+        }
+    }
+}
+
+// x[i][j] = (row ty*4+i of A) . (row tx+j*TX of B) over the head dimension, for
+// A, B tiles in shared memory with row stride ROW.
+__device__ __forceinline__ void tile_dots(float x[4][4], const float* A, const float* B,
+                                          int ty, int tx) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) x[i][j] = 0.f;
+#pragma unroll 2
+    for (int d = 0; d < D4; d += 4) {
+        float4 a[4], b[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) a[i] = *reinterpret_cast<const float4*>(A + (ty * 4 + i) * ROW + d);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) b[j] = *reinterpret_cast<const float4*>(B + (tx + j * TX) * ROW + d);
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) x[i][j] += dot4(a[i], b[j]);
+    }
+}
+
+// acc[i][cols] += sum_r W[r][ty*4+i] * X[r][cols] over the rows r < nrows of the tile:
+// W is a p or ds tile stored [other][own] (row stride P_ROW), X a q/k/do tile (row
+// stride ROW); cols are the thread's output columns g*4*TX + tx*4 + 0..3.
+__device__ __forceinline__ void accumulate(float acc[4][D_GROUPS * 4], const float* W,
+                                           const float* X, int nrows, int ty, int tx) {
+    for (int r = 0; r < nrows; ++r) {
+        const float4 w = *reinterpret_cast<const float4*>(W + r * P_ROW + ty * 4);
+        const float wr[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+        for (int g = 0; g < D_GROUPS; ++g) {
+            const float4 x = *reinterpret_cast<const float4*>(X + r * ROW + g * 4 * TX + tx * 4);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                acc[i][g * 4 + 0] = fmaf(wr[i], x.x, acc[i][g * 4 + 0]);
+                acc[i][g * 4 + 1] = fmaf(wr[i], x.y, acc[i][g * 4 + 1]);
+                acc[i][g * 4 + 2] = fmaf(wr[i], x.z, acc[i][g * 4 + 2]);
+                acc[i][g * 4 + 3] = fmaf(wr[i], x.w, acc[i][g * 4 + 3]);
+            }
+        }
+    }
+}
+
+// Writes factor * acc for rows r0 + ty*4 + i < T of a (T, HEAD_DIM) matrix.
+__device__ __forceinline__ void store_rows(float* __restrict__ dst, const float acc[4][D_GROUPS * 4],
+                                           float factor, int r0, int T, int ty, int tx) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const int r = r0 + ty * 4 + i;
+        if (r >= T) continue;
+#pragma unroll
+        for (int g = 0; g < D_GROUPS; ++g) {
+            const int d = g * 4 * TX + tx * 4;
+            float* out = dst + (long long)r * HEAD_DIM + d;
+            if (HEAD_DIM % 4 == 0) {
+                if (d < HEAD_DIM)
+                    *reinterpret_cast<float4*>(out) =
+                        make_float4(factor * acc[i][g * 4 + 0], factor * acc[i][g * 4 + 1],
+                                    factor * acc[i][g * 4 + 2], factor * acc[i][g * 4 + 3]);
+            } else {
+#pragma unroll
+                for (int e = 0; e < 4; ++e)
+                    if (d + e < HEAD_DIM) out[e] = factor * acc[i][g * 4 + e];
+            }
+        }
+    }
+}
+
+__device__ __forceinline__ void zero_acc(float acc[4][D_GROUPS * 4]) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int c = 0; c < D_GROUPS * 4; ++c) acc[i][c] = 0.f;
+}
+
+// Drow[i] = sum_d do[i, d] * o[i, d] for all rows = B*H*T of them.
+extern "C" __global__ void __launch_bounds__(PREPROCESS_ROWS_PER_BLOCK * 32)
+attention_backward_preprocess(const float* __restrict__ o, const float* __restrict__ dout,
+                              float* __restrict__ drow, long long rows) {
+    const long long row = (long long)blockIdx.x * PREPROCESS_ROWS_PER_BLOCK + threadIdx.x / 32;
+    const int lane = threadIdx.x % 32;
+    if (row >= rows) return;   // the whole warp leaves together: the shuffles stay full
+    float sum = 0.f;
+    for (int d = lane; d < HEAD_DIM; d += 32) sum += o[row * HEAD_DIM + d] * dout[row * HEAD_DIM + d];
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+    if (lane == 0) drow[row] = sum;
+}
+
+// dk, dv for one tile of TILE keys. Own rows: keys; other rows: queries.
+extern "C" __global__ void __launch_bounds__(NUM_THREADS)
+attention_backward_dkdv(const float* __restrict__ q, const float* __restrict__ k,
+                        const float* __restrict__ v, const float* __restrict__ dout,
+                        const float* __restrict__ lse, const float* __restrict__ drow,
+                        float* __restrict__ dk, float* __restrict__ dv, int T, float scale) {
+    extern __shared__ float4 smem4[];
+    float* Ks = reinterpret_cast<float*>(smem4);   // [TILE][ROW]  this block's keys
+    float* Vs = Ks + TILE * ROW;                   // [TILE][ROW]  and their values
+    float* Qs = Vs + TILE * ROW;                   // [TILE][ROW]  current query tile
+    float* dOs = Qs + TILE * ROW;                  // [TILE][ROW]  its output gradients
+    float* Ps = dOs + TILE * ROW;                  // [TILE][P_ROW] p[query][key]
+    float* dSs = Ps + TILE * P_ROW;                // [TILE][P_ROW] ds[query][key]
+    float* Ls = dSs + TILE * P_ROW;                // [TILE] lse of the query tile, base-2 units
+    float* Ds = Ls + TILE;                         // [TILE] Drow of the query tile
+
+    const int tx = threadIdx.x % TX, ty = threadIdx.x / TX;
+    const int k0 = blockIdx.y * TILE;   // tile 0 has the most query tiles: it starts first
+    const long long head = (long long)blockIdx.x * T;
+    q += head * HEAD_DIM; k += head * HEAD_DIM; v += head * HEAD_DIM; dout += head * HEAD_DIM;
+    dk += head * HEAD_DIM; dv += head * HEAD_DIM; lse += head; drow += head;
+
+    load_rows(Ks, k, k0, TILE, T);
+    load_rows(Vs, v, k0, TILE, T);
+
+    const float qk_scale = scale * LOG2E;
+    float dk_acc[4][D_GROUPS * 4], dv_acc[4][D_GROUPS * 4];
+    zero_acc(dk_acc);
+    zero_acc(dv_acc);
+
+    // Query tiles that see at least one of our keys: query k0 (the diagonal tile) to T.
+    for (int q0 = k0; q0 < T; q0 += TILE) {
+        __syncthreads();   // the previous query tile is no longer being read
+        load_rows(Qs, q, q0, TILE, T);
+        load_rows(dOs, dout, q0, TILE, T);
+        for (int r = threadIdx.x; r < TILE; r += NUM_THREADS) {
+            Ls[r] = (q0 + r < T) ? lse[q0 + r] * LOG2E : 0.f;
+            Ds[r] = (q0 + r < T) ? drow[q0 + r] : 0.f;
+        }
+        __syncthreads();
+
+        float s[4][4], dp[4][4];
+        tile_dots(s, Ks, Qs, ty, tx);    // s[i][j]  = k_(ty*4+i) . q_(tx+j*TX)
+        tile_dots(dp, Vs, dOs, ty, tx);  // dp[i][j] = v_(ty*4+i) . do_(tx+j*TX)
+
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int qr = tx + j * TX;   // query row inside the tile
+            const int qi = q0 + qr;
+            float p[4], ds[4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int kj = k0 + ty * 4 + i;
+                // p = exp(scale s - lse), zero where the query cannot see the key
+                // (kj > qi, which also covers kj >= T) or the query does not exist.
+                p[i] = (kj <= qi && qi < T) ? exp2f(s[i][j] * qk_scale - Ls[qr]) : 0.f;
+                ds[i] = p[i] * (dp[i][j] - Ds[qr]);
+            }
+            *reinterpret_cast<float4*>(Ps + qr * P_ROW + ty * 4) = make_float4(p[0], p[1], p[2], p[3]);
+            *reinterpret_cast<float4*>(dSs + qr * P_ROW + ty * 4) = make_float4(ds[0], ds[1], ds[2], ds[3]);
+        }
+        __syncthreads();
+
+        const int queries_here = min(TILE, T - q0);
+        accumulate(dv_acc, Ps, dOs, queries_here, ty, tx);   // dv_j += sum_i p_ij do_i
+        accumulate(dk_acc, dSs, Qs, queries_here, ty, tx);   // dk_j += sum_i ds_ij q_i
+    }
+
+    store_rows(dk, dk_acc, scale, k0, T, ty, tx);
+    store_rows(dv, dv_acc, 1.f, k0, T, ty, tx);
+}
+
+// dq for one tile of TILE queries. Own rows: queries; other rows: keys.
+extern "C" __global__ void __launch_bounds__(NUM_THREADS)
+attention_backward_dq(const float* __restrict__ q, const float* __restrict__ k,
+                      const float* __restrict__ v, const float* __restrict__ dout,
+                      const float* __restrict__ lse, const float* __restrict__ drow,
+                      float* __restrict__ dq, int T, float scale) {
+    extern __shared__ float4 smem4[];
+    float* Qs = reinterpret_cast<float*>(smem4);   // [TILE][ROW]  this block's queries
+    float* dOs = Qs + TILE * ROW;                  // [TILE][ROW]  their output gradients
+    float* Ks = dOs + TILE * ROW;                  // [TILE][ROW]  current key tile
+    float* Vs = Ks + TILE * ROW;                   // [TILE][ROW]  its values
+    float* dSt = Vs + TILE * ROW;                  // [TILE][P_ROW] ds[key][query]
+
+    const int tx = threadIdx.x % TX, ty = threadIdx.x / TX;
+    const int q0 = (gridDim.y - 1 - blockIdx.y) * TILE;   // longest rows first
+    const long long head = (long long)blockIdx.x * T;
+    q += head * HEAD_DIM; k += head * HEAD_DIM; v += head * HEAD_DIM; dout += head * HEAD_DIM;
+    dq += head * HEAD_DIM; lse += head; drow += head;
+
+    load_rows(Qs, q, q0, TILE, T);
+    load_rows(dOs, dout, q0, TILE, T);
+
+    const float qk_scale = scale * LOG2E;
+    float L[4], D[4];   // lse (base 2) and Drow of the thread's 4 queries
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const int qi = q0 + ty * 4 + i;
+        L[i] = (qi < T) ? lse[qi] * LOG2E : 0.f;
+        D[i] = (qi < T) ? drow[qi] : 0.f;
+    }
+    float dq_acc[4][D_GROUPS * 4];
+    zero_acc(dq_acc);
+
+    const int last_query = min(q0 + TILE, T) - 1;
+    for (int k0 = 0; k0 <= last_query; k0 += TILE) {
+        __syncthreads();   // the previous key tile is no longer being read
+        load_rows(Ks, k, k0, TILE, T);
+        load_rows(Vs, v, k0, TILE, T);
+        __syncthreads();
+
+        float s[4][4], dp[4][4];
+        tile_dots(s, Qs, Ks, ty, tx);    // s[i][j]  = q_(ty*4+i) . k_(tx+j*TX)
+        tile_dots(dp, dOs, Vs, ty, tx);  // dp[i][j] = do_(ty*4+i) . v_(tx+j*TX)
+
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int kr = tx + j * TX;   // key row inside the tile
+            const int kj = k0 + kr;
+            float ds[4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int qi = q0 + ty * 4 + i;
+                const float p = (kj <= qi && qi < T) ? exp2f(s[i][j] * qk_scale - L[i]) : 0.f;
+                ds[i] = p * (dp[i][j] - D[i]);
+            }
+            *reinterpret_cast<float4*>(dSt + kr * P_ROW + ty * 4) = make_float4(ds[0], ds[1], ds[2], ds[3]);
+        }
+        __syncthreads();
+
+        accumulate(dq_acc, dSt, Ks, min(TILE, T - k0), ty, tx);   // dq_i += sum_j ds_ij k_j
+    }
+
+    store_rows(dq, dq_acc, scale, q0, T, ty, tx);
+}

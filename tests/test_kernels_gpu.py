@@ -1,0 +1,265 @@
+"""minift's CUDA kernels against NumPy float64 references computed in this file.
+
+Needs CuPy and an NVIDIA GPU: without them every test here is skipped. Inputs are
+random, sizes are odd on purpose (1, 7, 33, 129, 257: not multiples of any tile),
+and both tile configurations of each kernel are exercised.
+
+Each comparison is elementwise |got - ref| <= atol + rtol * |ref| with
+    matmul:              atol = 1e-4 * sqrt(K), rtol = 1e-3   (float32 sums of K terms)
+    attention forward:   atol = 1e-4,           rtol = 1e-3   (o and lse)
+    attention backward:  atol = 2e-4,           rtol = 2e-3   (dq, dk, dv: one more level
+                                                              of float32 sums than o)
+"""
+import math
+
+import numpy as np
+import pytest
+
+from minift import kernels
+from minift.backend import get_cupy
+
+pytestmark = pytest.mark.gpu
+try:   # imports CuPy and counts the GPUs; says why not (no CuPy, broken CUDA, no device)
+    cp = get_cupy()
+except RuntimeError as e:
+    pytest.skip(f"GPU kernel tests skipped: {e}", allow_module_level=True)
+
+SIZES = (1, 7, 33, 129, 257)
+
+
+def assert_close(got, ref, atol, rtol, what):
+    got = cp.asnumpy(got).astype(np.float64)
+    assert got.shape == ref.shape, f"{what}: shape {got.shape}, expected {ref.shape}"
+    err = np.abs(got - ref)
+    bound = atol + rtol * np.abs(ref)
+    bad = ~(err <= bound)   # also catches NaN
+    if bad.any():
+        i = np.unravel_index(np.argmax(np.where(bad, err - bound, -np.inf)), ref.shape)
+        raise AssertionError(f"{what}: {bad.sum()} of {ref.size} elements off; worst at {i}: "
+                             f"got {got[i]!r}, expected {ref[i]!r} (atol {atol}, rtol {rtol})")
+
+
+def randn(rng, *shape, scale=1.0):
+    return (scale * rng.standard_normal(shape)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- matmul
+
+@pytest.fixture(params=["large", "small"])
+def matmul_tiles(request, monkeypatch):
+    """Force one tile configuration (the wrapper would pick by problem size)."""
+    config = kernels.MATMUL_LARGE if request.param == "large" else kernels.MATMUL_SMALL
+    monkeypatch.setattr(kernels, "matmul_config", lambda *args: config)
+    monkeypatch.delenv("MINIFT_MATMUL", raising=False)
+    return config
+
+
+def matmul_reference(a, b, ta, tb):
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    return (a.swapaxes(-1, -2) if ta else a) @ (b.swapaxes(-1, -2) if tb else b)
+
+
+def matmul_tol(K):
+    return dict(atol=1e-4 * math.sqrt(max(K, 1)), rtol=1e-3)
+
+
+MATMUL_SHAPES = [(1, 1, 1), (7, 33, 1), (33, 7, 129), (129, 257, 33), (257, 129, 257),
+                 (1, 257, 7), (257, 1, 129), (128, 64, 96), (130, 68, 132)]
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
+@pytest.mark.parametrize("M,N,K", MATMUL_SHAPES)
+def test_matmul_forms(matmul_tiles, M, N, K, ta, tb):
+    rng = np.random.default_rng(M * 10007 + N * 101 + K)
+    a = randn(rng, *((K, M) if ta else (M, K)))
+    b = randn(rng, *((N, K) if tb else (K, N)))
+    got = kernels.matmul(cp.asarray(a), cp.asarray(b), transpose_a=ta, transpose_b=tb)
+    assert_close(got, matmul_reference(a, b, ta, tb), what=f"matmul {M}x{K}x{N} ta={ta} tb={tb}",
+                 **matmul_tol(K))
+
+
+@pytest.mark.parametrize("shape_a,shape_b,ta,tb", [
+    ((3, 33, 17), (3, 17, 129), False, False),     # same batch
+    ((1, 33, 17), (4, 17, 7), False, False),       # a broadcast over the batch
+    ((5, 7, 33), (1, 7, 20), True, False),         # b broadcast, a transposed
+    ((33, 17), (2, 129, 17), False, True),         # 2-D a, batched b transposed
+    ((2, 64, 128), (128, 64), False, False),       # batched a, 2-D b
+    ((2, 17, 33), (2, 9, 17), True, True),
+])
+def test_matmul_batched(matmul_tiles, shape_a, shape_b, ta, tb):
+    rng = np.random.default_rng(7)
+    a, b = randn(rng, *shape_a), randn(rng, *shape_b)
+    got = kernels.matmul(cp.asarray(a), cp.asarray(b), transpose_a=ta, transpose_b=tb)
+    K = shape_a[-2] if ta else shape_a[-1]
+    assert_close(got, matmul_reference(a, b, ta, tb), what=f"batched {shape_a} @ {shape_b}",
+                 **matmul_tol(K))
+
+
+def test_matmul_accumulate_into_out(matmul_tiles):
+    rng = np.random.default_rng(3)
+    a, b, c0 = randn(rng, 33, 65), randn(rng, 65, 47), randn(rng, 33, 47)
+    out = cp.asarray(c0)
+    res = kernels.matmul(cp.asarray(a), cp.asarray(b), out=out, accumulate=True)
+    assert res is out
+    assert_close(out, c0 + matmul_reference(a, b, False, False), what="accumulate", **matmul_tol(65))
+    kernels.matmul(cp.asarray(a), cp.asarray(b), out=out)   # overwrite
+    assert_close(out, matmul_reference(a, b, False, False), what="overwrite", **matmul_tol(65))
+
+
+def test_matmul_non_contiguous_inputs(matmul_tiles):
+    """Transposed views, strided slices and misaligned starts all give the right answer."""
+    rng = np.random.default_rng(11)
+    base_a, base_b = randn(rng, 40, 33), randn(rng, 129, 40)
+    a_view = cp.asarray(base_a).T                  # (33, 40), a transposed view
+    b_view = cp.asarray(base_b)[::2]               # (65, 40), rows strided
+    got = kernels.matmul(a_view, b_view.T)         # (33, 40) @ (40, 65)
+    assert_close(got, base_a.T.astype(np.float64) @ base_b[::2].T.astype(np.float64),
+                 what="views", **matmul_tol(40))
+
+    flat = cp.asarray(randn(rng, 1 + 64 * 36))
+    a_off = flat[1:].reshape(64, 36)               # contiguous, but 4 bytes past alignment
+    b = randn(rng, 36, 68)
+    got = kernels.matmul(a_off, cp.asarray(b))
+    assert_close(got, cp.asnumpy(a_off).astype(np.float64) @ b.astype(np.float64),
+                 what="misaligned start", **matmul_tol(36))
+
+    batch = cp.asarray(randn(rng, 3, 20, 30)).swapaxes(1, 2)   # (3, 30, 20) view
+    w = randn(rng, 20, 9)
+    got = kernels.matmul(batch, cp.asarray(w))
+    assert_close(got, cp.asnumpy(batch).astype(np.float64) @ w.astype(np.float64),
+                 what="batched view", **matmul_tol(20))
+
+
+def test_matmul_default_choice_and_cublas_switch(monkeypatch):
+    rng = np.random.default_rng(5)
+    a, b = randn(rng, 300, 70), randn(rng, 70, 500)
+    ref = matmul_reference(a, b, False, False)
+    monkeypatch.delenv("MINIFT_MATMUL", raising=False)
+    assert kernels.use_kernels()
+    assert_close(kernels.matmul(cp.asarray(a), cp.asarray(b)), ref, what="default tiles",
+                 **matmul_tol(70))
+    monkeypatch.setenv("MINIFT_MATMUL", "cublas")
+    assert not kernels.use_kernels()
+    assert_close(kernels.matmul(cp.asarray(a), cp.asarray(b)), ref, what="cublas",
+                 **matmul_tol(70))
+
+
+def test_matmul_errors():
+    a = cp.zeros((3, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"\(3, 4\)"):
+        kernels.matmul(a, cp.zeros((5, 2), dtype=np.float32))
+    with pytest.raises(TypeError, match="float32"):
+        kernels.matmul(a.astype(np.float64), cp.zeros((4, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match="batch"):
+        kernels.matmul(cp.zeros((2, 3, 4), np.float32), cp.zeros((3, 4, 2), np.float32))
+
+
+# ----------------------------------------------------------------------------- attention
+
+def attention_reference(q, k, v):
+    """float64 causal attention: (o, lse, p)."""
+    q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
+    T, D = q.shape[-2:]
+    s = q @ k.swapaxes(-1, -2) / math.sqrt(D)
+    s = np.where(np.triu(np.ones((T, T), dtype=bool), 1), -np.inf, s)
+    m = s.max(-1, keepdims=True)
+    e = np.exp(s - m)
+    row_sum = e.sum(-1, keepdims=True)
+    p = e / row_sum
+    return p @ v, (m + np.log(row_sum))[..., 0], p
+
+
+def attention_reference_backward(q, k, v, do):
+    """float64 gradients (dq, dk, dv) of causal attention, the textbook way."""
+    q, k, v, do = (np.asarray(x, np.float64) for x in (q, k, v, do))
+    scale = 1 / math.sqrt(q.shape[-1])
+    _, _, p = attention_reference(q, k, v)
+    dv = p.swapaxes(-1, -2) @ do
+    dp = do @ v.swapaxes(-1, -2)
+    ds = p * (dp - (dp * p).sum(-1, keepdims=True))
+    return scale * ds @ k, scale * ds.swapaxes(-1, -2) @ q, dv
+
+
+@pytest.fixture(params=[64, 32])
+def attention_tile(request, monkeypatch):
+    """Force one tile size (the wrapper picks the largest that fits the GPU)."""
+    monkeypatch.setattr(kernels, "ATTENTION_TILES", (request.param,))
+    return request.param
+
+
+ATTENTION_SHAPES = [  # (B, H, T, D)
+    (1, 1, 1, 16), (2, 3, 17, 32), (1, 2, 64, 64), (2, 1, 100, 80), (1, 1, 257, 128),
+    (1, 2, 257, 64), (1, 1, 17, 128), (2, 1, 33, 17), (1, 1, 100, 3),
+]
+
+
+def _qkv(rng, B, H, T, D):
+    return randn(rng, B, H, T, D, scale=2.0), randn(rng, B, H, T, D, scale=2.0), randn(rng, B, H, T, D)
+
+
+@pytest.mark.parametrize("B,H,T,D", ATTENTION_SHAPES)
+def test_attention_forward(attention_tile, B, H, T, D):
+    rng = np.random.default_rng(T * 1000 + D)
+    q, k, v = _qkv(rng, B, H, T, D)
+    o, lse = kernels.attention_forward(cp.asarray(q), cp.asarray(k), cp.asarray(v))
+    o_ref, lse_ref, _ = attention_reference(q, k, v)
+    assert_close(o, o_ref, atol=1e-4, rtol=1e-3, what=f"o {B, H, T, D}")
+    assert_close(lse, lse_ref, atol=1e-4, rtol=1e-3, what=f"lse {B, H, T, D}")
+
+
+@pytest.mark.parametrize("B,H,T,D", ATTENTION_SHAPES)
+def test_attention_backward(attention_tile, B, H, T, D):
+    rng = np.random.default_rng(T * 1000 + D + 1)
+    q, k, v = _qkv(rng, B, H, T, D)
+    do = randn(rng, B, H, T, D)
+    o_ref, lse_ref, _ = attention_reference(q, k, v)
+    # The backward kernels take the forward's saved o and lse; feed them float32 copies
+    # of the exact values, so that only the backward is under test here.
+    args = [cp.asarray(x.astype(np.float32)) for x in (q, k, v, o_ref, lse_ref, do)]
+    grads = kernels.attention_backward(*args)
+    for name, got, ref in zip(("dq", "dk", "dv"), grads, attention_reference_backward(q, k, v, do)):
+        assert_close(got, ref, atol=2e-4, rtol=2e-3, what=f"{name} {B, H, T, D}")
+
+
+def test_attention_forward_backward_chain_is_deterministic():
+    """Forward then backward through the kernels' own o and lse; twice, same bits."""
+    rng = np.random.default_rng(0)
+    q, k, v = _qkv(rng, 2, 2, 129, 64)
+    do = randn(rng, 2, 2, 129, 64)
+    qc, kc, vc, doc = (cp.asarray(x) for x in (q, k, v, do))
+    o, lse = kernels.attention_forward(qc, kc, vc)
+    first = kernels.attention_backward(qc, kc, vc, o, lse, doc)
+    second = kernels.attention_backward(qc, kc, vc, o, lse, doc)
+    for name, g1, g2, ref in zip(("dq", "dk", "dv"), first, second,
+                                 attention_reference_backward(q, k, v, do)):
+        assert_close(g1, ref, atol=2e-4, rtol=2e-3, what=name)
+        assert cp.array_equal(g1, g2), f"{name} differs between two identical runs"
+
+
+def test_attention_non_contiguous_inputs():
+    """q, k, v as the model makes them: (B, T, H, D) memory viewed as (B, H, T, D)."""
+    rng = np.random.default_rng(1)
+    B, T, H, D = 2, 45, 3, 32
+    raw = [randn(rng, B, T, H, D) for _ in range(4)]
+    q, k, v, do = (cp.asarray(x).transpose(0, 2, 1, 3) for x in raw)
+    assert not q.flags.c_contiguous
+    o, lse = kernels.attention_forward(q, k, v)
+    qn, kn, vn, don = (x.transpose(0, 2, 1, 3) for x in raw)
+    o_ref, lse_ref, _ = attention_reference(qn, kn, vn)
+    assert_close(o, o_ref, atol=1e-4, rtol=1e-3, what="o")
+    assert_close(lse, lse_ref, atol=1e-4, rtol=1e-3, what="lse")
+    grads = kernels.attention_backward(q, k, v, o, lse, do)
+    for name, got, ref in zip(("dq", "dk", "dv"), grads, attention_reference_backward(qn, kn, vn, don)):
+        assert_close(got, ref, atol=2e-4, rtol=2e-3, what=name)
+
+
+def test_attention_errors():
+    x = cp.zeros((1, 1, 4, 129), dtype=np.float32)
+    with pytest.raises(ValueError, match="129"):
+        kernels.attention_forward(x, x, x)
+    y = cp.zeros((1, 1, 4, 8), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"\(1, 1, 5, 8\)"):
+        kernels.attention_forward(y, cp.zeros((1, 1, 5, 8), dtype=np.float32), y)
+    with pytest.raises(TypeError, match="float32"):
+        kernels.attention_forward(y.astype(np.float64), y, y)
