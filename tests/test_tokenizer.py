@@ -136,6 +136,8 @@ def test_train_from_files_equals_train_from_texts(tmp_path):
     reference = Tokenizer.train(texts, vocab_size=350).fingerprint()
     assert Tokenizer.train(files=[a, b], vocab_size=350).fingerprint() == reference
     assert Tokenizer.train([a, b], vocab_size=350).fingerprint() == reference          # Paths
-    assert Tokenizer.train([str(a), str(b)], vocab_size=350).fingerprint() == reference  # names
+    assert Tokenizer.train(files=[str(a), str(b)], vocab_size=350).fingerprint() == reference
+    # a str in `texts` is always text, even when it happens to name a file
+    assert Tokenizer.train([str(a), str(b)], vocab_size=350).fingerprint() != reference
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         Tokenizer.train([Path(tmp_path / "missing.txt")])

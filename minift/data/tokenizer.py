@@ -66,10 +66,9 @@ class Tokenizer:
     def train(cls, texts=None, *, files=None, vocab_size=2048, min_frequency=2):
         """Train a byte-level BPE tokenizer on `texts` and/or `files`.
 
-        texts: an iterable of strings. An item that is a Path, or a one-line str naming
-               an existing file, is read as a UTF-8 file instead (pass `files=` to say
-               so explicitly; that is never ambiguous).
-        files: a list of text file paths.
+        texts: an iterable of strings (the texts themselves); an item that is a
+               pathlib.Path is read as a UTF-8 file instead.
+        files: a list of text file paths (str or Path).
         vocab_size: the largest vocabulary, including the 256 bytes and the 2 special
                tokens; a small corpus may stop earlier (see `.vocab_size`).
         min_frequency: a pair must occur at least this often to be merged.
@@ -220,19 +219,13 @@ def _training_texts(texts, files):
     for text in read_text_files(files or []):
         yield text
     for i, item in enumerate(texts or []):
-        if isinstance(item, os.PathLike) or _names_a_file(item):
+        if isinstance(item, os.PathLike):
             yield from read_text_files([item])
         elif isinstance(item, str):
             yield item
         else:
             raise TypeError(f"training item {i} is a {type(item).__name__}; expected a "
-                            f"str (text or file name) or a Path")
-
-
-def _names_a_file(item):
-    # Only a short, single-line string can be a file name; the check is a cheap stat.
-    return isinstance(item, str) and len(item) < 4096 and "\n" not in item \
-        and os.path.isfile(item)
+                            f"str (a text) or a Path (a file)")
 
 
 def _raise_if_bad_text(text, what):
