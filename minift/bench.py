@@ -102,6 +102,8 @@ def bench_step(print_fn=print, device="cpu", steps=10, batch_size=16):
              f"{config.n_head} heads, n_embd {config.n_embd}, batch {B}, on {device}")
     print_fn(f"  {t * 1e3:8.1f} ms/step   {B * T / t:10,.0f} tokens/s   {flops / t / 1e9:7.2f} GFLOP/s (model)")
     if device == "cpu":
+        import os
+        print_fn(f"  BLAS threads: OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset (all cores)')}")
         rate = matmul_rate()
         print_fn(f"  NumPy float32 1024^3 matmul: {rate / 1e9:.2f} GFLOP/s  ->  the step runs at "
                  f"{flops / t / rate:.0%} of it")
