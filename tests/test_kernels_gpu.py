@@ -2,7 +2,9 @@
 
 Needs CuPy and an NVIDIA GPU: without them every test here is skipped. Inputs are
 random, sizes are odd on purpose (1, 7, 33, 129, 257: not multiples of any tile),
-and both tile configurations of each kernel are exercised.
+and both tile configurations of each kernel are exercised. MINIFT_KERNEL_TEST_SIZES=small
+keeps only a few sizes: tests/test_kernels_emulated.py runs this file that way on a CPU
+emulator of the GPU.
 
 Each comparison is elementwise |got - ref| <= atol + rtol * |ref| with
     matmul:              atol = 1e-4 * sqrt(K), rtol = 1e-3   (float32 sums of K terms)
@@ -11,6 +13,7 @@ Each comparison is elementwise |got - ref| <= atol + rtol * |ref| with
                                                               of float32 sums than o)
 """
 import math
+import os
 
 import numpy as np
 import pytest
@@ -24,7 +27,7 @@ try:   # imports CuPy and counts the GPUs; says why not (no CuPy, broken CUDA, n
 except RuntimeError as e:
     pytest.skip(f"GPU kernel tests skipped: {e}", allow_module_level=True)
 
-SIZES = (1, 7, 33, 129, 257)
+SMALL = os.environ.get("MINIFT_KERNEL_TEST_SIZES") == "small"
 
 
 def assert_close(got, ref, atol, rtol, what):
@@ -66,6 +69,8 @@ def matmul_tol(K):
 
 MATMUL_SHAPES = [(1, 1, 1), (7, 33, 1), (33, 7, 129), (129, 257, 33), (257, 129, 257),
                  (1, 257, 7), (257, 1, 129), (128, 64, 96), (130, 68, 132)]
+if SMALL:   # odd sizes in every position, and one shape for the float4 paths
+    MATMUL_SHAPES = [(1, 1, 1), (7, 33, 129), (129, 7, 33), (33, 129, 7), (130, 68, 132)]
 
 
 @pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
@@ -192,6 +197,9 @@ ATTENTION_SHAPES = [  # (B, H, T, D)
     (1, 1, 1, 16), (2, 3, 17, 32), (1, 2, 64, 64), (2, 1, 100, 80), (1, 1, 257, 128),
     (1, 2, 257, 64), (1, 1, 17, 128), (2, 1, 33, 17), (1, 1, 100, 3),
 ]
+if SMALL:   # T = 1, 17, 100; D = 16, 64, 80 and 17 (not a multiple of 4)
+    ATTENTION_SHAPES = [(1, 1, 1, 16), (2, 3, 17, 64), (2, 1, 100, 80), (1, 1, 100, 16),
+                        (1, 2, 17, 17)]
 
 
 def _qkv(rng, B, H, T, D):
