@@ -8,6 +8,11 @@
 import argparse
 import sys
 
+# The names only: importing minift.finetune would load NumPy and the model before
+# argparse has even checked the command line.
+STRATEGIES = ["full", "head", "top-k", "lora", "prompt", "instruct", "scratch"]
+POOLINGS = ["last", "mean"]
+
 
 def _add_device(p):
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
@@ -41,6 +46,40 @@ def build_parser():
     p.add_argument("--top-p", type=float)
     p.add_argument("--seed", type=int, default=0)
     _add_device(p)
+
+    p = sub.add_parser("finetune", help="adapt a pretrained run to a labeled classification task",
+                       description="Fine-tune a pretrained run into a text classifier with one of the "
+                                   "adaptation strategies (see minift/finetune.py).")
+    p.add_argument("--init", required=True, metavar="PRETRAINED_RUN", help="pretraining run directory")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write (must not hold a run)")
+    p.add_argument("--strategy", default="full", choices=STRATEGIES,
+                   help="full: everything trains; head: frozen backbone; top-k: the last k blocks train; "
+                        "lora: low-rank adapters; prompt: no training, label likelihood after a template; "
+                        "instruct: fine-tune the language model to write the label; scratch: no pretraining")
+    p.add_argument("--train", metavar="FILE", help="labeled CSV / TSV / JSONL (default: the built-in feedback "
+                                                   "labels, tested on lexicon parts A and B)")
+    p.add_argument("--test", nargs="+", metavar="FILE", help="labeled test files (default with the built-in "
+                                                             "labels: its two test sets)")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--k", type=int, help="top-k: how many top blocks train (default 2); prompt: how many "
+                                         "solved examples to show (default 0, zero-shot)")
+    p.add_argument("--lora-rank", type=int, default=8)
+    p.add_argument("--lora-alpha", type=float, default=16.0)
+    p.add_argument("--lora-mlp", action="store_true", help="adapters on the MLP too, not only attention")
+    p.add_argument("--pooling", default="last", choices=POOLINGS,
+                   help="which hidden state the head reads: the last real token, or the mean of all")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the strategy's recipe)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
+    p.add_argument("--seed", type=int, default=0)
+    _add_device(p)
+
+    p = sub.add_parser("classify", help="label texts with a fine-tuned run")
+    p.add_argument("--model", required=True, metavar="RUN_DIR", help="run directory written by finetune")
+    p.add_argument("texts", nargs="+", metavar="TEXT")
+    _add_device(p)
     return parser
 
 
@@ -65,7 +104,30 @@ def cmd_generate(args):
     print(args.prompt + tokenizer.decode(new))
 
 
-COMMANDS = {"pretrain": cmd_pretrain, "generate": cmd_generate}
+def cmd_finetune(args):
+    from .train import finetune
+    _, _, metrics = finetune(args.init, args.out, args.strategy, args.train, args.test,
+                             text_column=args.text_column, label_column=args.label_column, k=args.k,
+                             lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_mlp=args.lora_mlp,
+                             pooling=args.pooling, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                             class_weighting=args.class_weights, seed=args.seed, device=args.device)
+    summary = "  ".join(f"{name} accuracy {m['accuracy']:.1%} macro-F1 {m['macro_f1']:.3f}"
+                        for name, m in metrics["test"].items())
+    print(f"saved {args.out}  {summary}")
+
+
+def cmd_classify(args):
+    from .train import classify, load_finetuned
+    model, tokenizer, cfg = load_finetuned(args.model, device=args.device)
+    probs = classify(model, tokenizer, cfg, args.texts)
+    labels = cfg["labels"]
+    for text, p in zip(args.texts, probs):
+        shown = "  ".join(f"{name} {q:.3f}" for name, q in zip(labels, p))
+        print(f"{labels[int(p.argmax())]:<12}  {shown}  {text}")
+
+
+COMMANDS = {"pretrain": cmd_pretrain, "generate": cmd_generate, "finetune": cmd_finetune,
+            "classify": cmd_classify}
 
 
 def main(argv=None):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import device_of, to_device
+from .backend import device_of, get_cupy, to_device
 from .files import load_safetensors, save_safetensors, write_json
 from .nn import reseed_dropout
 from .optim import clip_grad_norm
@@ -226,7 +226,7 @@ CONFIG = "config.json"
 # "small" is what demos/pretrain.py runs: about 4-5 minutes on a 2-core CPU.
 PRETRAIN_RECIPES = {
     "tiny": dict(steps=300, batch_size=16, lr=2e-3, vocab_size=1024, corpus_bytes=1_000_000),
-    "small": dict(steps=1200, batch_size=16, lr=1e-3, vocab_size=2048, corpus_bytes=3_000_000),
+    "small": dict(steps=600, batch_size=16, lr=1e-3, vocab_size=2048, corpus_bytes=3_000_000),
 }
 
 
@@ -290,6 +290,8 @@ def prepare_pretraining(out_dir, corpus_files=None, preset="small", steps=None, 
     from .optim import AdamW, WarmupCosine
 
     out = Path(out_dir)
+    if device == "cuda":
+        get_cupy()            # fail now, with the reason, before anything is written
     if resume:
         cfg = read_run_config(out)
         tokenizer = Tokenizer.load(out)
@@ -509,6 +511,8 @@ def finetune(init, out_dir, strategy="full", train_file=None, test_files=None, *
         def predict(model, name):
             return ft.label_log_likelihoods(model, tokenizer, texts[name], labels, shots=shots)
     trainable, total = ft.parameter_counts(model)
+    if strategy == "prompt":
+        trainable = 0                                # nothing is trained, whatever requires_grad says
     log(f"strategy {strategy}: {trainable:,} of {total:,} parameters train ({trainable / total:.2%})")
     log(f"data: {len(y['train'])} training and {len(y['validation'])} validation examples from "
         f"{train_data.source}; test sets: {', '.join(tests) or 'none'}")

@@ -301,7 +301,8 @@ def test_corpus_text_size_and_format():
 def test_corpus_holds_rated_reviews_in_prompt_format():
     docs = feedback.corpus_documents(3000, seed=1)
     rated = [d for d in docs if d.startswith("Review: ")]
-    assert 0.10 <= len(rated) / len(docs) <= 0.20
+    share = feedback.RATED_FRACTION
+    assert share - 0.05 <= len(rated) / len(docs) <= share + 0.05
     labels = collections.Counter()
     for doc in rated:
         prompt, sep, label = doc.rpartition(" ")

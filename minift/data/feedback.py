@@ -62,7 +62,7 @@ therefore measures what a classifier can only get from pretraining.
 
 Corpus format
 -------------
-`corpus_documents` returns one review per document. About 15% are "rated reviews" in
+`corpus_documents` returns one review per document. About 35% are "rated reviews" in
 the zero-shot prompt format, "Review: <text>\\nSentiment: positive", as if scraped from a
 review site. `corpus_text` joins documents with a blank line ("\\n\\n"); documents never
 contain a blank line, so the pretraining pipeline can split them again and put its own
@@ -76,7 +76,7 @@ from dataclasses import dataclass
 LABELS = ("negative", "neutral", "positive")          # label id = index; also sign + 1
 PROMPT_TEMPLATE = "Review: {text}\nSentiment:"
 DOCUMENT_SEPARATOR = "\n\n"
-RATED_FRACTION = 0.15     # share of corpus documents written as rated reviews
+RATED_FRACTION = 0.35     # share of corpus documents written as rated reviews
 MAX_TRAIN = 500           # fine-tuning with few labels is the point of the demos
 PARTS = ("A", "B", "AB")
 
@@ -643,7 +643,7 @@ def _modifier(rng, entry, attributive=False):
 
 def _opinion(rng, part, kind, polarity, attributive=False):
     """An opinion whose score has the sign of `polarity` (0: a lukewarm opinion)."""
-    if polarity != 0 and kind == "adj" and not attributive and rng.random() < 0.2:
+    if polarity != 0 and kind == "adj" and not attributive and rng.random() < 0.12:
         entry = _entry(rng, part, kind, -polarity)      # "not awful" for a positive opinion
         return Opinion(entry, negator=rng.choice(NEGATORS[entry.strength]))
     entry = _entry(rng, part, kind, polarity)
@@ -707,7 +707,7 @@ def _judgement(rng, product, part, polarity):
         return _aspect_judgement(rng, product, part, polarity)
     if roll < 0.60:
         return _product_judgement(rng, product, part, polarity)
-    if roll < 0.80:
+    if roll < 0.88:
         return _verb_judgement(rng, product, part, polarity)
     return _contrast(rng, product, part, polarity)
 

@@ -1,0 +1,66 @@
+"""Fine-tune the pretrained demo model into a sentiment classifier.
+
+    python demos/finetune.py                          # full fine-tuning, about a minute on a CPU
+    python demos/finetune.py --strategy lora          # or head, top-k, prompt, instruct, scratch
+
+It loads the pretraining run (default runs/small, made by demos/pretrain.py or
+demos/quickstart.py), discards the language-model head, puts a fresh
+Linear(n_embd, 3) head on the backbone's hidden state of each review's last token,
+and trains on the built-in labels: about 430 reviews written with sentiment lexicon
+part A. It then reports accuracy, macro-F1, per-class precision / recall and the
+confusion matrix on two test sets: part A (the words it was trained on) and part B
+(sentiment words it never saw labeled, known only from pretraining).
+
+The run directory (default runs/finetune-<strategy>) holds config.json,
+tokenizer.json, model.safetensors and metrics.json; label new text with
+
+    python -m minift classify --model runs/finetune-full "The hinge is superb."
+"""
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from minift.files import read_json
+from minift.finetune import STRATEGIES
+from minift.train import FINETUNED_KINDS, WEIGHTS, finetune
+
+
+def remove_old_finetuned_run(out):
+    """Delete `out` only if it is a fine-tuned run (never anything else)."""
+    config = out / "config.json"
+    if config.exists() and read_json(config).get("kind") in FINETUNED_KINDS:
+        shutil.rmtree(out)
+    elif out.exists() and any(out.iterdir()):
+        sys.exit(f"{out} exists and is not a fine-tuned run; choose another --out")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--init", default="runs/small", help="pretraining run (default runs/small)")
+    parser.add_argument("--out", help="run directory to write (default runs/finetune-STRATEGY; an earlier "
+                                      "fine-tuned run there is replaced)")
+    parser.add_argument("--strategy", default="full", choices=STRATEGIES)
+    parser.add_argument("--epochs", type=int, help="default: the strategy's recipe (train.FINETUNE_RECIPES)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    args = parser.parse_args()
+
+    init = Path(args.init)
+    if not (init / WEIGHTS).exists():
+        sys.exit(f"no pretrained model in {init}; make one first with\n"
+                 f"  python demos/pretrain.py        (or python demos/quickstart.py)")
+    out = Path(args.out or f"runs/finetune-{args.strategy}")
+    remove_old_finetuned_run(out)
+    _, _, metrics = finetune(init, out, args.strategy, epochs=args.epochs, seed=args.seed, device=args.device)
+    a, b = metrics["test"]["test_a"], metrics["test"]["test_b"]
+    print(f"\n{args.strategy}: {metrics['trainable_parameters']:,} of {metrics['total_parameters']:,} "
+          f"parameters trained in {metrics['train_seconds']:.0f} s")
+    print(f"part A test (words seen in the labels): accuracy {a['accuracy']:.1%}, macro-F1 {a['macro_f1']:.3f}")
+    print(f"part B test (words seen only in pretraining): accuracy {b['accuracy']:.1%}, "
+          f"macro-F1 {b['macro_f1']:.3f}")
+    print(f"saved {out}/; try:\n  python -m minift classify --model {out} \"The hinge is superb.\"")
+
+
+if __name__ == "__main__":
+    main()
