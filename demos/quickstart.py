@@ -6,10 +6,12 @@ feedback, and compare with a model that had no pretraining.
 1. Pretrain the `small` GPT (4 layers, about 1M parameters) on the built-in,
    unlabeled customer-feedback corpus: next-token prediction. Kept in runs/small and
    reused on later runs (an interrupted pretraining is resumed).
-2. Swap its language-model head for a 3-way classification head and fine-tune on
-   ~430 labeled reviews written with sentiment lexicon part A (`full`), and with
-   low-rank adapters on a frozen backbone (`lora`).
+2. Swap its language-model head for a 3-way classification head and fine-tune it on
+   ~430 labeled reviews written with sentiment lexicon part A (`full`); also ask the
+   language model itself, with no training, to complete "Review: ...\nSentiment:"
+   with a label word (`prompt`).
 3. Train the same classifier from random weights on the same labels (`scratch`).
+   (demos/adaptation_strategies.py compares every strategy, LoRA included.)
 4. Test all of them on part A and on part B, whose sentiment words ("stellar",
    "abysmal", ...) occur only in the unlabeled corpus. The gap between `full` and
    `scratch` on part B is what pretraining taught the model.
@@ -24,20 +26,31 @@ from pathlib import Path
 
 from minift.files import read_json
 from minift.finetune import comparison_table
-from minift.train import CHECKPOINT, CONFIG, FINETUNED_KINDS, METRICS, WEIGHTS, finetune, pretrain
+from minift.train import (
+    CHECKPOINT, CONFIG, FINETUNED_KINDS, METRICS, PRETRAIN_RECIPES, WEIGHTS, finetune, pretrain,
+)
 
-STRATEGIES = ["full", "lora", "scratch"]
+STRATEGIES = ["full", "prompt", "scratch"]
 
 
-def pretraining_is_complete(run):
-    """True when `run` holds a finished pretraining run (weights written at its last step)."""
+def pretraining_state(run):
+    """'done': `run` holds a finished pretraining run of today's `small` recipe on the
+    built-in corpus; 'interrupted': the same, stopped before its last step; 'other': some
+    other run; 'none': no run yet."""
+    if not (run / CONFIG).exists():
+        return "none"
     try:
         cfg, history = read_json(run / CONFIG), read_json(run / METRICS)
     except (FileNotFoundError, ValueError):
-        return False
-    steps = cfg.get("train", {}).get("steps")
-    return (cfg.get("kind") == "pretrain" and (run / WEIGHTS).exists() and bool(history.get("train"))
-            and history["train"][-1]["step"] == steps)
+        return "other"
+    recipe = cfg.get("train", {})
+    same_recipe = (cfg.get("kind") == "pretrain" and recipe.get("preset") == "small"
+                   and not recipe.get("corpus_files")
+                   and all(recipe.get(k) == v for k, v in PRETRAIN_RECIPES["small"].items()))
+    if not same_recipe:
+        return "other"
+    finished = bool(history.get("train")) and history["train"][-1]["step"] == recipe["steps"]
+    return "done" if finished and (run / WEIGHTS).exists() else "interrupted"
 
 
 def main():
@@ -52,11 +65,15 @@ def main():
     t0 = time.time()
 
     print("== 1. pretraining ==")
-    if pretraining_is_complete(init):
+    state = pretraining_state(init)
+    if state == "done":
         print(f"reusing the pretrained model in {init}/ (delete it to pretrain again)")
-    elif (init / CHECKPOINT).exists():
+    elif state == "interrupted" and (init / CHECKPOINT).exists():
         print(f"resuming the interrupted pretraining in {init}/")
         pretrain(init, resume=True, device=args.device)
+    elif state == "other":
+        sys.exit(f"{init} holds another run (not today's small recipe on the built-in corpus); "
+                 f"delete it or pass --init ANOTHER_DIR")
     else:
         pretrain(init, preset="small", device=args.device)
     pretrain_seconds = time.time() - t0

@@ -64,8 +64,10 @@ Corpus format
 -------------
 `corpus_documents` returns one review per document. About 35% are "rated reviews" in
 the zero-shot prompt format, "Review: <text>\\nSentiment: positive", as if scraped from a
-review site. `corpus_text` joins documents with a blank line ("\\n\\n"); documents never
-contain a blank line, so the pretraining pipeline can split them again and put its own
+review site: web text carries such naturally labeled examples, and they are what lets a
+language model answer the prompt zero-shot and what fine-tuning later draws on.
+`corpus_text` joins documents with a blank line ("\\n\\n"); documents never contain a
+blank line, so the pretraining pipeline can split them again and put its own
 end-of-text token between them. All text is ASCII (British spelling).
 """
 import itertools
@@ -643,7 +645,7 @@ def _modifier(rng, entry, attributive=False):
 
 def _opinion(rng, part, kind, polarity, attributive=False):
     """An opinion whose score has the sign of `polarity` (0: a lukewarm opinion)."""
-    if polarity != 0 and kind == "adj" and not attributive and rng.random() < 0.12:
+    if polarity != 0 and kind == "adj" and not attributive and rng.random() < 0.07:
         entry = _entry(rng, part, kind, -polarity)      # "not awful" for a positive opinion
         return Opinion(entry, negator=rng.choice(NEGATORS[entry.strength]))
     entry = _entry(rng, part, kind, polarity)
@@ -707,7 +709,7 @@ def _judgement(rng, product, part, polarity):
         return _aspect_judgement(rng, product, part, polarity)
     if roll < 0.60:
         return _product_judgement(rng, product, part, polarity)
-    if roll < 0.88:
+    if roll < 0.93:
         return _verb_judgement(rng, product, part, polarity)
     return _contrast(rng, product, part, polarity)
 
@@ -755,7 +757,7 @@ def _body_sentence(rng, product, part, polarity, first):
         return _judgement(rng, product, part, polarity)
     if roll < 0.8:
         return _fact(rng, product)
-    if roll < 0.9:                      # "the lid is okay" in a positive review: weighs 0
+    if roll < 0.95:                     # "the lid is okay" in a positive review: weighs 0
         return _lukewarm(rng, product, part, aspect_only=True)
     return _minor(rng, product, part, polarity)
 
