@@ -111,8 +111,9 @@ def cmd_finetune(args):
                              lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_mlp=args.lora_mlp,
                              pooling=args.pooling, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                              class_weighting=args.class_weights, seed=args.seed, device=args.device)
+    results = metrics["test"] or {"validation": metrics["validation"]}     # no --test: the held-out part
     summary = "  ".join(f"{name} accuracy {m['accuracy']:.1%} macro-F1 {m['macro_f1']:.3f}"
-                        for name, m in metrics["test"].items())
+                        for name, m in results.items())
     print(f"saved {args.out}  {summary}")
 
 

@@ -281,11 +281,10 @@ def test_shots_are_prepended_and_dropped_when_they_do_not_fit(tok):
     model = Bigram(table, block_size=256)
     ft.label_log_likelihoods(model, tok, ["Nice."], ["positive"], shots=shots)
     row = list(model.seen[-1][0])
-    expected = ft.shot_ids(tok, shots) + [tok.eot_id] + tok.encode(feedback.format_prompt("Nice.")) + tok.encode(" positive")
-    assert row == expected
+    query = [tok.eot_id] + tok.encode(feedback.format_prompt("Nice.")) + tok.encode(" positive")
+    assert row == ft.shot_ids(tok, shots) + query
     # With a small context only the shots nearest the query fit; rows never exceed it.
     last_two = ft.shot_ids(tok, shots[1:])
-    query = [tok.eot_id] + tok.encode(feedback.format_prompt("Nice.")) + tok.encode(" positive")
     model = Bigram(table, block_size=len(last_two) + len(query))
     ft.label_log_likelihoods(model, tok, ["Nice."], ["positive"], shots=shots)
     assert list(model.seen[-1][0]) == last_two + query
@@ -304,9 +303,9 @@ def test_instruction_loss_ignores_the_prompt_tokens(tok):
     answer = tok.encode(" positive")
     assert list(x) == (prompt + answer)[:-1]
     assert (y[:len(prompt) - 1] == ft.IGNORE).all() and list(y[len(prompt) - 1:]) == answer
-    make = ft.instruction_batch([(x, y), ft.instruction_example(tok, "Bad.", "negative", 64)], tok.pad_id)
-    bx, by = make([0, 1])
-    assert bx.shape == by.shape and (by[1, len(ft.instruction_example(tok, "Bad.", "negative", 64)[1]):] == ft.IGNORE).all()
+    short = ft.instruction_example(tok, "Bad.", "negative", 64)
+    bx, by = ft.instruction_batch([(x, y), short], tok.pad_id)([0, 1])
+    assert bx.shape == by.shape and (by[1, len(short[1]):] == ft.IGNORE).all()        # padding is ignored too
 
     rng = np.random.default_rng(0)
     logits = Tensor(rng.normal(0.0, 1.0, (*bx.shape, tok.vocab_size)), requires_grad=True)
@@ -384,13 +383,29 @@ def test_every_strategy_end_to_end(tmp_path, init_run, data_files, strategy):
     assert confusion == result["confusion"]
 
 
-def test_scratch_does_not_use_the_pretrained_weights(tmp_path, init_run, data_files):
+def test_mean_pooling_and_class_weights_through_the_pipeline(tmp_path, init_run, data_files):
+    train, test = data_files
+    _, _, metrics = finetune(init_run, tmp_path / "m", "full", train, [test], pooling="mean", class_weighting=True,
+                             epochs=1, batch_size=8, log=quiet, progress=Silent())
+    model, tok, cfg = load_finetuned(tmp_path / "m")
+    assert cfg["pooling"] == "mean" and model.pooling == "mean" and cfg["train"]["class_weighting"] is True
+    texts, labels = zip(*feedback.labeled_sets(seed=0, n_train=45, n_test=24)["test_a"])
+    predicted = classify(model, tok, cfg, list(texts)).argmax(1)
+    assert ft.classification_metrics([cfg["labels"].index(lab) for lab in labels], predicted,
+                                      cfg["labels"])["confusion"] == metrics["test"]["test"]["confusion"]
+    with pytest.raises(ValueError, match="class weights"):
+        finetune(init_run, tmp_path / "p", "prompt", train, class_weighting=True, log=quiet)
+
+
+def test_scratch_does_not_use_the_pretrained_weights(tmp_path, init_run, data_files, config):
     train, test = data_files
     _, _, _ = finetune(init_run, tmp_path / "s", "scratch", train, [test], epochs=1, batch_size=8, seed=5,
                        lr=1e-12, log=quiet, progress=Silent())
     pretrained, _ = load_safetensors(init_run / WEIGHTS)
     scratch, _ = load_safetensors(tmp_path / "s" / WEIGHTS)
-    assert not np.allclose(scratch["transformer.h.0.attn.c_attn.weight"], pretrained["transformer.h.0.attn.c_attn.weight"])
+    name = "transformer.h.0.attn.c_attn.weight"
+    assert not np.allclose(scratch[name], pretrained[name])
+    np.testing.assert_allclose(scratch[name], GPT(config, seed=5).state_dict()[name], atol=1e-9)  # lr ~ 0
 
 
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, init_run, data_files, tok, config):
