@@ -10,7 +10,9 @@ is compared with the gradient that backward() computes. The function's output is
 reduced to a scalar L by a fixed random projection, L = sum(c * f(x)) with Gaussian c:
 this checks the whole vector-Jacobian product at once, and any wrong entry of the
 Jacobian changes L's gradient unless c happens to cancel it (probability zero).
-A one-element output is used as is.
+A one-element output is used as is. The differences are taken output by output before
+they are weighted and summed, so outputs that x_i does not touch cancel exactly and do
+not add rounding error.
 """
 import numpy as np
 
@@ -52,6 +54,11 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-8, rtol=1e-6, seed=0):
     def scalar(o):
         return o.sum() if projection is None else (o * projection).sum()
 
+    def output():
+        return to_numpy(fn(*inputs).data).astype(np.float64)
+
+    weights = np.ones(out.shape) if projection is None else to_numpy(projection)
+
     # Analytic gradients, with the inputs' own .grad saved and restored around it.
     saved_grads = [inputs[i].grad for i in checked]
     for i in checked:
@@ -66,7 +73,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-8, rtol=1e-6, seed=0):
             x = inputs[i]
             if grad is None:
                 grad = xp.zeros_like(x.data)   # the output does not depend on x
-            numeric = _numeric_gradient(lambda: scalar(fn(*inputs)).item(), x.data, eps)
+            numeric = _numeric_gradient(output, weights, x.data, eps)
             a, n = to_numpy(grad).astype(np.float64), to_numpy(numeric)
             err = np.abs(a - n)
             bound = atol + rtol * np.abs(n)
@@ -81,9 +88,14 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-8, rtol=1e-6, seed=0):
     return True
 
 
-def _numeric_gradient(f, x, eps):
-    """Central differences of scalar f() with respect to every element of array x,
-    perturbed in place (x may be a non-contiguous view) and restored exactly."""
+def _numeric_gradient(f, weights, x, eps):
+    """Central differences of sum(weights * f()) with respect to every element of array x,
+    perturbed in place (x may be a non-contiguous view) and restored exactly.
+
+    The outputs are subtracted element by element before they are weighted and summed:
+    outputs that do not depend on x[idx] then cancel exactly, and the rounding error of
+    the difference quotient stays that of the outputs that do, not of the whole sum.
+    """
     grad = np.zeros(x.shape)
     for idx in np.ndindex(*x.shape):
         original = x[idx].item()
@@ -92,5 +104,5 @@ def _numeric_gradient(f, x, eps):
         x[idx] = original - eps
         down = f()
         x[idx] = original
-        grad[idx] = (up - down) / (2 * eps)
+        grad[idx] = (weights * (up - down)).sum() / (2 * eps)
     return grad
