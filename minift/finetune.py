@@ -563,12 +563,12 @@ def comparison_table(results):
     trainable parameters, training time and accuracy / macro-F1 on every test set."""
     tests = list(dict.fromkeys(t for m in results.values() for t in m["test"]))
     width = max([8] + [len(name) for name in results]) + 2
-    header = f"{'strategy':<{width}}{'trainable params':>23}{'train time':>12}"
+    header = f"{'strategy':<{width}}{'trainable params':>24}{'train time':>12}"
     header += "".join(f"{t + ' acc':>14}{'macro-F1':>10}" for t in tests)
     lines = [header, "-" * len(header)]
     for name, m in results.items():
         share = m["trainable_parameters"] / m["total_parameters"]
-        line = f"{name:<{width}}{m['trainable_parameters']:>13,} ({share:>6.1%}){m['train_seconds']:>11.1f}s"
+        line = f"{name:<{width}}{m['trainable_parameters']:>13,} ({share:>7.2%}){m['train_seconds']:>11.1f}s"
         for t in tests:
             r = m["test"].get(t)
             line += f"{r['accuracy']:>14.1%}{r['macro_f1']:>10.3f}" if r else f"{'-':>14}{'-':>10}"

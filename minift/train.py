@@ -471,7 +471,7 @@ def finetune(init, out_dir, strategy="full", train_file=None, test_files=None, *
         raise ValueError(f"need epochs >= 1, batch_size >= 1 and lr > 0, got {recipe['epochs']}, "
                          f"{recipe['batch_size']} and {recipe['lr']}")
 
-    gpt, tokenizer, init_cfg = _load_pretrained(init, device)
+    gpt, tokenizer, _ = _load_pretrained(init, device)
     config = gpt.config
     train_data, tests = load_finetune_data(train_file, test_files, text_column, label_column)
     labels = label_vocabulary(train_data.labels)
