@@ -147,10 +147,8 @@ class LoRALinear(Module):
         self.scale = alpha / rank
 
     def forward(self, x):
-        y = x @ self.weight                                             # (..., out)
-        if self.bias is not None:
-            y = y + self.bias
-        update = (x @ self.lora_A) @ self.lora_B                        # (..., r) -> (..., out)
+        y = F.linear(x, self.weight, self.bias)                         # (..., out), frozen
+        update = F.linear(F.linear(x, self.lora_A), self.lora_B)        # (..., r) -> (..., out)
         return y + update * self.scale
 
     def merged(self):
