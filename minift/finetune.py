@@ -536,7 +536,7 @@ def format_metrics(metrics, title="test"):
         m = metrics["per_class"][name]
         lines.append(f"  {name:<{width}}{m['precision']:>10.3f}{m['recall']:>10.3f}{m['f1']:>10.3f}"
                      f"{m['support']:>10}")
-    lines.append(f"  confusion (rows: true label, columns: predicted)")
+    lines.append("  confusion (rows: true label, columns: predicted)")
     lines.append(f"  {'':<{width}}" + "".join(f"{name:>{width}}" for name in labels))
     for name, row in zip(labels, metrics["confusion"]):
         lines.append(f"  {name:<{width}}" + "".join(f"{v:>{width}}" for v in row))

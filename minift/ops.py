@@ -367,10 +367,6 @@ class Stack(Function):
 
 # ----------------------------------------------------------------------------- functions
 
-def _t(x):
-    return x if isinstance(x, Tensor) else Tensor(x)
-
-
 def matmul(a, b):
     return MatMul.apply(a, b)
 
