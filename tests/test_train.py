@@ -6,7 +6,7 @@ import pytest
 
 import minift.files
 from minift.data import feedback
-from minift.files import atomic_write, load_safetensors, save_safetensors
+from minift.files import load_safetensors
 from minift.generate import generate
 from minift.model import GPT, GPTConfig
 from minift.train import CHECKPOINT, WEIGHTS, load_run, pretrain
@@ -72,29 +72,6 @@ def test_crash_while_checkpointing_leaves_the_last_checkpoint_loadable(tmp_path,
     assert not [p for p in (tmp_path / "c").iterdir() if p.name.endswith(".tmp")]
     _, _, history = pretrain(tmp_path / "c", resume=True, log=quiet)
     assert history["train"][-1]["step"] == 6
-
-
-def test_safetensors_round_trip_and_errors(tmp_path):
-    arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.array([1, -2], dtype=np.int64),
-              "c": np.array(True), "t": np.arange(4.0)[::2]}
-    save_safetensors(tmp_path / "x.safetensors", arrays, {"note": "hi"})
-    loaded, meta = load_safetensors(tmp_path / "x.safetensors")
-    assert meta == {"note": "hi"}
-    for k, v in arrays.items():
-        assert loaded[k].dtype == v.dtype and np.array_equal(loaded[k], v)
-    blob = (tmp_path / "x.safetensors").read_bytes()
-    (tmp_path / "bad.safetensors").write_bytes(blob[:40])
-    with pytest.raises(ValueError, match="bad.safetensors"):
-        load_safetensors(tmp_path / "bad.safetensors")
-    with pytest.raises(FileNotFoundError):
-        load_safetensors(tmp_path / "missing.safetensors")
-
-
-def test_atomic_write_replaces_whole_files(tmp_path):
-    atomic_write(tmp_path / "f.txt", "one")
-    atomic_write(tmp_path / "f.txt", b"two")
-    assert (tmp_path / "f.txt").read_text() == "two"
-    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
 
 
 def small_model():
