@@ -8,6 +8,7 @@ from minift.data import (
     BatchSampler, Tokenizer, read_text_files, split_documents, tokenize_corpus,
     train_val_split,
 )
+from minift.errors import MiniftError
 
 DOCS = [
     "The battery lasts all day.",
@@ -33,7 +34,7 @@ def test_read_text_files_normalises_newlines_and_bom(tmp_path):
 def test_undecodable_file_names_file_line_and_offset(tmp_path):
     p = tmp_path / "latin1.txt"
     p.write_bytes("first line\nsecond\ncaf".encode() + b"\xe9 au lait\n")
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(MiniftError) as err:
         read_text_files([p])
     message = str(err.value)
     assert "latin1.txt" in message

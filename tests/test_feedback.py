@@ -298,7 +298,7 @@ def test_corpus_text_size_and_format():
     assert feedback.corpus_text(0) == ""
 
 
-def test_corpus_holds_rated_reviews_in_prompt_format():
+def test_corpus_holds_rated_reviews():
     docs = feedback.corpus_documents(3000, seed=1)
     rated = [d for d in docs if d.startswith("Review: ")]
     share = feedback.RATED_FRACTION
@@ -308,13 +308,20 @@ def test_corpus_holds_rated_reviews_in_prompt_format():
         prompt, sep, label = doc.rpartition(" ")
         assert label in LABELS, doc
         text = prompt[len("Review: "):-len("\nSentiment:")]
-        assert prompt == feedback.format_prompt(text), doc
+        assert doc == feedback.rated_review(text, label), doc
         labels[label] += 1
     assert set(labels) == set(LABELS)
     # plain documents are bare reviews
     assert all("Sentiment:" not in d for d in docs if not d.startswith("Review: "))
 
 
-def test_format_prompt():
+def test_rated_review_format():
+    assert feedback.RATED_REVIEW_TEMPLATE == "Review: {text}\nSentiment:"
+    document = feedback.rated_review("It works.", "positive")
+    assert document == "Review: It works.\nSentiment: positive"
+
+
+def test_old_prompt_names_until_finetuning_has_its_own():
+    # Delete with PROMPT_TEMPLATE and format_prompt once train.py / finetune.py stop using them.
     assert feedback.PROMPT_TEMPLATE == "Review: {text}\nSentiment:"
     assert feedback.format_prompt("It works.") == "Review: It works.\nSentiment:"

@@ -1,6 +1,7 @@
 """Labeled text: CSV/TSV/JSONL loading and its errors, labels, splits, weights, padding."""
 import csv
 import json
+import re
 import warnings
 
 import numpy as np
@@ -10,6 +11,7 @@ from minift.data import (
     Tokenizer, class_weights, encode_labels, encode_texts, label_vocabulary,
     load_labeled, pad_batch, stratified_split,
 )
+from minift.errors import MiniftError
 
 ROWS = [
     ("I love it, truly", "positive"),
@@ -94,96 +96,94 @@ def test_missing_file(tmp_path):
         load_labeled(tmp_path / "absent.csv")
 
 
+def load_error(path, content=None):
+    """The message of the MiniftError that loading `path` raises, after writing `content`."""
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(MiniftError) as err:
+        load_labeled(path)
+    return str(err.value)
+
+
 def test_unknown_extension_without_fmt(tmp_path):
-    p = tmp_path / "data.xlsx"
-    p.write_text("x", encoding="utf-8")
-    with pytest.raises(ValueError, match="'.xlsx'.*fmt="):
-        load_labeled(p)
+    assert re.search("'.xlsx'.*fmt=", load_error(tmp_path / "data.xlsx", "x"))
 
 
 def test_missing_column_names_it_and_lists_the_present_ones(tmp_path):
-    p = write_delimited(tmp_path / "c.csv", [("a", "b")], ",", header=("review", "label"))
-    with pytest.raises(ValueError) as err:
-        load_labeled(p)
-    message = str(err.value)
+    message = load_error(write_delimited(tmp_path / "c.csv", [("a", "b")], ",",
+                                         header=("review", "label")))
     assert "c.csv" in message and "'text'" in message
     assert "['review', 'label']" in message and "text_column=" in message
-    q = write_jsonl(tmp_path / "c.jsonl",
-                    [{"text": "a", "label": "b"}, {"text": "a", "lab": "b"}])
-    with pytest.raises(ValueError) as err:
-        load_labeled(q)
-    message = str(err.value)
+    assert "--text-column" in message                       # the command-line name too
+    message = load_error(write_jsonl(tmp_path / "c.jsonl",
+                                     [{"text": "a", "label": "b"}, {"text": "a", "lab": "b"}]))
     assert "c.jsonl: line 2" in message and "'label'" in message and "['text', 'lab']" in message
+    assert "--label-column" in message and "label_column=" in message
 
 
 def test_undecodable_bytes_name_file_and_line(tmp_path):
-    p = tmp_path / "bad.csv"
-    p.write_bytes(b"text,label\ngood,pos\ncaf\xe9,neg\n")
-    with pytest.raises(ValueError) as err:
-        load_labeled(p)
-    assert "bad.csv" in str(err.value) and "line 3" in str(err.value)
-    assert "UTF-8" in str(err.value)
+    message = load_error(tmp_path / "bad.csv", b"text,label\ngood,pos\ncaf\xe9,neg\n")
+    assert "bad.csv" in message and "line 3" in message
+    assert "UTF-8" in message
 
 
 def test_malformed_json_names_file_line_and_column(tmp_path):
-    p = tmp_path / "bad.jsonl"
-    p.write_text('{"text": "ok", "label": "a"}\n\n{"text": "oops" "label": "b"}\n',
-                 encoding="utf-8")
-    with pytest.raises(ValueError) as err:
-        load_labeled(p)
-    message = str(err.value)
+    message = load_error(tmp_path / "bad.jsonl",
+                         '{"text": "ok", "label": "a"}\n\n{"text": "oops" "label": "b"}\n')
     assert "bad.jsonl: line 3, column 17" in message and "invalid JSON" in message
 
 
 def test_json_array_and_non_object_lines_are_explained(tmp_path):
-    p = tmp_path / "array.json"
-    p.write_text('[{"text": "a", "label": "b"}]', encoding="utf-8")
-    with pytest.raises(ValueError, match="line 1: expected a JSON object.*JSON Lines"):
-        load_labeled(p)
-    pretty = tmp_path / "pretty.json"
-    pretty.write_text('[\n  {"text": "a", "label": "b"}\n]\n', encoding="utf-8")
-    with pytest.raises(ValueError, match="line 1, column 2: invalid JSON.*JSON Lines"):
-        load_labeled(pretty)
-    q = tmp_path / "list.jsonl"
-    q.write_text('["a", "b"]\n', encoding="utf-8")
-    with pytest.raises(ValueError, match="line 1: expected a JSON object"):
-        load_labeled(q)
+    message = load_error(tmp_path / "array.json", '[{"text": "a", "label": "b"}]')
+    assert re.search("line 1: expected a JSON object.*JSON Lines", message)
+    message = load_error(tmp_path / "pretty.json", '[\n  {"text": "a", "label": "b"}\n]\n')
+    assert re.search("line 1, column 2: invalid JSON.*JSON Lines", message)
+    message = load_error(tmp_path / "list.jsonl", '["a", "b"]\n')
+    assert re.search("line 1: expected a JSON object", message)
 
 
 def test_missing_label_names_file_and_line(tmp_path):
     p = write_delimited(tmp_path / "m.csv", [("fine", "pos"), ("no label", "")], ",")
-    with pytest.raises(ValueError, match=r"m\.csv: line 3: the label \('label'\) is missing"):
-        load_labeled(p)
+    assert re.search(r"m\.csv: line 3: the label \('label'\) is missing", load_error(p))
     q = write_jsonl(tmp_path / "m.jsonl",
                     [{"text": "a", "label": "x"}, {"text": "b", "label": None}])
-    with pytest.raises(ValueError, match=r"m\.jsonl: line 2: the label"):
-        load_labeled(q)
+    assert re.search(r"m\.jsonl: line 2: the label", load_error(q))
 
 
 def test_line_numbers_count_multiline_records(tmp_path):
     # The bad record starts on line 4, after a record that spans lines 2-3.
-    p = tmp_path / "ml.csv"
-    p.write_text('text,label\n"two\nlines",pos\nunlabeled,\n', encoding="utf-8")
-    with pytest.raises(ValueError, match="ml.csv: line 4"):
-        load_labeled(p)
+    message = load_error(tmp_path / "ml.csv", 'text,label\n"two\nlines",pos\nunlabeled,\n')
+    assert re.search("ml.csv: line 4", message)
 
 
 def test_wrong_field_count_and_bad_quoting(tmp_path):
-    p = tmp_path / "f.csv"
-    p.write_text("text,label\nok,pos\nunquoted, comma,neg\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="f.csv: line 3: expected 2 fields .* found 3"):
-        load_labeled(p)
-    q = tmp_path / "q.csv"
-    q.write_text('text,label\nok,pos\n"closed" then more,neg\n', encoding="utf-8")
-    with pytest.raises(ValueError, match="q.csv: line 3: malformed CSV"):
-        load_labeled(q)
+    message = load_error(tmp_path / "f.csv", "text,label\nok,pos\nunquoted, comma,neg\n")
+    assert re.search("f.csv: line 3: expected 2 fields .* found 3", message)
+    message = load_error(tmp_path / "q.csv", 'text,label\nok,pos\n"closed" then more,neg\n')
+    assert re.search("q.csv: line 3: malformed CSV", message)
 
 
 def test_empty_file(tmp_path):
-    p = tmp_path / "empty.csv"
-    p.write_text("", encoding="utf-8")
-    with pytest.raises(ValueError, match="empty.csv: the file is empty"):
-        load_labeled(p)
+    assert re.search("empty.csv: the file is empty", load_error(tmp_path / "empty.csv", ""))
+    message = load_error(tmp_path / "empty.jsonl", "\n  \n")
+    assert re.search("empty.jsonl: the file is empty.*JSON Lines", message)
+
+
+def test_a_file_without_examples_loads_empty_but_cannot_train(tmp_path):
+    header = write_delimited(tmp_path / "header.csv", [], ",")
+    data = load_labeled(header)
+    assert len(data) == 0 and data.n_skipped_empty == 0
+    with pytest.raises(MiniftError) as err:
+        data.require_examples()
+    assert str(err.value) == f"{header}: no labeled examples (only a header row)"
+    blank = write_delimited(tmp_path / "blank.tsv", [("", "pos"), (" ", "neg")], "\t")
+    with pytest.raises(MiniftError) as err:
+        load_labeled(blank).require_examples()
+    assert str(err.value) == f"{blank}: no labeled examples (all 2 rows have empty text)"
+    full = load_labeled(write_delimited(tmp_path / "ok.csv", ROWS, ","))
+    assert full.require_examples() is full
 
 
 # ----------------------------------------------------------------------------- labels
@@ -199,7 +199,7 @@ def test_encode_labels_and_unknown_label_error():
     vocab = ["negative", "neutral", "positive"]
     ids = encode_labels(["positive", "negative", "neutral"], vocab)
     assert ids.tolist() == [2, 0, 1] and ids.dtype == np.int64
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(MiniftError) as err:
         encode_labels(["positive", "mixed"], vocab, source="test.csv")
     message = str(err.value)
     assert "'mixed'" in message and "test.csv" in message

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minift.data import Tokenizer
+from minift.errors import MiniftError
 
 CORPUS = [
     "The battery lasts all day and the screen is bright.",
@@ -114,8 +115,12 @@ def test_load_errors(tmp_path):
         Tokenizer.load(tmp_path)
     bad = tmp_path / "broken.json"
     bad.write_text("{not json", encoding="utf-8")
-    with pytest.raises(ValueError, match="broken.json"):
+    with pytest.raises(MiniftError, match="broken.json"):
         Tokenizer.load(bad)
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes(b'{"caf\xe9": 1}')
+    with pytest.raises(MiniftError, match="latin1.json: line 1, column 6"):
+        Tokenizer.load(latin1)
 
 
 def test_training_is_deterministic_and_fingerprint_tracks_the_data():

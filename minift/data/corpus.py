@@ -1,4 +1,4 @@
-"""From text files to a flat stream of token ids, and from that stream to training batches.
+"""From documents to a flat stream of token ids, and from that stream to training batches.
 
 Pretraining reads the corpus as one long sequence of token ids, with the end-of-text
 token after every document, so the model learns where a document stops:
@@ -7,86 +7,21 @@ token after every document, so the model learns where a document stops:
 
 A batch is B random windows of T + 1 consecutive ids from that stream; the input is the
 first T ids of each window and the target is the same window shifted left by one, so
-every position is trained to predict the token that follows it.
-
-This module also holds `decode_utf8` (UTF-8 with errors that point at the bad byte),
-which the whole data package shares.
+every position is trained to predict the token that follows it. Reading the text files
+and splitting them into documents is `text.py`'s job.
 """
-import codecs
 import hashlib
 import json
-import os
-import re
 from pathlib import Path
 
 import numpy as np
 
 from ..files import atomic_write
 
-__all__ = [
-    "read_text_files", "split_documents", "tokenize_corpus", "train_val_split",
-    "BatchSampler", "decode_utf8",
-]
+__all__ = ["tokenize_corpus", "train_val_split", "BatchSampler"]
 
 # Bump when the layout of tokens.bin / tokens.json changes, so old caches are rebuilt.
 _CACHE_VERSION = 1
-
-
-# ----------------------------------------------------------------------------- file helpers
-
-def decode_utf8(data, source):
-    """Decode `data` (bytes) as UTF-8, dropping a leading byte-order mark if present.
-
-    Invalid bytes raise a ValueError naming `source` (the file), the line, the column
-    (in characters) and the byte offset, so the user can find and fix them.
-    """
-    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
-    try:
-        return data[start:].decode("utf-8")
-    except UnicodeDecodeError as e:
-        offset = start + e.start                       # offset in the file, BOM included
-        line_start = data.rfind(b"\n", 0, offset) + 1
-        line = data.count(b"\n", 0, offset) + 1
-        # Everything before the first bad byte is valid UTF-8, so it can be decoded to
-        # count characters: editors show columns in characters, not bytes.
-        column = len(data[max(line_start, start):offset].decode("utf-8")) + 1
-        bad = data[offset:offset + (e.end - e.start)]
-        raise ValueError(
-            f"{source}: line {line}, column {column} (byte offset {offset}): "
-            f"bytes {bad!r} are not valid UTF-8 ({e.reason}). minift reads text as "
-            f"UTF-8; re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)."
-        ) from None
-
-
-# ----------------------------------------------------------------------------- reading text
-
-def read_text_files(paths):
-    """Read UTF-8 text files; one string per file, in the order given.
-
-    `paths` is a list of paths (a single str or Path is accepted too). Line endings are
-    normalised to "\\n" (as Python's text mode does), so a corpus hashes and tokenizes
-    the same on every OS. Undecodable bytes raise a ValueError naming the file, line,
-    column and byte offset; a missing file raises FileNotFoundError.
-    """
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    texts = []
-    for p in paths:
-        p = Path(p)
-        if not p.is_file():
-            raise FileNotFoundError(f"text file not found: {p}")
-        text = decode_utf8(p.read_bytes(), p)
-        texts.append(text.replace("\r\n", "\n").replace("\r", "\n"))
-    return texts
-
-
-def split_documents(text):
-    """Split `text` into documents at blank lines (lines holding only whitespace).
-
-    Each document is stripped of surrounding whitespace; empty documents are dropped.
-    "a\\nb\\n\\nc" -> ["a\\nb", "c"].
-    """
-    return [doc.strip() for doc in re.split(r"\n[ \t\f\v]*\n", text) if doc.strip()]
 
 
 # ----------------------------------------------------------------------------- tokenizing

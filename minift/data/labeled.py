@@ -8,7 +8,8 @@
     ids, lengths = pad_batch([seqs[i] for i in train_idx[:16]], tokenizer.pad_id)
 
 Files are CSV, TSV or JSON Lines in UTF-8. Every problem in a file is reported with the
-file name and the line, because a bad row in a few thousand is otherwise hard to find.
+file name and the line, because a bad row in a few thousand is otherwise hard to find,
+as a MiniftError: the file is the user's to fix, not a bug in minift.
 """
 import csv
 import io
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import decode_utf8
+from ..errors import MiniftError
+from .text import decode_utf8
 
 __all__ = [
     "LabeledData", "load_labeled", "label_vocabulary", "encode_labels",
@@ -44,6 +46,22 @@ class LabeledData:
     def __len__(self):
         return len(self.texts)
 
+    def require_examples(self):
+        """Return self, or raise a MiniftError naming the file if it holds no example.
+
+        `load_labeled` accepts a CSV / TSV file with a header and no rows (a valid, if
+        empty, test set); training needs at least one example, so call this first. The
+        message assumes a file read by `load_labeled` (an empty JSONL file is already
+        an error there).
+        """
+        if self.texts:
+            return self
+        if self.n_skipped_empty:
+            why = f"all {self.n_skipped_empty} rows have empty text"
+        else:
+            why = "only a header row"
+        raise MiniftError(f"{self.source}: no labeled examples ({why})")
+
 
 # ----------------------------------------------------------------------------- loading
 
@@ -58,15 +76,17 @@ def load_labeled(path, text_column="text", label_column="label", fmt=None):
     Labels are kept as strings with surrounding whitespace stripped ("positive " would
     otherwise be a class of its own); numbers become strings (1 -> "1"). Texts are kept
     exactly as written. A row with empty text is skipped and counted; a row with text
-    but no label is an error.
+    but no label is an error. Mistakes in the file raise a MiniftError naming the file
+    and the line. A file with a header row and no rows gives an empty LabeledData (see
+    `LabeledData.require_examples`); an empty JSONL file is an error, like an empty CSV.
     """
     path = Path(path)
     if fmt is None:
         fmt = _FORMATS.get(path.suffix.lower())
         if fmt is None:
-            raise ValueError(f"{path}: cannot tell the format from the extension "
-                             f"{path.suffix!r}; use .csv, .tsv, .jsonl or .json, or pass "
-                             f"fmt='csv', 'tsv' or 'jsonl'")
+            raise MiniftError(f"{path}: cannot tell the format from the extension "
+                              f"{path.suffix!r}; name the file .csv, .tsv, .jsonl or .json "
+                              f"(or pass fmt='csv', 'tsv' or 'jsonl' in Python)")
     fmt = {"json": "jsonl"}.get(fmt, fmt)
     if fmt not in ("csv", "tsv", "jsonl"):
         raise ValueError(f"unknown format {fmt!r}; expected 'csv', 'tsv' or 'jsonl'")
@@ -86,8 +106,8 @@ def load_labeled(path, text_column="text", label_column="label", fmt=None):
             data.n_skipped_empty += 1
             continue
         if label is None or not label.strip():
-            raise ValueError(f"{path}: line {line}: the label ({label_column!r}) is "
-                             f"missing; every row with text needs a label")
+            raise MiniftError(f"{path}: line {line}: the label ({label_column!r}) is "
+                              f"missing; every row with text needs a label")
         data.texts.append(row_text)
         data.labels.append(label.strip())
     return data
@@ -109,10 +129,10 @@ def _delimited_rows(text, path, delimiter, text_column, label_column):
         except StopIteration:
             break
         except csv.Error as e:
-            raise ValueError(f"{path}: line {start}: malformed {kind} record ({e}); a "
-                             f"field that contains the delimiter, a quote or a newline "
-                             f"must be enclosed in double quotes, with inner quotes "
-                             f"doubled (\"\")") from None
+            raise MiniftError(f"{path}: line {start}: malformed {kind} record ({e}); a "
+                              f"field that contains the delimiter, a quote or a newline "
+                              f"must be enclosed in double quotes, with inner quotes "
+                              f"doubled (\"\")") from None
         end_of_previous = reader.line_num
         if not row:
             continue                    # a blank line
@@ -122,26 +142,35 @@ def _delimited_rows(text, path, delimiter, text_column, label_column):
             label_i = _column_index(header, label_column, "label_column", path)
             continue
         if len(row) != len(header):
-            raise ValueError(f"{path}: line {start}: expected {len(header)} fields "
-                             f"({', '.join(header)}), found {len(row)}; a field that "
-                             f"contains the delimiter must be enclosed in double quotes")
+            raise MiniftError(f"{path}: line {start}: expected {len(header)} fields "
+                              f"({', '.join(header)}), found {len(row)}; a field that "
+                              f"contains the delimiter must be enclosed in double quotes")
         yield start, row[text_i], row[label_i]
     if header is None:
-        raise ValueError(f"{path}: the file is empty; expected a header row naming the "
-                         f"columns {text_column!r} and {label_column!r}")
+        raise MiniftError(f"{path}: the file is empty; expected a header row naming the "
+                          f"columns {text_column!r} and {label_column!r}")
 
 
 def _column_index(header, column, argument, path):
     if column not in header:
-        raise ValueError(f"{path}: no column {column!r} in the header; the columns "
-                         f"present are {header}. Pass {argument}= to use another one.")
+        raise MiniftError(f"{path}: no column {column!r} in the header; "
+                          f"{_other_columns(header, argument)}")
     return header.index(column)
+
+
+def _other_columns(present, argument):
+    """The end of a missing-column error, for both command-line and Python users."""
+    flag = "--" + argument.replace("_", "-")
+    return (f"the columns present are {present}. Choose another with {flag} "
+            f"({argument}= in Python).")
 
 
 def _jsonl_rows(text, path, text_column, label_column):
     """Yield (line, text, label) from JSON Lines text."""
     expected = (f"JSON Lines holds one complete object per line, such as "
                 f'{{"{text_column}": "...", "{label_column}": "..."}}')
+    if not text.strip():
+        raise MiniftError(f"{path}: the file is empty; {expected}")
     # Split on "\n" only: str.splitlines would also split at U+2028 and other
     # separators, which JSON allows unescaped inside strings.
     for line_no, line in enumerate(text.split("\n"), start=1):
@@ -150,20 +179,19 @@ def _jsonl_rows(text, path, text_column, label_column):
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: line {line_no}, column {e.colno}: invalid JSON "
-                             f"({e.msg}); {expected}") from None
+            raise MiniftError(f"{path}: line {line_no}, column {e.colno}: invalid JSON "
+                              f"({e.msg}); {expected}") from None
         if not isinstance(obj, dict):
-            raise ValueError(f"{path}: line {line_no}: expected a JSON object, found "
-                             f"{_json_type(obj)}; {expected}")
+            raise MiniftError(f"{path}: line {line_no}: expected a JSON object, found "
+                              f"{_json_type(obj)}; {expected}")
         for column, argument in ((text_column, "text_column"), (label_column, "label_column")):
             if column not in obj:
-                raise ValueError(f"{path}: line {line_no}: no column {column!r}; the "
-                                 f"columns present are {list(obj)}. Pass {argument}= to "
-                                 f"use another one.")
+                raise MiniftError(f"{path}: line {line_no}: no column {column!r}; "
+                                  f"{_other_columns(list(obj), argument)}")
         row_text = obj[text_column]
         if row_text is not None and not isinstance(row_text, str):
-            raise ValueError(f"{path}: line {line_no}: {text_column!r} is "
-                             f"{_json_type(row_text)}, expected a string")
+            raise MiniftError(f"{path}: line {line_no}: {text_column!r} is "
+                              f"{_json_type(row_text)}, expected a string")
         yield line_no, row_text, _label_string(obj[label_column], path, line_no)
 
 
@@ -177,8 +205,8 @@ def _label_string(value, path, line_no):
         return str(int(value))          # 1.0 and 1 name the same class
     if isinstance(value, (int, float)):
         return str(value)
-    raise ValueError(f"{path}: line {line_no}: a label must be a string or a number, "
-                     f"found {_json_type(value)}")
+    raise MiniftError(f"{path}: line {line_no}: a label must be a string or a number, "
+                      f"found {_json_type(value)}")
 
 
 def _json_type(value):
@@ -206,14 +234,14 @@ def encode_labels(labels, vocab, source=None):
     """Label names -> int64 ids (positions in `vocab`).
 
     A label not in `vocab` (say, a test file with a class the training data never had)
-    raises a ValueError naming the label, the file `source` and the known labels.
+    raises a MiniftError naming the label, the file `source` and the known labels.
     """
     index = {name: i for i, name in enumerate(vocab)}
     unknown = sorted({label for label in labels if label not in index})
     if unknown:
         where = f"{source}: " if source is not None else ""
-        raise ValueError(f"{where}label(s) {', '.join(map(repr, unknown))} not among the "
-                         f"known labels {list(vocab)} (the training labels)")
+        raise MiniftError(f"{where}label(s) {', '.join(map(repr, unknown))} not among the "
+                          f"known labels {list(vocab)} (the training labels)")
     return np.array([index[label] for label in labels], dtype=np.int64)
 
 

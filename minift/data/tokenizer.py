@@ -26,8 +26,9 @@ from pathlib import Path
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from ..errors import MiniftError
 from ..files import atomic_write
-from .corpus import decode_utf8, read_text_files
+from .text import decode_utf8, read_text_files
 
 __all__ = ["Tokenizer", "EOT_TOKEN", "PAD_TOKEN"]
 
@@ -120,7 +121,7 @@ class Tokenizer:
         try:
             return cls.from_str(text)
         except Exception as e:     # the Rust parser raises plain Exception
-            raise ValueError(f"{file}: not a valid HF tokenizers JSON file: {e}") from None
+            raise MiniftError(f"{file}: not a valid HF tokenizers JSON file: {e}") from None
 
     def save(self, path):
         """Write the tokenizer atomically; returns the file written.
