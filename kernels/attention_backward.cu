@@ -31,149 +31,28 @@
 // element is then written by exactly one thread: no atomics, and the result is
 // deterministic (the same bits on every run).
 //
-// Work split inside a block (as in the forward kernel): the tile is 4-by-4 blocked.
-// Each thread owns 4 consecutive "own" rows (keys in dkdv, queries in dq) and 4
-// "other" rows strided by TX = TILE/4 (so neighbouring threads read neighbouring
-// shared-memory rows, free of bank conflicts). It computes the 4 x 4 values of p
+// Work split inside a block (the tile layout of attention_common.cuh, as in the
+// forward kernel): each thread owns 4 consecutive "own" rows (keys in dkdv, queries in
+// dq) and 4 "other" rows strided by TX = TILE/4. It computes the 4 x 4 values of p
 // and ds for those pairs, shares them through shared memory, and then accumulates
 // its own rows' gradients for output columns tx*4..tx*4+3 (+ multiples of 4*TX).
 //
-// Compile-time parameters (minift/kernels.py prepends them): HEAD_DIM = D (1..128),
+// Compile-time parameters (minift/cuda/loader.py prepends them): HEAD_DIM = D (1..128),
 // BR = BC (the tile; these kernels assume square tiles). Launches:
 //   preprocess: 256 threads (8 warps, 8 rows) per block, grid ceil(B*H*T / 8).
 //   dkdv: NUM_THREADS threads, grid (B*H, ceil(T/BC)), DKDV_SMEM_FLOATS*4 bytes of
 //         dynamic shared memory.   dq: NUM_THREADS threads, grid (B*H, ceil(T/BR)),
-//         DQ_SMEM_FLOATS*4 bytes. (minift/kernels.py computes the same sizes.)
+//         DQ_SMEM_FLOATS*4 bytes. (attention_smem_bytes in minift/cuda/wrappers.py
+//         computes the same sizes.)
 
-#ifndef HEAD_DIM
-#define HEAD_DIM 64
-#endif
-#ifndef BR
-#define BR 64
-#endif
-#ifndef BC
-#define BC 64
-#endif
+#include "attention_common.cuh"
 
 #define TILE BC
-#define TX (TILE / 4)                     // threads along the "other" rows of a tile
-#define NUM_THREADS (TX * TX)
-#define D4 (((HEAD_DIM) + 3) / 4 * 4)     // D rounded up to whole float4s
-#define D_GROUPS (((HEAD_DIM) + 4 * TX - 1) / (4 * TX))   // output column groups per thread
-#define D_COVER (D_GROUPS * 4 * TX)       // columns covered by all threads' groups (>= D)
-#define ROW (D_COVER + 4)                 // shared-memory row stride of q, k, v, do tiles
-#define P_ROW (TILE + 4)                  // row stride of the p / ds tiles
 #define DKDV_SMEM_FLOATS (4 * TILE * ROW + 2 * TILE * P_ROW + 2 * TILE)   // Ks Vs Qs dOs, Ps dSs, L D
 #define DQ_SMEM_FLOATS (4 * TILE * ROW + TILE * P_ROW)                    // Qs dOs Ks Vs, dSt
 #define PREPROCESS_ROWS_PER_BLOCK 8       // 256 threads = 8 warps, one row each
 
-#define LOG2E 1.4426950408889634f
-
-static_assert(HEAD_DIM >= 1 && HEAD_DIM <= 128, "HEAD_DIM must be in 1..128");
 static_assert(BR == BC, "the backward kernels use square tiles (BR == BC)");
-static_assert(TILE % 4 == 0 && TX <= 32 && (32 % TX) == 0, "BC/4 must be a power of two <= 32");
-static_assert(NUM_THREADS % 32 == 0, "the block must be whole warps (the shuffles use all 32 lanes)");
-
-__device__ __forceinline__ float dot4(float4 a, float4 b) {
-    return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
-}
-
-// Same as in attention_forward.cu: rows r0..r0+nrows-1 of a (T, HEAD_DIM) matrix into
-// dst[nrows][ROW], zeros past T and past HEAD_DIM.
-__device__ __forceinline__ void load_rows(float* dst, const float* __restrict__ src, int r0,
-                                          int nrows, int T) {
-    if (HEAD_DIM % 4 == 0) {
-        const int groups_per_row = D_COVER / 4;
-        for (int g = threadIdx.x; g < nrows * groups_per_row; g += NUM_THREADS) {
-            const int r = g / groups_per_row, c = (g % groups_per_row) * 4;
-            float4 val = make_float4(0.f, 0.f, 0.f, 0.f);
-            if (r0 + r < T && c < HEAD_DIM)
-                val = *reinterpret_cast<const float4*>(src + (long long)(r0 + r) * HEAD_DIM + c);
-            *reinterpret_cast<float4*>(dst + r * ROW + c) = val;
-        }
-    } else {
-        for (int e = threadIdx.x; e < nrows * D_COVER; e += NUM_THREADS) {
-            const int r = e / D_COVER, c = e % D_COVER;
-            dst[r * ROW + c] = (r0 + r < T && c < HEAD_DIM) ? src[(long long)(r0 + r) * HEAD_DIM + c] : 0.f;
-        }
-    }
-}
-
-// x[i][j] = (row ty*4+i of A) . (row tx+j*TX of B) over the head dimension, for
-// A, B tiles in shared memory with row stride ROW.
-__device__ __forceinline__ void tile_dots(float x[4][4], const float* A, const float* B,
-                                          int ty, int tx) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) x[i][j] = 0.f;
-#pragma unroll 2
-    for (int d = 0; d < D4; d += 4) {
-        float4 a[4], b[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) a[i] = *reinterpret_cast<const float4*>(A + (ty * 4 + i) * ROW + d);
-#pragma unroll
-        for (int j = 0; j < 4; ++j) b[j] = *reinterpret_cast<const float4*>(B + (tx + j * TX) * ROW + d);
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-            for (int j = 0; j < 4; ++j) x[i][j] += dot4(a[i], b[j]);
-    }
-}
-
-// acc[i][cols] += sum_r W[r][ty*4+i] * X[r][cols] over the rows r < nrows of the tile:
-// W is a p or ds tile stored [other][own] (row stride P_ROW), X a q/k/do tile (row
-// stride ROW); cols are the thread's output columns g*4*TX + tx*4 + 0..3.
-__device__ __forceinline__ void accumulate(float acc[4][D_GROUPS * 4], const float* W,
-                                           const float* X, int nrows, int ty, int tx) {
-    for (int r = 0; r < nrows; ++r) {
-        const float4 w = *reinterpret_cast<const float4*>(W + r * P_ROW + ty * 4);
-        const float wr[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-        for (int g = 0; g < D_GROUPS; ++g) {
-            const float4 x = *reinterpret_cast<const float4*>(X + r * ROW + g * 4 * TX + tx * 4);
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                acc[i][g * 4 + 0] = fmaf(wr[i], x.x, acc[i][g * 4 + 0]);
-                acc[i][g * 4 + 1] = fmaf(wr[i], x.y, acc[i][g * 4 + 1]);
-                acc[i][g * 4 + 2] = fmaf(wr[i], x.z, acc[i][g * 4 + 2]);
-                acc[i][g * 4 + 3] = fmaf(wr[i], x.w, acc[i][g * 4 + 3]);
-            }
-        }
-    }
-}
-
-// Writes factor * acc for rows r0 + ty*4 + i < T of a (T, HEAD_DIM) matrix.
-__device__ __forceinline__ void store_rows(float* __restrict__ dst, const float acc[4][D_GROUPS * 4],
-                                           float factor, int r0, int T, int ty, int tx) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        const int r = r0 + ty * 4 + i;
-        if (r >= T) continue;
-#pragma unroll
-        for (int g = 0; g < D_GROUPS; ++g) {
-            const int d = g * 4 * TX + tx * 4;
-            float* out = dst + (long long)r * HEAD_DIM + d;
-            if (HEAD_DIM % 4 == 0) {
-                if (d < HEAD_DIM)
-                    *reinterpret_cast<float4*>(out) =
-                        make_float4(factor * acc[i][g * 4 + 0], factor * acc[i][g * 4 + 1],
-                                    factor * acc[i][g * 4 + 2], factor * acc[i][g * 4 + 3]);
-            } else {
-#pragma unroll
-                for (int e = 0; e < 4; ++e)
-                    if (d + e < HEAD_DIM) out[e] = factor * acc[i][g * 4 + e];
-            }
-        }
-    }
-}
-
-__device__ __forceinline__ void zero_acc(float acc[4][D_GROUPS * 4]) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int c = 0; c < D_GROUPS * 4; ++c) acc[i][c] = 0.f;
-}
 
 // Drow[i] = sum_d do[i, d] * o[i, d] for all rows = B*H*T of them.
 extern "C" __global__ void __launch_bounds__(PREPROCESS_ROWS_PER_BLOCK * 32)

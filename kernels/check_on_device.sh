@@ -13,7 +13,7 @@ export CUPY_TF32=0 NVIDIA_TF32_OVERRIDE=0   # cuBLAS in full float32 for the com
 nvidia-smi 2>&1 | tee "$OUT/nvidia_smi.log" || exit 1
 status=0
 PYTHONPATH=. "$PY" -m pytest -m gpu -q 2>&1 | tee "$OUT/gpu_tests.log" || status=1
-PYTHONPATH=. "$PY" -c "from minift import bench_kernels; bench_kernels.run()" 2>&1 \
+PYTHONPATH=. "$PY" -m minift.bench_kernels 2>&1 \
     | tee "$OUT/bench_kernels.log" || status=1
 PYTHONPATH=. "$PY" -m minift.bench step --device cuda 2>&1 | tee "$OUT/bench_step_gpu.log" || status=1
 PYTHONPATH=. "$PY" -m minift.bench step --device cpu 2>&1 | tee "$OUT/bench_step_cpu.log" || status=1

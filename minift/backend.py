@@ -1,8 +1,17 @@
-"""Which array module an array belongs to: NumPy on the CPU, CuPy on an NVIDIA GPU.
+"""Which array module an array belongs to (NumPy on the CPU, CuPy on an NVIDIA GPU),
+and the one place where a device-specific implementation is chosen.
 
 Every op asks `array_module(x)` for `xp` and then writes `xp.exp(x)`, so one piece of
 code serves both devices. CuPy is imported lazily, the first time something asks for
 the GPU: `import minift` never imports it, and NumPy-only users never pay for it.
+
+A few operations have a faster way on each device than the generic `xp` code: matrix
+products (BLAS tricks on the CPU, minift's own SGEMM kernel on the GPU), dropout's
+random numbers (drawn on the device that uses them), scatter-add and fused attention.
+The functions at the bottom of this file choose that way, so that the ops themselves
+are only math. The CUDA kernels live in `minift.cuda`, the appendix read last: it
+registers them here when it is imported (`register_gpu`), and this module never
+imports it.
 """
 import numpy as np
 
@@ -82,6 +91,69 @@ def to_numpy(x):
     return to_device(x, "cpu")
 
 
+# ----------------------------------------------------------------------------- device choices
+
+# What minift.cuda registered when it was imported: "matmul" -> f(a, b) for float32
+# CuPy arrays; "causal_attention" -> a Function class with `accepts(q, k, v)`. Never
+# consulted for NumPy arrays.
+_gpu_implementations = {}
+
+
+def register_gpu(name, implementation):
+    """Called by minift.cuda at import: use `implementation` for `name` on the GPU."""
+    _gpu_implementations[name] = implementation
+
+
+def matmul(a, b):
+    """a @ b on raw arrays with ndim >= 2 (leading axes broadcast), by the fastest path
+    the arrays' device offers: NumPy's BLAS, with two tricks, on the CPU; on the GPU
+    minift's SGEMM kernel for float32 (when minift.cuda registered it), else CuPy's."""
+    if b.ndim == 2 and a.ndim > 2:
+        # (..., K) @ (K, N) is one GEMM over all rows: much faster than NumPy's loop
+        # over the batch, and the form the GPU kernel takes.
+        return matmul(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
+    if type(a) is np.ndarray:
+        if (a.ndim > 2 or b.ndim > 2) and not (a.flags.c_contiguous and b.flags.c_contiguous):
+            return _stacked_matmul(a, b)
+        return a @ b
+    gpu_matmul = _gpu_implementations.get("matmul")
+    if gpu_matmul is None or a.dtype != np.float32 or b.dtype != np.float32:
+        return a @ b
+    return gpu_matmul(a, b)
+
+
+def _stacked_matmul(a, b):
+    """a @ b for NumPy stacks of which one is a strided view (such as k.swapaxes(-1, -2)).
+
+    NumPy hands a stack of matrices to BLAS only when it is contiguous; a transposed
+    view falls to a generic loop about 100x slower. BLAS itself takes a transposed
+    2-D matrix at full speed, so multiply matrix by matrix (no copy of the operands).
+    """
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a = np.broadcast_to(a, batch + a.shape[-2:])
+    b = np.broadcast_to(b, batch + b.shape[-2:])
+    out = np.empty(batch + (a.shape[-2], b.shape[-1]), dtype=np.result_type(a, b))
+    for i in np.ndindex(*batch):
+        np.matmul(a[i], b[i], out=out[i])
+    return out
+
+
+def uniform(rng, shape, like):
+    """float32 numbers uniform in [0, 1), of `shape`, on the device of array `like`.
+
+    `rng` is a NumPy Generator. On the CPU it draws the numbers; on the GPU it draws
+    only a seed, and the numbers are made on the device (no host-to-device copy), so
+    either way the same `rng` state gives the same numbers on a given device.
+    """
+    if not _is_cupy_array(like):
+        return rng.random(shape, dtype=np.float32)
+    cp = get_cupy()
+    # Philox is counter-based: a fresh generator costs nothing to seed.
+    device_rng = cp.random.RandomState(int(rng.integers(2**63)),
+                                       method=cp.cuda.curand.CURAND_RNG_PSEUDO_PHILOX4_32_10)
+    return device_rng.random_sample(shape, dtype=np.float32)
+
+
 def scatter_add(out, index, values):
     """out[index] += values, where repeated indices add up (unlike `out[index] += v`,
     which keeps only one of them): the backward of gathering rows or elements."""
@@ -90,3 +162,13 @@ def scatter_add(out, index, values):
         cupyx.scatter_add(out, index, values)
     else:
         np.add.at(out, index, values)
+
+
+def fused_causal_attention(q, k, v):
+    """The Function class that computes causal attention on arrays q, k, v in fused
+    GPU kernels, when minift.cuda registered one and it accepts these inputs; None
+    otherwise (on the CPU always), and the caller uses the reference implementation."""
+    if not _is_cupy_array(q):
+        return None
+    fused = _gpu_implementations.get("causal_attention")
+    return fused if fused is not None and fused.accepts(q, k, v) else None

@@ -2,7 +2,9 @@
 
     python -m minift.bench engine     # autograd overhead per op on 8x8 arrays
     python -m minift.bench step       # one GPT training step of the reference config
-    python -m minift.bench kernels    # CUDA kernels vs cuBLAS / naive CuPy (GPU only)
+
+The CUDA kernels against cuBLAS and plain CuPy are measured by the GPU appendix's own
+benchmark, `python -m minift.bench_kernels` (GPU only).
 """
 import argparse
 import sys
@@ -25,13 +27,13 @@ def _best_of(fn, repeats, inner=1):
 def bench_engine(print_fn=print):
     """Per-op cost of forward + backward through the engine on 8x8 arrays: a chain of
     n ops followed by one backward, divided by n; next to the bare NumPy op."""
-    import minift
+    from .tensor import tensor
     n = 200
     rng = np.random.default_rng(0)
-    a = minift.tensor(rng.standard_normal((8, 8)).astype(np.float32), requires_grad=True)
+    a = tensor(rng.standard_normal((8, 8)).astype(np.float32), requires_grad=True)
     # operands near 1 (and near the identity for matmul) so a long chain stays finite
-    b = minift.tensor((1 + 0.01 * rng.standard_normal((8, 8))).astype(np.float32), requires_grad=True)
-    w = minift.tensor((np.eye(8) + 0.01 * rng.standard_normal((8, 8))).astype(np.float32), requires_grad=True)
+    b = tensor((1 + 0.01 * rng.standard_normal((8, 8))).astype(np.float32), requires_grad=True)
+    w = tensor((np.eye(8) + 0.01 * rng.standard_normal((8, 8))).astype(np.float32), requires_grad=True)
     ones = np.ones((8, 8), np.float32)
     chains = {
         "add": lambda x: x + b,
@@ -73,11 +75,11 @@ def model_flops_per_token(config, T):
 def bench_step(print_fn=print, device="cpu", steps=10, batch_size=16):
     """One training step (forward + backward + AdamW) of the reference configuration:
     vocab 2048, block 128, 4 layers, 4 heads, n_embd 128, batch 16."""
-    from .model import GPT, GPTConfig
+    from .model import GPT, GPTConfig, param_groups
     from .optim import AdamW
     config = GPTConfig(vocab_size=2048, block_size=128, n_layer=4, n_head=4, n_embd=128)
     model = GPT(config, seed=0).to(device)
-    opt = AdamW(model, lr=1e-3)
+    opt = AdamW(param_groups(model, 0.01), lr=1e-3)
     rng = np.random.default_rng(0)
     B, T = batch_size, config.block_size
     xp = np
@@ -113,16 +115,13 @@ def bench_step(print_fn=print, device="cpu", steps=10, batch_size=16):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m minift.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["engine", "step", "kernels"])
+    parser.add_argument("what", choices=["engine", "step"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args(argv)
     if args.what == "engine":
         bench_engine()
-    elif args.what == "step":
-        bench_step(device=args.device)
     else:
-        from . import bench_kernels
-        bench_kernels.run()
+        bench_step(device=args.device)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Benchmarks of minift's CUDA kernels (GPU only): prints figures, asserts nothing.
 
-    python -c "from minift import bench_kernels; bench_kernels.run()"
+    python -m minift.bench_kernels
+
+Part of the GPU appendix (read after minift.cuda, which it measures).
 
 1. SGEMM: minift's kernel against cupy.matmul (cuBLAS), float32 without TF32, at
    4096^3 and at the shapes of a small GPT's layers. Time in ms per call, and the
@@ -9,7 +11,7 @@
    against the plain CuPy composition (scores = q @ k.T * scale, mask, softmax, @ v,
    and its backward by CuPy ops). Time, and extra GPU memory: the peak of CuPy's
    memory pool during the call minus what was in use before it (the inputs).
-3. A sweep of SGEMM tile configurations, to choose the ones minift/kernels.py uses.
+3. A sweep of SGEMM tile configurations, to choose the ones minift/cuda/wrappers.py uses.
 
 Timing uses CUDA events around `repeats` back-to-back calls after warm-up calls
 (which also compile the kernels). Before the timed calls the stream is held by a
@@ -23,6 +25,7 @@ import time
 
 import numpy as np
 
+from . import cuda
 from .backend import get_cupy
 
 MATMUL_SHAPES = [  # (M, K, N): (M, K) @ (K, N)
@@ -87,16 +90,16 @@ def _peak_extra_bytes(cp, fn):
     return hook.peak
 
 
-def _kernel_resources(print_fn, kernels):
+def _kernel_resources(print_fn):
     """Registers, spilled bytes and shared memory of every kernel compiled so far, as the
     driver built them for this GPU."""
-    for (module, defines, name), func in sorted(kernels._functions.items(), key=lambda kv: str(kv[0])):
+    for (module, defines, name), func in sorted(cuda.compiled_kernels().items(), key=lambda kv: str(kv[0])):
         tiles = " ".join(f"{k}={v}" for k, v in defines)
         print_fn(f"  {name:32s} [{tiles}]: {func.num_regs} registers, "
                  f"{func.local_size_bytes} B local (spills), {func.shared_size_bytes} B static shared")
 
 
-def bench_matmul(cp, print_fn, kernels):
+def bench_matmul(cp, print_fn):
     os.environ.pop("MINIFT_MATMUL", None)   # minift's kernel, not the cuBLAS switch
     sms = cp.cuda.Device().attributes["MultiProcessorCount"]
     print_fn("SGEMM, float32 (no TF32), ms per call; ratio = minift / cuBLAS")
@@ -110,18 +113,18 @@ def bench_matmul(cp, print_fn, kernels):
         b = cp.asarray(rng.standard_normal((N, K) if tb else (K, N), dtype=np.float32))
         a_op = a.T if ta else a
         b_op = b.T if tb else b
-        ours = _gpu_ms(cp, lambda: kernels.matmul(a, b, transpose_a=ta, transpose_b=tb))
+        ours = _gpu_ms(cp, lambda: cuda.matmul(a, b, transpose_a=ta, transpose_b=tb))
         theirs = _gpu_ms(cp, lambda: cp.matmul(a_op, b_op))
-        c, ref = kernels.matmul(a, b, transpose_a=ta, transpose_b=tb), cp.matmul(a_op, b_op)
+        c, ref = cuda.matmul(a, b, transpose_a=ta, transpose_b=tb), cp.matmul(a_op, b_op)
         err = float(cp.abs(c - ref).max() / cp.abs(ref).max())
-        tiles = "large" if kernels.matmul_config(M, N, 1, sms) is kernels.MATMUL_LARGE else "small"
+        tiles = "large" if cuda.matmul_config(M, N, 1, sms) is cuda.MATMUL_LARGE else "small"
         form = ("A.T" if ta else "A") + ("@B.T" if tb else "@B")
         shape = f"({M},{K})x({K},{N})"
         print_fn(f"  {shape:28s} {form:6s} {tiles:7s} {ours:8.3f} {theirs:8.3f} {ours / theirs:6.2f} "
                  f"{2 * M * N * K / ours / 1e9:15.1f} {err:12.1e}")
 
 
-def bench_matmul_tiles(cp, print_fn, kernels, shapes=((4096, 4096, 4096), (2048, 128, 384),
+def bench_matmul_tiles(cp, print_fn, shapes=((4096, 4096, 4096), (2048, 128, 384),
                                                       (2048, 512, 128))):
     """Every candidate tile configuration on a few shapes: ms per call (A @ B)."""
     names = list(MATMUL_TILE_CANDIDATES)
@@ -131,14 +134,14 @@ def bench_matmul_tiles(cp, print_fn, kernels, shapes=((4096, 4096, 4096), (2048,
     for M, K, N in shapes:
         a = cp.asarray(rng.standard_normal((M, K), dtype=np.float32))
         b = cp.asarray(rng.standard_normal((K, N), dtype=np.float32))
-        times = [_gpu_ms(cp, lambda t=MATMUL_TILE_CANDIDATES[n]: kernels.matmul(a, b, tiles=t))
+        times = [_gpu_ms(cp, lambda t=MATMUL_TILE_CANDIDATES[n]: cuda.matmul(a, b, tiles=t))
                  for n in names]
         cublas = _gpu_ms(cp, lambda: cp.matmul(a, b))
         shape = f"({M},{K})x({K},{N})"
         print_fn(f"  {shape:24s} " + " ".join(f"{t:15.3f}" for t in times) + f" {cublas:8.3f}")
 
 
-def bench_attention(cp, print_fn, kernels):
+def bench_attention(cp, print_fn):
     B, H, T, D = ATTENTION_SHAPE
     scale = 1 / math.sqrt(D)
     rng = np.random.default_rng(0)
@@ -160,8 +163,8 @@ def bench_attention(cp, print_fn, kernels):
         return o, dq, dk, dv
 
     def fused():
-        o, lse = kernels.attention_forward(q, k, v)
-        dq, dk, dv = kernels.attention_backward(q, k, v, o, lse, do)
+        o, lse = cuda.attention_forward(q, k, v)
+        dq, dk, dv = cuda.attention_backward(q, k, v, o, lse, do)
         return o, dq, dk, dv
 
     t_fused = _gpu_ms(cp, fused, repeats=10)
@@ -191,12 +194,15 @@ def run(print_fn=print):
     except RuntimeError as e:
         print_fn(f"bench_kernels: no GPU to measure on ({e})")
         return
-    from . import kernels
     props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
     name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
     print_fn(f"GPU: {name}, CuPy {cp.__version__}")
-    bench_matmul(cp, print_fn, kernels)
-    bench_attention(cp, print_fn, kernels)
-    bench_matmul_tiles(cp, print_fn, kernels)
+    bench_matmul(cp, print_fn)
+    bench_attention(cp, print_fn)
+    bench_matmul_tiles(cp, print_fn)
     print_fn("Kernel resources:")
-    _kernel_resources(print_fn, kernels)
+    _kernel_resources(print_fn)
+
+
+if __name__ == "__main__":
+    run()

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import functional as F
 from .backend import array_module
+from .errors import MiniftError
 from .nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, Parameter
 from .ops import split
 from .tensor import Tensor
@@ -167,6 +168,40 @@ class GPT(Module):
         if targets is not None:
             loss = F.cross_entropy(logits, targets)
         return logits, loss
+
+
+# ----------------------------------------------------------------------------- weight decay
+
+EMBEDDING_TABLES = ("wte", "wpe")   # token and position tables: lookups, never decayed
+
+
+def param_groups(module, weight_decay, trainable_only=False):
+    """Optimizer groups [decay, no decay] for the parameters of `module`:
+
+        [{"params": [...], "weight_decay": weight_decay}, {"params": [...], "weight_decay": 0.0}]
+
+    A parameter decays iff it is a matrix (ndim >= 2) and not an embedding table
+    (`wte`, `wpe`; an LM head tied to `wte` is the same Parameter, listed once). Decay
+    pulls weights toward 0, which suits the matrices that mix features (Linear weights,
+    LoRA's A and B, a classifier head) but not scales, offsets and lookups (LayerNorm
+    weights, biases, embeddings). Each group keeps named_parameters() order, which fixes
+    the order of sums over parameters (gradient clipping), so runs repeat bit for bit.
+
+    trainable_only=True leaves out the parameters that do not require grad (frozen for
+    fine-tuning) and drops a group left empty; MiniftError when nothing trains at all.
+    """
+    decay, rest = [], []
+    for name, p in module.named_parameters():
+        if trainable_only and not p.requires_grad:
+            continue
+        owner = name.split(".")[-2] if "." in name else ""
+        (decay if p.ndim >= 2 and owner not in EMBEDDING_TABLES else rest).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    if trainable_only:
+        groups = [g for g in groups if g["params"]]
+        if not groups:
+            raise MiniftError("no parameter is trainable: nothing to fine-tune")
+    return groups
 
 
 class KVCache:

@@ -180,6 +180,15 @@ class Linear(Module):
         self.weight = Parameter(_rng(rng).normal(0.0, std, (in_features, out_features)).astype(dtype))
         self.bias = Parameter(np.zeros(out_features, dtype=dtype)) if bias else None
 
+    @classmethod
+    def from_parameters(cls, weight, bias=None):
+        """A Linear layer around existing Parameters (weight (in, out), bias (out,) or
+        None), with no random initialisation to throw away."""
+        layer = cls.__new__(cls)
+        layer.in_features, layer.out_features = weight.shape
+        layer.weight, layer.bias = weight, bias
+        return layer
+
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
 

@@ -1,63 +1,22 @@
 """Primitive differentiable ops, one class each, forward and backward side by side.
 
-Each backward's docstring states the derivative it implements, with g = dL/d(output).
+Each op's docstring states the derivative its backward implements, with g = dL/d(output).
 Gradients may come back in a broadcast shape: the engine (`tensor.unbroadcast`) sums
-them back to each input's shape. At the bottom, the Tensor operator overloads and
-methods (`a + b`, `a @ b`, `x.sum(axis)`, `x[idx]`, ...) are attached to Tensor.
+them back to each input's shape. The ops are math only: where a device has a faster
+way (a matrix product), they ask `backend` for it. Ops marked `@primitive` are the
+ones Tensor's operators and methods run (`a + b` is Add, `x.sum()` is Sum, ...); the
+functions at the bottom are the same ops for code that prefers calls (`exp(x)`).
 """
 import numpy as np
 
+from . import backend
 from .backend import array_module, scatter_add
-from .tensor import Function, Tensor
-
-
-def array_matmul(a, b):
-    """a @ b on raw arrays (NumPy or CuPy), by the fastest path each device offers."""
-    if b.ndim == 2 and a.ndim > 2:
-        # (..., K) @ (K, N) is one GEMM over all rows: much faster than NumPy's loop
-        # over the batch, and the form the GPU kernel takes.
-        return array_matmul(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
-    if type(a) is np.ndarray:
-        if (a.ndim > 2 or b.ndim > 2) and not (a.flags.c_contiguous and b.flags.c_contiguous):
-            return _stacked_matmul(a, b)
-        return a @ b
-    if a.dtype != np.float32 or b.dtype != np.float32:
-        return a @ b
-    # On the GPU: minift's own SGEMM kernel (imported here, so CPU users never load it).
-    from . import kernels
-    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    out = kernels.matmul(_stack3(a, batch), _stack3(b, batch))
-    return out.reshape(*batch, a.shape[-2], b.shape[-1])
-
-
-def _stacked_matmul(a, b):
-    """a @ b for NumPy stacks of which one is a strided view (such as k.swapaxes(-1, -2)).
-
-    NumPy hands a stack of matrices to BLAS only when it is contiguous; a transposed
-    view falls to a generic loop about 100x slower. BLAS itself takes a transposed
-    2-D matrix at full speed, so multiply matrix by matrix (no copy of the operands).
-    """
-    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    a = np.broadcast_to(a, batch + a.shape[-2:])
-    b = np.broadcast_to(b, batch + b.shape[-2:])
-    out = np.empty(batch + (a.shape[-2], b.shape[-1]), dtype=np.result_type(a, b))
-    for i in np.ndindex(*batch):
-        np.matmul(a[i], b[i], out=out[i])
-    return out
-
-
-def _stack3(x, batch):
-    """x as a (n, rows, cols) stack for the batched GPU kernel: n = prod(batch), or 1
-    for a plain matrix, which the kernel broadcasts over the batch."""
-    if x.ndim == 2:
-        return x[None]
-    if x.shape[:-2] != batch:
-        x = array_module(x).broadcast_to(x, batch + x.shape[-2:])
-    return x.reshape(-1, *x.shape[-2:])
+from .tensor import Function, Tensor, primitive
 
 
 # ----------------------------------------------------------------------------- elementwise
 
+@primitive
 class Add(Function):
     def forward(ctx, a, b):
         return a + b
@@ -67,6 +26,7 @@ class Add(Function):
         return g, g
 
 
+@primitive
 class Sub(Function):
     def forward(ctx, a, b):
         return a - b
@@ -76,6 +36,7 @@ class Sub(Function):
         return g, (-g if ctx.needs_input_grad[1] else None)
 
 
+@primitive
 class Mul(Function):
     def forward(ctx, a, b):
         ctx.save(a, b)
@@ -88,6 +49,7 @@ class Mul(Function):
         return (g * b if ga else None), (g * a if gb else None)
 
 
+@primitive
 class Div(Function):
     def forward(ctx, a, b):
         ctx.save(a, b)
@@ -100,6 +62,7 @@ class Div(Function):
         return (g / b if ga else None), (-g * a / (b * b) if gb else None)
 
 
+@primitive
 class Neg(Function):
     def forward(ctx, a):
         return -a
@@ -109,6 +72,7 @@ class Neg(Function):
         return -g
 
 
+@primitive
 class Pow(Function):
     """a ** p for a constant (Python number) exponent p."""
 
@@ -122,6 +86,7 @@ class Pow(Function):
         return g * (p * a ** (p - 1)), None
 
 
+@primitive
 class Exp(Function):
     def forward(ctx, a):
         y = array_module(a).exp(a)
@@ -134,6 +99,7 @@ class Exp(Function):
         return g * y
 
 
+@primitive
 class Log(Function):
     def forward(ctx, a):
         ctx.save(a)
@@ -145,6 +111,7 @@ class Log(Function):
         return g / a
 
 
+@primitive
 class Sqrt(Function):
     def forward(ctx, a):
         y = array_module(a).sqrt(a)
@@ -157,6 +124,7 @@ class Sqrt(Function):
         return g / (2 * y)
 
 
+@primitive
 class Tanh(Function):
     def forward(ctx, a):
         y = array_module(a).tanh(a)
@@ -169,6 +137,7 @@ class Tanh(Function):
         return g * (1 - y * y)
 
 
+@primitive
 class ReLU(Function):
     def forward(ctx, a):
         mask = a > 0
@@ -181,16 +150,18 @@ class ReLU(Function):
         return g * mask
 
 
+@primitive
 class Cast(Function):
     def forward(ctx, a, dtype):
         ctx.in_dtype = a.dtype
         return a.astype(dtype)
 
     def backward(ctx, g):
-        """Identity, cast back to the input's dtype."""
+        """d(cast a)/da = 1: g itself, cast back to the input's dtype."""
         return g.astype(ctx.in_dtype)
 
 
+@primitive
 class Where(Function):
     """where(cond, a, b): a where cond is true, b elsewhere; cond is a plain bool array."""
 
@@ -210,6 +181,7 @@ class Where(Function):
 
 # ----------------------------------------------------------------------------- matmul
 
+@primitive
 class MatMul(Function):
     """a @ b for a, b with ndim >= 2; leading (batch) axes broadcast as in NumPy."""
 
@@ -218,7 +190,7 @@ class MatMul(Function):
             raise ValueError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} are incompatible "
                              f"(need ndim >= 2 and a.shape[-1] == b.shape[-2])")
         ctx.save(a, b)
-        return array_matmul(a, b)
+        return backend.matmul(a, b)
 
     def backward(ctx, g):
         """For C = A @ B:  dA = G @ B^T,  dB = A^T @ G  (batch axes summed by the engine).
@@ -231,12 +203,12 @@ class MatMul(Function):
         need_a, need_b = ctx.needs_input_grad
         ga = gb = None
         if need_a:
-            ga = array_matmul(g, b.swapaxes(-1, -2))
+            ga = backend.matmul(g, b.swapaxes(-1, -2))
         if need_b:
             if b.ndim == 2 and a.ndim > 2:   # shared weight: one GEMM over all rows
-                gb = array_matmul(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, g.shape[-1]))
+                gb = backend.matmul(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, g.shape[-1]))
             else:
-                gb = array_matmul(a.swapaxes(-1, -2), g)
+                gb = backend.matmul(a.swapaxes(-1, -2), g)
         return ga, gb
 
 
@@ -257,6 +229,7 @@ def _expand_reduced(g, in_shape, axes, keepdims):
     return g
 
 
+@primitive
 class Sum(Function):
     def forward(ctx, a, axis=None, keepdims=False):
         ctx.in_shape, ctx.axes, ctx.keepdims = a.shape, _normalize_axis(axis, a.ndim), keepdims
@@ -268,6 +241,7 @@ class Sum(Function):
         return array_module(g).broadcast_to(g, ctx.in_shape)
 
 
+@primitive
 class Mean(Function):
     def forward(ctx, a, axis=None, keepdims=False):
         ctx.in_shape, ctx.axes, ctx.keepdims = a.shape, _normalize_axis(axis, a.ndim), keepdims
@@ -280,6 +254,7 @@ class Mean(Function):
         return array_module(g).broadcast_to(g, ctx.in_shape)
 
 
+@primitive
 class Max(Function):
     def forward(ctx, a, axis=None, keepdims=False):
         ctx.axes, ctx.keepdims = _normalize_axis(axis, a.ndim), keepdims
@@ -298,26 +273,31 @@ class Max(Function):
 
 # ----------------------------------------------------------------------------- shape
 
+@primitive
 class Reshape(Function):
     def forward(ctx, a, shape):
         ctx.in_shape = a.shape
         return a.reshape(shape)
 
     def backward(ctx, g):
-        """Reshape only moves elements around: the gradient is reshaped back."""
+        """d(reshape a)/da is the identity on the elements, which only move: g is reshaped
+        back to a's shape."""
         return g.reshape(ctx.in_shape)
 
 
+@primitive
 class Permute(Function):
     def forward(ctx, a, axes):
         ctx.axes = tuple(axes)
         return a.transpose(ctx.axes)
 
     def backward(ctx, g):
-        """The gradient is permuted by the inverse permutation."""
+        """d(permute a)/da is a permutation of the elements: g is permuted back by the
+        inverse permutation (argsort of the axes)."""
         return g.transpose(np.argsort(ctx.axes))
 
 
+@primitive
 class GetItem(Function):
     """a[index] for basic slices and integer-array ("fancy") indices."""
 
@@ -349,7 +329,8 @@ class Concat(Function):
         return array_module(*arrays).concatenate(arrays, axis=axis)
 
     def backward(ctx, g):
-        """Each input gets its own slice of g along `axis`."""
+        """d(concat)/dx_i is the identity on x_i's part of the output: input i gets its own
+        slice of g along `axis`."""
         xp = array_module(g)
         return tuple(xp.split(g, np.cumsum(ctx.sizes)[:-1].tolist(), axis=ctx.axis))
 
@@ -360,7 +341,8 @@ class Stack(Function):
         return array_module(*arrays).stack(arrays, axis=axis)
 
     def backward(ctx, g):
-        """Input i gets g[..., i, ...] along the new axis."""
+        """d(stack)/dx_i is the identity on slice i of the new axis: input i gets
+        g[..., i, ...]."""
         n = g.shape[ctx.axis]
         return tuple(g.take(i, axis=ctx.axis) for i in range(n))
 
@@ -434,88 +416,3 @@ def tanh(x):
 
 def relu(x):
     return ReLU.apply(x)
-
-
-# ----------------------------------------------------------------------------- Tensor methods
-# Attached here so tensor.py stays about the engine. Comparisons return plain arrays
-# (they have no gradient), which is what `where` and `masked_fill` take.
-
-def _data(x):
-    return x.data if isinstance(x, Tensor) else x
-
-
-def _scalar(x, like):
-    """A Python number as `like`'s dtype, so float32 stays float32."""
-    return x if isinstance(x, Tensor) else like.data.dtype.type(x) if np.isscalar(x) else x
-
-
-def _reshape(self, *shape):
-    shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-    return Reshape.apply(self, tuple(shape))
-
-
-def _transpose(self, *axes):
-    if not axes:
-        axes = tuple(reversed(range(self.ndim)))
-    elif len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-        axes = tuple(axes[0])
-    return Permute.apply(self, axes)
-
-
-def _swapaxes(self, a, b):
-    axes = list(range(self.ndim))
-    axes[a], axes[b] = axes[b], axes[a]
-    return Permute.apply(self, tuple(axes))
-
-
-def _getitem(self, index):
-    if isinstance(index, Tensor):
-        index = index.data
-    elif isinstance(index, tuple):
-        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    return GetItem.apply(self, index)
-
-
-Tensor.__add__ = lambda a, b: Add.apply(a, _scalar(b, a))
-Tensor.__radd__ = lambda a, b: Add.apply(_scalar(b, a), a)
-Tensor.__sub__ = lambda a, b: Sub.apply(a, _scalar(b, a))
-Tensor.__rsub__ = lambda a, b: Sub.apply(_scalar(b, a), a)
-Tensor.__mul__ = lambda a, b: Mul.apply(a, _scalar(b, a))
-Tensor.__rmul__ = lambda a, b: Mul.apply(_scalar(b, a), a)
-Tensor.__truediv__ = lambda a, b: Div.apply(a, _scalar(b, a))
-Tensor.__rtruediv__ = lambda a, b: Div.apply(_scalar(b, a), a)
-Tensor.__neg__ = lambda a: Neg.apply(a)
-Tensor.__matmul__ = lambda a, b: MatMul.apply(a, b)
-Tensor.__rmatmul__ = lambda a, b: MatMul.apply(b, a)
-
-
-def _pow(a, p):
-    if isinstance(p, Tensor):
-        raise TypeError("only a constant exponent is supported: x ** 2.0, not x ** tensor "
-                        "(write exp(p * log(x)) for a learned exponent)")
-    return Pow.apply(a, p)
-
-
-Tensor.__pow__ = _pow
-Tensor.__lt__ = lambda a, b: a.data < _data(b)
-Tensor.__le__ = lambda a, b: a.data <= _data(b)
-Tensor.__gt__ = lambda a, b: a.data > _data(b)
-Tensor.__ge__ = lambda a, b: a.data >= _data(b)
-# == and != stay identity-based so tensors can be dict keys and list members;
-# compare values with `a.data == b.data`.
-Tensor.__hash__ = object.__hash__
-Tensor.__getitem__ = _getitem
-Tensor.sum = lambda self, axis=None, keepdims=False: Sum.apply(self, axis=axis, keepdims=keepdims)
-Tensor.mean = lambda self, axis=None, keepdims=False: Mean.apply(self, axis=axis, keepdims=keepdims)
-Tensor.max = lambda self, axis=None, keepdims=False: Max.apply(self, axis=axis, keepdims=keepdims)
-Tensor.reshape = _reshape
-Tensor.transpose = _transpose
-Tensor.permute = lambda self, *axes: _transpose(self, *axes)
-Tensor.swapaxes = _swapaxes
-Tensor.T = property(lambda self: _transpose(self))
-Tensor.exp = exp
-Tensor.log = log
-Tensor.sqrt = sqrt
-Tensor.tanh = tanh
-Tensor.relu = relu
-Tensor.masked_fill = masked_fill

@@ -2,41 +2,30 @@
 
 Updates work on the raw arrays of parameters (`p.data`), outside the graph. All state
 is plain arrays and numbers, so `state_dict()` can be written to a checkpoint without
-pickling, and a resumed run continues bit for bit.
+pickling, and a resumed run continues bit for bit. Which parameters decay is the
+model's business (`model.param_groups`): this module knows nothing of modules.
 """
 import math
 
 import numpy as np
 
 from .backend import array_module, to_device, to_numpy
-from .nn import Embedding, LayerNorm, Module, Parameter
-
-
-def default_param_groups(model, weight_decay):
-    """Two groups: Linear weights decay; biases, LayerNorm weights and embedding tables
-    (including an LM head tied to the embedding) do not. Decay pulls weights toward 0,
-    which suits the matrices that mix features but not scales, offsets and lookups."""
-    no_decay = set()
-    for m in model.modules():
-        if isinstance(m, (LayerNorm, Embedding)):
-            no_decay.update(id(p) for p in vars(m).values() if isinstance(p, Parameter))
-    decay, rest = [], []
-    for name, p in model.named_parameters():
-        (rest if id(p) in no_decay or name.endswith("bias") else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": rest, "weight_decay": 0.0}]
 
 
 class Optimizer:
     """Holds parameter groups (dicts of params + hyper-parameters) and per-parameter
-    state. Frozen parameters (requires_grad False) and parameters without a gradient
-    are skipped by step()."""
+    state. Takes a list of Parameters (one group) or a list of group dicts
+    ({"params": [...], "lr": ..., ...}; missing hyper-parameters come from the
+    keyword arguments, then `defaults`). Frozen parameters (requires_grad False) and
+    parameters without a gradient are skipped by step()."""
 
     defaults = {}
 
     def __init__(self, params, **hyper):
-        if isinstance(params, Module):
-            params = params.parameters()
+        if hasattr(params, "named_parameters"):
+            raise TypeError(f"{type(self).__name__} takes parameters, not a module: pass "
+                            f"model.parameters(), or param_groups(model, weight_decay) from "
+                            f"minift.model for the usual weight decay groups")
         params = list(params)
         if params and isinstance(params[0], dict):
             groups = params
@@ -72,15 +61,24 @@ class Optimizer:
 
     # -- checkpointing ------------------------------------------------------------
     def state_dict(self):
-        """{'step': int, 'lr': [per group], 'arrays': {'<param index>.<name>': host array}}.
-        Parameters are numbered in the order of the groups, as given at construction."""
-        arrays = {}
+        """{'step': int, 'lr': [per group], 'param_steps': [per parameter],
+        'arrays': {'<param index>.<name>': host array}}: arrays for a safetensors file,
+        the rest plain numbers for JSON. Parameters are numbered in the order of the
+        groups, as given at construction; param_steps[i] is how many updates parameter
+        i has had (None before its first)."""
+        arrays, param_steps = {}, []
         for i, p in enumerate(self.params()):
-            for name, value in self.state.get(id(p), {}).items():
-                arrays[f"{i}.{name}"] = to_numpy(value)
-        return {"step": self.step_count, "lr": [g["lr"] for g in self.param_groups], "arrays": arrays}
+            state = self.state.get(id(p), {})
+            param_steps.append(state.get("step"))
+            for name, value in state.items():
+                if name != "step":
+                    arrays[f"{i}.{name}"] = to_numpy(value)
+        return {"step": self.step_count, "lr": [g["lr"] for g in self.param_groups],
+                "param_steps": param_steps, "arrays": arrays}
 
     def load_state_dict(self, state):
+        """Restore what state_dict() gave. A state saved before parameters counted their
+        own steps (no 'param_steps') gives every parameter with state the global step."""
         params = self.params()
         self.step_count = int(state["step"])
         for g, lr in zip(self.param_groups, state["lr"]):
@@ -97,12 +95,21 @@ class Optimizer:
                 raise ValueError(f"optimizer state {key} has shape {tuple(value.shape)}, parameter has "
                                  f"{tuple(p.shape)}")
             self.state.setdefault(id(p), {})[name] = to_device(np.asarray(value), p.device).astype(p.dtype)
+        steps = state.get("param_steps")
+        if steps is not None and len(steps) != len(params):
+            raise ValueError(f"optimizer state counts steps for {len(steps)} parameters, but the "
+                             f"optimizer holds {len(params)}")
+        for i, p in enumerate(params):
+            step = steps[i] if steps is not None else self.step_count
+            if id(p) in self.state and step is not None:
+                self.state[id(p)]["step"] = int(step)
 
     def to(self, device):
         """Move the state arrays along with parameters that were moved to `device`."""
         for s in self.state.values():
             for k in s:
-                s[k] = to_device(s[k], device)
+                if k != "step":
+                    s[k] = to_device(s[k], device)
         return self
 
 
@@ -130,16 +137,15 @@ class AdamW(Optimizer):
         m <- b1 m + (1 - b1) g          v <- b2 v + (1 - b2) g^2
         p <- p - lr * wd * p  -  lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
 
-    Given a Module, it uses `default_param_groups` (no decay on biases, LayerNorm and
-    embeddings); given a list of parameters, every one decays by `weight_decay`.
+    t counts the updates of this parameter (state["step"]), not the optimizer's steps:
+    a parameter whose first gradient comes late (one unfrozen mid-run, a LoRA matrix
+    whose gradient is first None) gets the bias correction of a first step, not one
+    that assumes moments averaged over steps it never had.
+    Every parameter decays by its group's `weight_decay`; `model.param_groups` makes
+    the usual groups (no decay on biases, LayerNorm weights and embeddings).
     """
 
     defaults = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
-
-    def __init__(self, params, **hyper):
-        if isinstance(params, Module):
-            params = default_param_groups(params, hyper.get("weight_decay", self.defaults["weight_decay"]))
-        super().__init__(params, **hyper)
 
     def _update(self, p, grad, state, group):
         xp = array_module(p.data)
@@ -147,8 +153,9 @@ class AdamW(Optimizer):
         if "m" not in state:
             state["m"] = xp.zeros_like(p.data)
             state["v"] = xp.zeros_like(p.data)
-        m, v = state["m"], state["v"]
-        t = self.step_count
+            state["step"] = 0
+        state["step"] += 1
+        m, v, t = state["m"], state["v"], state["step"]
         # in-place moment updates: one pass over each array, no temporaries kept
         m *= b1
         m += (1 - b1) * grad
@@ -179,8 +186,9 @@ def clip_grad_norm(params, max_norm):
 
 
 class WarmupCosine:
-    """Learning rate at step s (0-based): linear warmup from 0 to max_lr over
-    `warmup_steps`, then cosine decay to `min_lr` at `total_steps` (constant after)."""
+    """Learning rate at step s (0-based): linear warmup to max_lr over `warmup_steps`
+    (max_lr * (s + 1) / warmup_steps: the first step already gets max_lr / warmup_steps,
+    not 0), then cosine decay to `min_lr` at `total_steps` (constant after)."""
 
     def __init__(self, max_lr, warmup_steps, total_steps, min_lr=None):
         if total_steps < 1 or warmup_steps < 0:

@@ -13,8 +13,15 @@ Three rules keep the ops simple and the engine fast:
   one array may be handed to several inputs (the gradient of `a + b` is `g` for both),
   so writing into it would corrupt the others.
 - Only leaves keep `.grad`; intermediate gradients are dropped as soon as they are used.
+
+Tensor's operators and methods (`a + b`, `a @ b`, `x.sum()`, `x[i]`, ...) each run one
+primitive op, a Function subclass of ops.py. That file comes after this one and imports
+it, so this one cannot import it: instead each of those op classes enters itself in the
+table `_primitives` as ops.py defines it (the `@primitive` decorator, below), and an
+operator looks its op up by name when it runs.
 """
 import itertools
+import operator
 from heapq import heappop, heappush
 
 import numpy as np
@@ -64,6 +71,54 @@ def _as_array(data, dtype):
     if arr.dtype.kind in "fiub" and arr.dtype != np.bool_:
         return arr.astype(np.float32)
     return arr
+
+
+# ----------------------------------------------------------------------------- operator helpers
+
+_primitives = {}   # op class name -> the class, filled by @primitive as ops.py is read
+
+
+def primitive(cls):
+    """Class decorator of ops.py: enter the op in the table that Tensor's operators and
+    methods take their op from (`a + b` runs `_primitives["Add"]`)."""
+    _primitives[cls.__name__] = cls
+    return cls
+
+
+def _scalar(x, like):
+    """A Python number as `like`'s dtype, so float32 stays float32; anything else as is."""
+    return x if isinstance(x, Tensor) else like.data.dtype.type(x) if np.isscalar(x) else x
+
+
+def _binary(op_name, reflected=False):
+    """The method for a binary operator: `a + b` is Add(a, b), and the reflected
+    `2 + a` (Python calls a.__radd__(2)) is Add(2, a)."""
+    if reflected:
+        def method(self, other):
+            return _primitives[op_name].apply(_scalar(other, self), self)
+    else:
+        def method(self, other):
+            return _primitives[op_name].apply(self, _scalar(other, self))
+    return method
+
+
+def _unary(op_name):
+    def method(self):
+        return _primitives[op_name].apply(self)
+    return method
+
+
+def _reduction(op_name):
+    def method(self, axis=None, keepdims=False):
+        """Reduce over `axis` (an int, a tuple, or None for all axes)."""
+        return _primitives[op_name].apply(self, axis=axis, keepdims=keepdims)
+    return method
+
+
+def _comparison(compare):
+    def method(self, other):
+        return compare(self.data, other.data if isinstance(other, Tensor) else other)
+    return method
 
 
 class Tensor:
@@ -133,11 +188,6 @@ class Tensor:
         """The same data, cut from the graph (shares memory, never requires grad)."""
         return Tensor._wrap(self.data, False, None)
 
-    def astype(self, dtype):
-        """A copy in another dtype, differentiable (the gradient is cast back)."""
-        from .ops import Cast
-        return Cast.apply(self, dtype=np.dtype(dtype))
-
     def to(self, device):
         """This tensor on 'cpu' or 'cuda'. A leaf stays a leaf (same requires_grad,
         gradient moved too), so `param.to('cuda')` gives a trainable GPU parameter."""
@@ -149,6 +199,78 @@ class Tensor:
         if self.grad is not None:
             out.grad = to_device(self.grad, device)
         return out
+
+    # -- operators and methods -----------------------------------------------------
+    # Each runs one primitive op of ops.py (see the module docstring). Python numbers
+    # become scalars of the tensor's dtype, so that float32 stays float32.
+    __add__, __radd__ = _binary("Add"), _binary("Add", reflected=True)
+    __sub__, __rsub__ = _binary("Sub"), _binary("Sub", reflected=True)
+    __mul__, __rmul__ = _binary("Mul"), _binary("Mul", reflected=True)
+    __truediv__, __rtruediv__ = _binary("Div"), _binary("Div", reflected=True)
+    __neg__ = _unary("Neg")
+    exp, log, sqrt = _unary("Exp"), _unary("Log"), _unary("Sqrt")
+    tanh, relu = _unary("Tanh"), _unary("ReLU")
+    sum, mean, max = _reduction("Sum"), _reduction("Mean"), _reduction("Max")
+
+    def __matmul__(self, other):
+        return _primitives["MatMul"].apply(self, other)
+
+    def __rmatmul__(self, other):
+        return _primitives["MatMul"].apply(other, self)
+
+    def __pow__(self, p):
+        if isinstance(p, Tensor):
+            raise TypeError("only a constant exponent is supported: x ** 2.0, not x ** tensor "
+                            "(write exp(p * log(x)) for a learned exponent)")
+        return _primitives["Pow"].apply(self, p)
+
+    # Comparisons give plain boolean arrays (they have no gradient): what `where` and
+    # `masked_fill` take. == and != stay identity-based, so that tensors can be dict
+    # keys and list members; compare values with `a.data == b.data`.
+    __lt__, __le__ = _comparison(operator.lt), _comparison(operator.le)
+    __gt__, __ge__ = _comparison(operator.gt), _comparison(operator.ge)
+    __hash__ = object.__hash__
+
+    def __getitem__(self, index):
+        if isinstance(index, Tensor):
+            index = index.data
+        elif isinstance(index, tuple):
+            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        return _primitives["GetItem"].apply(self, index)
+
+    def reshape(self, *shape):
+        """x.reshape(2, 3) or x.reshape((2, 3)); -1 stands for the rest, as in NumPy."""
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        return _primitives["Reshape"].apply(self, tuple(shape))
+
+    def permute(self, *axes):
+        """The axes in a new order: x.permute(0, 2, 1) or x.permute((0, 2, 1)); with no
+        axes, reversed (as `transpose()` and `.T`)."""
+        if not axes:
+            axes = tuple(reversed(range(self.ndim)))
+        elif len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return _primitives["Permute"].apply(self, axes)
+
+    transpose = permute
+
+    @property
+    def T(self):
+        return self.permute()
+
+    def swapaxes(self, a, b):
+        axes = list(range(self.ndim))
+        axes[a], axes[b] = axes[b], axes[a]
+        return _primitives["Permute"].apply(self, tuple(axes))
+
+    def masked_fill(self, mask, value):
+        """This tensor with `value` wherever `mask` is true (no gradient flows there)."""
+        mask = mask.data if isinstance(mask, Tensor) else mask
+        return _primitives["Where"].apply(mask, self.dtype.type(value), self)
+
+    def astype(self, dtype):
+        """A copy in another dtype, differentiable (the gradient is cast back)."""
+        return _primitives["Cast"].apply(self, dtype=np.dtype(dtype))
 
     # -- autograd ---------------------------------------------------------------
     @staticmethod

@@ -16,7 +16,7 @@ try:
 except RuntimeError as e:
     pytest.skip(f"GPU tests skipped: {e}", allow_module_level=True)
 
-from minift.model import GPT, GPTConfig  # noqa: E402
+from minift.model import GPT, GPTConfig, param_groups  # noqa: E402
 from minift.optim import AdamW  # noqa: E402
 
 
@@ -84,6 +84,23 @@ def test_cross_entropy_embedding_linear_attention_on_gpu():
         close(a[1].grad, a[0].grad, atol=2e-4, rtol=2e-3)
 
 
+def test_dropout_draws_its_mask_on_the_gpu():
+    """The mask is made on the device from a seed drawn from the host generator: the
+    same generator state gives the same mask, about 1 - p of the elements survive,
+    scaled by 1 / (1 - p), and only they get a gradient."""
+    x = minift.tensor(np.ones((64, 256), dtype=np.float32), requires_grad=True).to("cuda")
+    y = F.dropout(x, 0.25, True, np.random.default_rng(0))
+    again = F.dropout(x, 0.25, True, np.random.default_rng(0))
+    assert y.device == "cuda"
+    out = cp.asnumpy(y.data)
+    kept = out != 0
+    assert abs(kept.mean() - 0.75) < 0.02
+    np.testing.assert_allclose(out[kept], 1 / 0.75, rtol=1e-6)
+    np.testing.assert_array_equal(cp.asnumpy(again.data), out)
+    y.backward(cp.ones_like(y.data))
+    np.testing.assert_array_equal(cp.asnumpy(x.grad) != 0, kept)
+
+
 def test_gpt_loss_and_gradients_match_cpu():
     cfg = GPTConfig(vocab_size=97, block_size=40, n_layer=2, n_head=2, n_embd=64)
     cpu, gpu = GPT(cfg, seed=0), GPT(cfg, seed=0).to("cuda")
@@ -107,7 +124,7 @@ def test_short_training_run_follows_the_cpu_curve():
     curves = []
     for device in ("cpu", "cuda"):
         model = GPT(cfg, seed=0).to(device)
-        opt = AdamW(model, lr=3e-3)
+        opt = AdamW(param_groups(model, 0.01), lr=3e-3)
         xp = cp if device == "cuda" else np
         losses = []
         for batch in data:

@@ -9,8 +9,10 @@ thread a fiber. The emulator's files say what it checks (races a missing
 __syncthreads causes, reads of unwritten shared memory, out-of-bounds stores,
 misaligned float4 loads, launch arguments) and what it cannot.
 
-Only that subprocess sees the fake CuPy, so in this session the GPU tests still skip
-without a GPU. The kernels come from MINIFT_KERNEL_DIR when it is set, as everywhere
+The fake CuPy compiles exactly the text minift's loader hands to cupy.RawModule (tile
+sizes prepended, kernels/attention_common.cuh pasted in), so the emulated kernels are
+the ones a GPU would run. Only that subprocess sees the fake CuPy, so in this session
+the GPU tests still skip without a GPU. The kernels come from MINIFT_KERNEL_DIR when it is set, as everywhere
 in minift, so an edited copy of a kernel can be checked without a GPU:
     MINIFT_KERNEL_DIR=/tmp/my_kernels python -m pytest tests/test_kernels_emulated.py
 and one emulated test can be run by hand:

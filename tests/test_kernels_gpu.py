@@ -1,4 +1,5 @@
-"""minift's CUDA kernels against NumPy float64 references computed in this file.
+"""minift's CUDA kernels against NumPy float64 references computed in this file, and
+the two ways the rest of minift reaches them (backend.matmul, F.causal_attention).
 
 Needs CuPy and an NVIDIA GPU: without them every test here is skipped. Inputs are
 random, sizes are odd on purpose (1, 7, 33, 129, 257: not multiples of any tile),
@@ -18,7 +19,10 @@ import os
 import numpy as np
 import pytest
 
-from minift import kernels
+import minift
+import minift.functional as F
+from minift import cuda
+from minift.cuda import wrappers
 from minift.backend import get_cupy
 
 pytestmark = pytest.mark.gpu
@@ -51,8 +55,8 @@ def randn(rng, *shape, scale=1.0):
 @pytest.fixture(params=["large", "small"])
 def matmul_tiles(request, monkeypatch):
     """Force one tile configuration (the wrapper would pick by problem size)."""
-    config = kernels.MATMUL_LARGE if request.param == "large" else kernels.MATMUL_SMALL
-    monkeypatch.setattr(kernels, "matmul_config", lambda *args: config)
+    config = cuda.MATMUL_LARGE if request.param == "large" else cuda.MATMUL_SMALL
+    monkeypatch.setattr(wrappers, "matmul_config", lambda *args: config)
     monkeypatch.delenv("MINIFT_MATMUL", raising=False)
     return config
 
@@ -79,7 +83,7 @@ def test_matmul_forms(matmul_tiles, M, N, K, ta, tb):
     rng = np.random.default_rng(M * 10007 + N * 101 + K)
     a = randn(rng, *((K, M) if ta else (M, K)))
     b = randn(rng, *((N, K) if tb else (K, N)))
-    got = kernels.matmul(cp.asarray(a), cp.asarray(b), transpose_a=ta, transpose_b=tb)
+    got = cuda.matmul(cp.asarray(a), cp.asarray(b), transpose_a=ta, transpose_b=tb)
     assert_close(got, matmul_reference(a, b, ta, tb), what=f"matmul {M}x{K}x{N} ta={ta} tb={tb}",
                  **matmul_tol(K))
 
@@ -95,7 +99,7 @@ def test_matmul_forms(matmul_tiles, M, N, K, ta, tb):
 def test_matmul_batched(matmul_tiles, shape_a, shape_b, ta, tb):
     rng = np.random.default_rng(7)
     a, b = randn(rng, *shape_a), randn(rng, *shape_b)
-    got = kernels.matmul(cp.asarray(a), cp.asarray(b), transpose_a=ta, transpose_b=tb)
+    got = cuda.matmul(cp.asarray(a), cp.asarray(b), transpose_a=ta, transpose_b=tb)
     K = shape_a[-2] if ta else shape_a[-1]
     assert_close(got, matmul_reference(a, b, ta, tb), what=f"batched {shape_a} @ {shape_b}",
                  **matmul_tol(K))
@@ -105,10 +109,10 @@ def test_matmul_accumulate_into_out(matmul_tiles):
     rng = np.random.default_rng(3)
     a, b, c0 = randn(rng, 33, 65), randn(rng, 65, 47), randn(rng, 33, 47)
     out = cp.asarray(c0)
-    res = kernels.matmul(cp.asarray(a), cp.asarray(b), out=out, accumulate=True)
+    res = cuda.matmul(cp.asarray(a), cp.asarray(b), out=out, accumulate=True)
     assert res is out
     assert_close(out, c0 + matmul_reference(a, b, False, False), what="accumulate", **matmul_tol(65))
-    kernels.matmul(cp.asarray(a), cp.asarray(b), out=out)   # overwrite
+    cuda.matmul(cp.asarray(a), cp.asarray(b), out=out)   # overwrite
     assert_close(out, matmul_reference(a, b, False, False), what="overwrite", **matmul_tol(65))
 
 
@@ -118,20 +122,20 @@ def test_matmul_non_contiguous_inputs(matmul_tiles):
     base_a, base_b = randn(rng, 40, 33), randn(rng, 129, 40)
     a_view = cp.asarray(base_a).T                  # (33, 40), a transposed view
     b_view = cp.asarray(base_b)[::2]               # (65, 40), rows strided
-    got = kernels.matmul(a_view, b_view.T)         # (33, 40) @ (40, 65)
+    got = cuda.matmul(a_view, b_view.T)         # (33, 40) @ (40, 65)
     assert_close(got, base_a.T.astype(np.float64) @ base_b[::2].T.astype(np.float64),
                  what="views", **matmul_tol(40))
 
     flat = cp.asarray(randn(rng, 1 + 64 * 36))
     a_off = flat[1:].reshape(64, 36)               # contiguous, but 4 bytes past alignment
     b = randn(rng, 36, 68)
-    got = kernels.matmul(a_off, cp.asarray(b))
+    got = cuda.matmul(a_off, cp.asarray(b))
     assert_close(got, cp.asnumpy(a_off).astype(np.float64) @ b.astype(np.float64),
                  what="misaligned start", **matmul_tol(36))
 
     batch = cp.asarray(randn(rng, 3, 20, 30)).swapaxes(1, 2)   # (3, 30, 20) view
     w = randn(rng, 20, 9)
-    got = kernels.matmul(batch, cp.asarray(w))
+    got = cuda.matmul(batch, cp.asarray(w))
     assert_close(got, cp.asnumpy(batch).astype(np.float64) @ w.astype(np.float64),
                  what="batched view", **matmul_tol(20))
 
@@ -141,23 +145,23 @@ def test_matmul_default_choice_and_cublas_switch(monkeypatch):
     a, b = randn(rng, 300, 70), randn(rng, 70, 500)
     ref = matmul_reference(a, b, False, False)
     monkeypatch.delenv("MINIFT_MATMUL", raising=False)
-    assert kernels.use_kernels()
-    assert_close(kernels.matmul(cp.asarray(a), cp.asarray(b)), ref, what="default tiles",
+    assert cuda.use_kernels()
+    assert_close(cuda.matmul(cp.asarray(a), cp.asarray(b)), ref, what="default tiles",
                  **matmul_tol(70))
     monkeypatch.setenv("MINIFT_MATMUL", "cublas")
-    assert not kernels.use_kernels()
-    assert_close(kernels.matmul(cp.asarray(a), cp.asarray(b)), ref, what="cublas",
+    assert not cuda.use_kernels()
+    assert_close(cuda.matmul(cp.asarray(a), cp.asarray(b)), ref, what="cublas",
                  **matmul_tol(70))
 
 
 def test_matmul_errors():
     a = cp.zeros((3, 4), dtype=np.float32)
     with pytest.raises(ValueError, match=r"\(3, 4\)"):
-        kernels.matmul(a, cp.zeros((5, 2), dtype=np.float32))
+        cuda.matmul(a, cp.zeros((5, 2), dtype=np.float32))
     with pytest.raises(TypeError, match="float32"):
-        kernels.matmul(a.astype(np.float64), cp.zeros((4, 2), dtype=np.float32))
+        cuda.matmul(a.astype(np.float64), cp.zeros((4, 2), dtype=np.float32))
     with pytest.raises(ValueError, match="batch"):
-        kernels.matmul(cp.zeros((2, 3, 4), np.float32), cp.zeros((3, 4, 2), np.float32))
+        cuda.matmul(cp.zeros((2, 3, 4), np.float32), cp.zeros((3, 4, 2), np.float32))
 
 
 # ----------------------------------------------------------------------------- attention
@@ -189,7 +193,7 @@ def attention_reference_backward(q, k, v, do):
 @pytest.fixture(params=[64, 32])
 def attention_tile(request, monkeypatch):
     """Force one tile size (the wrapper picks the largest that fits the GPU)."""
-    monkeypatch.setattr(kernels, "ATTENTION_TILES", (request.param,))
+    monkeypatch.setattr(wrappers, "ATTENTION_TILES", (request.param,))
     return request.param
 
 
@@ -210,7 +214,7 @@ def _qkv(rng, B, H, T, D):
 def test_attention_forward(attention_tile, B, H, T, D):
     rng = np.random.default_rng(T * 1000 + D)
     q, k, v = _qkv(rng, B, H, T, D)
-    o, lse = kernels.attention_forward(cp.asarray(q), cp.asarray(k), cp.asarray(v))
+    o, lse = cuda.attention_forward(cp.asarray(q), cp.asarray(k), cp.asarray(v))
     o_ref, lse_ref, _ = attention_reference(q, k, v)
     assert_close(o, o_ref, atol=1e-4, rtol=1e-3, what=f"o {B, H, T, D}")
     assert_close(lse, lse_ref, atol=1e-4, rtol=1e-3, what=f"lse {B, H, T, D}")
@@ -225,7 +229,7 @@ def test_attention_backward(attention_tile, B, H, T, D):
     # The backward kernels take the forward's saved o and lse; feed them float32 copies
     # of the exact values, so that only the backward is under test here.
     args = [cp.asarray(x.astype(np.float32)) for x in (q, k, v, o_ref, lse_ref, do)]
-    grads = kernels.attention_backward(*args)
+    grads = cuda.attention_backward(*args)
     for name, got, ref in zip(("dq", "dk", "dv"), grads, attention_reference_backward(q, k, v, do)):
         assert_close(got, ref, atol=2e-4, rtol=2e-3, what=f"{name} {B, H, T, D}")
 
@@ -236,9 +240,9 @@ def test_attention_forward_backward_chain_is_deterministic():
     q, k, v = _qkv(rng, 2, 2, 129, 64)
     do = randn(rng, 2, 2, 129, 64)
     qc, kc, vc, doc = (cp.asarray(x) for x in (q, k, v, do))
-    o, lse = kernels.attention_forward(qc, kc, vc)
-    first = kernels.attention_backward(qc, kc, vc, o, lse, doc)
-    second = kernels.attention_backward(qc, kc, vc, o, lse, doc)
+    o, lse = cuda.attention_forward(qc, kc, vc)
+    first = cuda.attention_backward(qc, kc, vc, o, lse, doc)
+    second = cuda.attention_backward(qc, kc, vc, o, lse, doc)
     for name, g1, g2, ref in zip(("dq", "dk", "dv"), first, second,
                                  attention_reference_backward(q, k, v, do)):
         assert_close(g1, ref, atol=2e-4, rtol=2e-3, what=name)
@@ -252,12 +256,12 @@ def test_attention_non_contiguous_inputs():
     raw = [randn(rng, B, T, H, D) for _ in range(4)]
     q, k, v, do = (cp.asarray(x).transpose(0, 2, 1, 3) for x in raw)
     assert not q.flags.c_contiguous
-    o, lse = kernels.attention_forward(q, k, v)
+    o, lse = cuda.attention_forward(q, k, v)
     qn, kn, vn, don = (x.transpose(0, 2, 1, 3) for x in raw)
     o_ref, lse_ref, _ = attention_reference(qn, kn, vn)
     assert_close(o, o_ref, atol=1e-4, rtol=1e-3, what="o")
     assert_close(lse, lse_ref, atol=1e-4, rtol=1e-3, what="lse")
-    grads = kernels.attention_backward(q, k, v, o, lse, do)
+    grads = cuda.attention_backward(q, k, v, o, lse, do)
     for name, got, ref in zip(("dq", "dk", "dv"), grads, attention_reference_backward(qn, kn, vn, don)):
         assert_close(got, ref, atol=2e-4, rtol=2e-3, what=name)
 
@@ -265,9 +269,57 @@ def test_attention_non_contiguous_inputs():
 def test_attention_errors():
     x = cp.zeros((1, 1, 4, 129), dtype=np.float32)
     with pytest.raises(ValueError, match="129"):
-        kernels.attention_forward(x, x, x)
+        cuda.attention_forward(x, x, x)
     y = cp.zeros((1, 1, 4, 8), dtype=np.float32)
     with pytest.raises(ValueError, match=r"\(1, 1, 5, 8\)"):
-        kernels.attention_forward(y, cp.zeros((1, 1, 5, 8), dtype=np.float32), y)
+        cuda.attention_forward(y, cp.zeros((1, 1, 5, 8), dtype=np.float32), y)
     with pytest.raises(TypeError, match="float32"):
-        kernels.attention_forward(y.astype(np.float64), y, y)
+        cuda.attention_forward(y.astype(np.float64), y, y)
+
+
+# ----------------------------------------------------------------------------- through the rest of minift
+
+@pytest.mark.parametrize("shape_a,shape_b", [
+    ((2, 3, 17, 33), (33, 9)),        # activations @ a weight: one GEMM over all rows
+    ((2, 1, 7, 33), (3, 33, 20)),     # batch axes broadcast
+    ((5, 33), (2, 33, 7)),            # a matrix against a stack
+])
+def test_backend_matmul_runs_the_kernel(shape_a, shape_b, monkeypatch):
+    """backend.matmul on float32 GPU arrays of any batch shape goes to the SGEMM kernel
+    that minift.cuda registered."""
+    launches = []
+    monkeypatch.setattr(wrappers, "launch", lambda *args, **kw: launches.append(args[1]) or
+                        cuda.launch(*args, **kw))
+    monkeypatch.delenv("MINIFT_MATMUL", raising=False)
+    rng = np.random.default_rng(2)
+    a, b = randn(rng, *shape_a), randn(rng, *shape_b)
+    got = minift.backend.matmul(cp.asarray(a), cp.asarray(b))
+    assert_close(got, a.astype(np.float64) @ b.astype(np.float64), what=f"{shape_a} @ {shape_b}",
+                 **matmul_tol(33))
+    assert launches and all(name.startswith("sgemm_") for name in launches)
+
+
+def test_causal_attention_takes_the_fused_kernels_when_they_apply():
+    q, k, v = (cp.zeros((1, 2, 5, 8), dtype=np.float32) for _ in range(3))
+    assert minift.backend.fused_causal_attention(q, k, v) is cuda.FusedCausalAttention
+    assert minift.backend.fused_causal_attention(q.astype(np.float64), k, v) is None
+    longer = cp.zeros((1, 2, 7, 8), dtype=np.float32)          # decoding with a KV cache
+    assert minift.backend.fused_causal_attention(q, longer, longer) is None
+    big = cp.zeros((1, 1, 5, cuda.MAX_HEAD_DIM + 1), dtype=np.float32)
+    assert minift.backend.fused_causal_attention(big, big, big) is None
+    assert minift.backend.fused_causal_attention(*(cp.asnumpy(x) for x in (q, k, v))) is None
+
+
+def test_functional_causal_attention_on_the_gpu():
+    """F.causal_attention on GPU tensors: the output and the gradients of q, k, v that
+    the fused Function gives, against the float64 reference."""
+    rng = np.random.default_rng(4)
+    q, k, v = _qkv(rng, 2, 2, 33, 16)
+    g = randn(rng, 2, 2, 33, 16)
+    tq, tk, tv = (minift.tensor(cp.asarray(x), requires_grad=True) for x in (q, k, v))
+    out = F.causal_attention(tq, tk, tv)
+    assert isinstance(out._ctx, cuda.FusedCausalAttention)
+    assert_close(out.data, attention_reference(q, k, v)[0], atol=1e-4, rtol=1e-3, what="out")
+    out.backward(cp.asarray(g))
+    for name, t, ref in zip(("dq", "dk", "dv"), (tq, tk, tv), attention_reference_backward(q, k, v, g)):
+        assert_close(t.grad, ref, atol=2e-4, rtol=2e-3, what=name)

@@ -1,12 +1,14 @@
-"""Optimisers against hand-computed updates; clipping; schedule; parameter groups."""
+"""Optimisers against hand-computed updates; per-parameter step counts; clipping;
+schedule; parameter groups."""
 import math
 
 import numpy as np
 import pytest
 
-from minift.model import GPT, GPTConfig
+from minift.errors import MiniftError
+from minift.model import GPT, GPTConfig, param_groups
 from minift.nn import Parameter
-from minift.optim import SGD, AdamW, WarmupCosine, clip_grad_norm, default_param_groups
+from minift.optim import SGD, AdamW, WarmupCosine, clip_grad_norm
 
 
 def test_adamw_two_steps_by_hand():
@@ -52,15 +54,113 @@ def test_frozen_and_gradless_parameters_are_skipped():
 
 def test_default_groups_skip_decay_for_bias_layernorm_embedding():
     model = GPT(GPTConfig(vocab_size=10, block_size=4, n_layer=1, n_head=1, n_embd=4))
-    decay, rest = default_param_groups(model, 0.1)
+    decay, rest = param_groups(model, 0.1)
     names = {id(p): n for n, p in model.named_parameters()}
     assert sorted(names[id(p)] for p in decay["params"]) == sorted([
         "transformer.h.0.attn.c_attn.weight", "transformer.h.0.attn.c_proj.weight",
         "transformer.h.0.mlp.c_fc.weight", "transformer.h.0.mlp.c_proj.weight"])
     assert decay["weight_decay"] == 0.1 and rest["weight_decay"] == 0.0
-    groups = AdamW(model, weight_decay=0.1).param_groups
+    groups = AdamW(param_groups(model, 0.1)).param_groups
     assert [g["weight_decay"] for g in groups] == [0.1, 0.0]
     assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(model.parameters())
+    # each group in named_parameters() order (the order of the gradient-norm sum)
+    order = [id(p) for p in model.parameters()]
+    for g in groups:
+        assert [id(p) for p in g["params"]] == [i for i in order if i in {id(q) for q in g["params"]}]
+
+
+def test_untied_head_decays_and_tied_head_is_listed_once():
+    config = dict(vocab_size=10, block_size=4, n_layer=1, n_head=1, n_embd=4)
+    untied = GPT(GPTConfig(**config, tie_weights=False))
+    decay, _ = param_groups(untied, 0.1)
+    assert any(p is untied.lm_head.weight for p in decay["params"])
+    tied = GPT(GPTConfig(**config))
+    decay, rest = param_groups(tied, 0.1)
+    assert sum(p is tied.transformer.wte.weight for p in decay["params"] + rest["params"]) == 1
+    assert not any(p is tied.transformer.wte.weight for p in decay["params"])
+
+
+def test_trainable_only_groups():
+    model = GPT(GPTConfig(vocab_size=10, block_size=4, n_layer=1, n_head=1, n_embd=4))
+    model.transformer.h[0].attn.requires_grad_(False)
+    decay, rest = param_groups(model, 0.1, trainable_only=True)
+    assert all(p.requires_grad for p in decay["params"] + rest["params"])
+    assert len(decay["params"]) == 2 and decay["weight_decay"] == 0.1   # the MLP's two weights
+    model.transformer.h[0].mlp.requires_grad_(False)
+    (only,) = param_groups(model, 0.1, trainable_only=True)   # the empty decay group is dropped
+    assert only["weight_decay"] == 0.0
+    model.requires_grad_(False)
+    with pytest.raises(MiniftError, match="no parameter is trainable"):
+        param_groups(model, 0.1, trainable_only=True)
+
+
+def test_optimizers_refuse_a_module():
+    model = GPT(GPTConfig(vocab_size=10, block_size=4, n_layer=1, n_head=1, n_embd=4))
+    for optimizer in (AdamW, SGD):
+        with pytest.raises(TypeError, match=r"model\.parameters\(\).*param_groups\(model"):
+            optimizer(model)
+    assert len(SGD(model.parameters()).param_groups) == 1
+
+
+def test_adamw_counts_steps_per_parameter():
+    """A parameter whose first gradient arrives at step 3 moves exactly as under a fresh
+    AdamW's first step: bias correction 1 - b^1, not 1 - b^3 (with the optimizer's
+    step count it would move (1 - 0.9^3) / 0.1 = 2.7 times too little, times sqrt of
+    the v correction)."""
+    a, late = Parameter(np.array([1.0, -2.0])), Parameter(np.array([0.5, 3.0]))
+    opt = AdamW([a, late], lr=0.1, weight_decay=0.01)
+    for _ in range(2):
+        a.grad = np.array([0.3, -0.1])
+        opt.step()
+    a.grad, late.grad = np.array([0.3, -0.1]), np.array([0.2, -4.0])
+    opt.step()
+    fresh = Parameter(np.array([0.5, 3.0]))
+    fresh_opt = AdamW([fresh], lr=0.1, weight_decay=0.01)
+    fresh.grad = np.array([0.2, -4.0])
+    fresh_opt.step()
+    np.testing.assert_array_equal(late.data, fresh.data)
+    assert opt.state_dict()["param_steps"] == [3, 1]
+
+
+def test_optimizer_state_keeps_the_parameter_steps():
+    a, b = Parameter(np.array([1.0, 2.0])), Parameter(np.array([3.0]))
+    opt = AdamW([a, b], lr=0.1)
+    for step in range(3):
+        a.grad = np.array([0.1, -0.2])
+        b.grad = np.array([0.5]) if step == 2 else None
+        opt.step()
+    state = opt.state_dict()
+    assert state["param_steps"] == [3, 1] and state["step"] == 3
+    assert all(isinstance(s, int) for s in state["param_steps"])   # plain numbers (JSON)
+    a2, b2 = Parameter(a.data.copy()), Parameter(b.data.copy())
+    opt2 = AdamW([a2, b2], lr=0.1)
+    opt2.load_state_dict(state)
+    for p, q in ((a, a2), (b, b2)):
+        p.grad = q.grad = np.array([0.3] * p.size)
+    opt.step()
+    opt2.step()
+    np.testing.assert_array_equal(a.data, a2.data)
+    np.testing.assert_array_equal(b.data, b2.data)
+
+
+def test_old_optimizer_state_without_parameter_steps_resumes_on_the_global_count():
+    """A checkpoint from before per-parameter counts: every parameter with moments takes
+    the optimizer's step, which is what the update used then."""
+    p = Parameter(np.array([1.0, -2.0]))
+    opt = AdamW([p], lr=0.1)
+    for _ in range(2):
+        p.grad = np.array([0.5, -1.0])
+        opt.step()
+    state = opt.state_dict()
+    old = {k: v for k, v in state.items() if k != "param_steps"}
+    q = Parameter(p.data.copy())
+    opt2 = AdamW([q], lr=0.1)
+    opt2.load_state_dict(old)
+    assert opt2.state_dict()["param_steps"] == [2]
+    p.grad = q.grad = np.array([0.1, 0.3])
+    opt.step()
+    opt2.step()
+    np.testing.assert_array_equal(p.data, q.data)
 
 
 def test_clip_grad_norm():

@@ -2,7 +2,7 @@
 
 Only tests/test_kernels_emulated.py puts tests/cuda_emulator on PYTHONPATH, in a
 subprocess that runs tests/test_kernels_gpu.py; the normal test session never sees
-this module. It provides the part of CuPy that minift/kernels.py and that test file
+this module. It provides the part of CuPy that minift/cuda and that test file
 use, and nothing more:
 
 * `ndarray` is a NumPy array whose type lives in module `cupy` (which is how
@@ -103,6 +103,10 @@ def ascontiguousarray(x):
 
 def asnumpy(x):
     return np.array(x)
+
+
+def broadcast_to(x, shape):   # a read-only view, as NumPy's (minift copies it before a launch)
+    return np.broadcast_to(x, shape).view(ndarray)
 
 
 def matmul(a, b):

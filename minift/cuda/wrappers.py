@@ -1,37 +1,17 @@
-"""minift's hand-written CUDA kernels: find the source, compile it once, launch it safely.
+"""The GPU wrappers of the kernels: `matmul`, `attention_forward`, `attention_backward`.
 
-The kernels are CUDA C files in the repository's `kernels/` folder, one kernel family
-per file (`matmul.cu`, `attention_forward.cu`, `attention_backward.cu`). Each opens
-with a comment that explains its algorithm to a reader who knows the NumPy version.
-This module is the bridge from Python, in three layers:
-
-1. `kernel_source(name, defines)` reads `kernels/{name}.cu` and prepends the tile
-   sizes as `#define` lines (pure Python: testable without a GPU).
-2. `load_module(name, defines)` compiles that text once per process with
-   `cupy.RawModule` (NVRTC) and keeps it; a compile error shows the compiler's log.
-3. `launch(...)` checks every argument, then launches. A raw kernel sees only a
-   pointer: it ignores strides and dtypes, so a transposed view or a float64 array
-   would give silently wrong numbers. The launcher refuses them instead; the
-   wrappers below make their inputs contiguous first.
-
-The wrappers `matmul`, `attention_forward` and `attention_backward` take CuPy arrays,
-choose tile sizes, grid and block, and return new CuPy arrays. Importing this module
-never imports CuPy: that happens on the first launch, through `minift.backend`.
+Each takes CuPy arrays, checks them, makes them contiguous (a raw kernel ignores
+strides), chooses tile sizes, grid and block, launches through `loader.launch` and
+returns new CuPy arrays. The tile sizes below are compiled into the kernels as
+`#define`s; the comments of each .cu file explain what they mean there.
 """
 import math
 import os
-import re
-from pathlib import Path
 
 import numpy as np
 
-from .backend import get_cupy
-
-# The repository's kernels/ folder. The environment variable MINIFT_KERNEL_DIR, read
-# at every call, overrides it (to try out an edited kernel without touching the repo).
-KERNEL_DIR = Path(__file__).resolve().parent.parent / "kernels"
-
-COMPILE_OPTIONS = ("-std=c++17",)
+from ..backend import get_cupy
+from .loader import STATIC_SMEM_LIMIT, launch
 
 # Tile sizes. matmul: a BM x BN tile of C per block, BK-deep slices of K, TM x TN
 # outputs per thread ((BM/TM) * (BN/TN) threads). The large tile reuses each loaded
@@ -50,125 +30,6 @@ DEFAULT_DEFINES = {
     "attention_forward": {"HEAD_DIM": 64, "BR": 64, "BC": 64},
     "attention_backward": {"HEAD_DIM": 64, "BR": 64, "BC": 64},
 }
-
-_STATIC_SMEM_LIMIT = 48 * 1024   # bytes a block may use without opting in
-
-
-# ----------------------------------------------------------------------------- source
-
-def kernel_dir():
-    """The folder the kernel sources are read from (MINIFT_KERNEL_DIR or KERNEL_DIR)."""
-    return Path(os.environ.get("MINIFT_KERNEL_DIR") or KERNEL_DIR)
-
-
-def kernel_source(name, defines=None):
-    """Source text of kernels/{name}.cu with `#define KEY VALUE` lines in front.
-
-    The defines come sorted by key, so the same request always gives the same text
-    (and CuPy's on-disk compile cache, keyed by the text, is reused). A `#line`
-    directive after them keeps the compiler's line numbers equal to the file's.
-    """
-    folder = kernel_dir()
-    path = folder / f"{name}.cu"
-    if not path.is_file():
-        available = sorted(p.stem for p in folder.glob("*.cu")) if folder.is_dir() else []
-        raise FileNotFoundError(
-            f"no kernel source {path}; kernels available in {folder}: "
-            f"{', '.join(available) if available else '(none)'}")
-    lines = []
-    for key, value in sorted((defines or {}).items()):
-        if not re.fullmatch(r"[A-Za-z_]\w*", str(key)):
-            raise ValueError(f"kernel define name {key!r} is not a C identifier")
-        if "\n" in str(value):
-            raise ValueError(f"kernel define {key} has a newline in its value {value!r}")
-        lines.append(f"#define {key} {value}\n")
-    lines.append(f'#line 1 "{path.name}"\n')
-    return "".join(lines) + path.read_text()
-
-
-# ----------------------------------------------------------------------------- compile
-
-_modules = {}            # (name, sorted defines) -> cupy.RawModule
-_functions = {}          # (name, sorted defines, kernel name) -> cupy.RawKernel
-_smem_opted_in = {}      # id(kernel) -> dynamic shared memory bytes already allowed
-
-
-def _key(name, defines):
-    return (name, tuple(sorted((defines or {}).items())))
-
-
-def load_module(name, defines=None):
-    """kernels/{name}.cu compiled with `defines`, once per process (then cached)."""
-    key = _key(name, defines)
-    module = _modules.get(key)
-    if module is None:
-        cp = get_cupy()
-        source = kernel_source(name, defines)
-        try:
-            module = cp.RawModule(code=source, options=COMPILE_OPTIONS)
-            module.compile()   # compile now, so that errors surface here with their log
-        except Exception as e:  # cupy.cuda.compiler.CompileException carries the log
-            log = e.get_message() if hasattr(e, "get_message") else str(e)
-            raise RuntimeError(f"compiling kernels/{name}.cu with defines {dict(key[1])} "
-                               f"failed:\n{log}") from e
-        _modules[key] = module
-    return module
-
-
-def get_function(module_name, kernel_name, defines=None):
-    """The `extern "C"` kernel `kernel_name` of kernels/{module_name}.cu."""
-    key = _key(module_name, defines) + (kernel_name,)
-    func = _functions.get(key)
-    if func is None:
-        module = load_module(module_name, defines)
-        try:
-            func = module.get_function(kernel_name)
-        except Exception as e:
-            raise RuntimeError(f"kernels/{module_name}.cu has no kernel {kernel_name!r} "
-                               f"({type(e).__name__}: {e})") from e
-        _functions[key] = func
-    return func
-
-
-# ----------------------------------------------------------------------------- launch
-
-_SCALAR_TYPES = (np.int32, np.int64, np.float32)
-_ARRAY_DTYPES = (np.dtype(np.float32), np.dtype(np.int32), np.dtype(np.int64))
-
-
-def launch(module_name, kernel_name, grid, block, args, defines=None, shared_mem=0):
-    """Check `args`, then run kernel `kernel_name` of kernels/{module_name}.cu.
-
-    Every array argument must be a C-contiguous CuPy array of float32 (or int32/int64
-    for index arrays): the kernel receives only its address. Every scalar must be a
-    NumPy scalar of the exact C type of the parameter (numpy.int32 for `int`,
-    numpy.int64 for `long long`, numpy.float32 for `float`); a Python int or float
-    would be passed with a width the kernel may not expect.
-    """
-    cp = get_cupy()
-    where = f"kernel {kernel_name} (kernels/{module_name}.cu)"
-    for i, a in enumerate(args):
-        if isinstance(a, cp.ndarray):
-            if a.dtype not in _ARRAY_DTYPES:
-                raise TypeError(f"{where}: argument {i} has dtype {a.dtype}; "
-                                f"the kernels take float32 arrays")
-            if not a.flags.c_contiguous:
-                raise ValueError(f"{where}: argument {i} (shape {a.shape}, strides {a.strides}) "
-                                 f"is not C-contiguous; a raw kernel ignores strides, so pass "
-                                 f"cupy.ascontiguousarray(x)")
-        elif not isinstance(a, _SCALAR_TYPES):
-            raise TypeError(f"{where}: argument {i} is {type(a).__name__}; pass a CuPy array "
-                            f"or a numpy.int32 / numpy.int64 / numpy.float32 scalar")
-    grid, block = tuple(int(g) for g in grid), tuple(int(b) for b in block)
-    if min(grid) < 1 or grid[0] >= 2**31 or any(g > 65535 for g in grid[1:]):
-        raise ValueError(f"{where}: grid {grid} outside CUDA's limits "
-                         f"(x < 2**31, y and z <= 65535, all >= 1)")
-    func = get_function(module_name, kernel_name, defines)
-    if shared_mem > _STATIC_SMEM_LIMIT and _smem_opted_in.get(id(func), 0) < shared_mem:
-        # Above 48 KB a kernel must opt in to the larger shared memory of newer GPUs.
-        func.max_dynamic_shared_size_bytes = int(shared_mem)
-        _smem_opted_in[id(func)] = shared_mem
-    func(grid, block, tuple(args), shared_mem=int(shared_mem))
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -335,7 +196,7 @@ def attention_config(head_dim, max_smem, backward=False):
 
 
 def _max_smem():
-    return _device_attribute("MaxSharedMemoryPerBlockOptin", _STATIC_SMEM_LIMIT)
+    return _device_attribute("MaxSharedMemoryPerBlockOptin", STATIC_SMEM_LIMIT)
 
 
 def _check_attention_inputs(cp, named, shape=None):
