@@ -17,15 +17,15 @@ What to look for:
   * instruct: the same model taught to answer with the label word.
 """
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
-from minift.files import atomic_write, read_json, write_json
-from minift.finetune import comparison_table
-from minift.train import FINETUNED_KINDS, WEIGHTS, finetune
+from minift.adapt import FinetuneConfig, comparison_table, finetune
+from minift.errors import MiniftError
+from minift.files import atomic_write, write_json
+from minift.runs import FINETUNED_KINDS, RunDir
 
-# (name in the table, strategy, extra arguments for train.finetune)
+# (name in the table, strategy, extra FinetuneConfig settings)
 RUNS = [
     ("full", "full", {}),
     ("head", "head", {}),
@@ -75,7 +75,7 @@ def main():
     args = parser.parse_args()
 
     init, root = Path(args.init), Path(args.runs)
-    if not (init / WEIGHTS).exists():
+    if not RunDir(init).is_finished():
         sys.exit(f"no pretrained model in {init}; make one first with python demos/pretrain.py "
                  f"(or python demos/quickstart.py)")
     runs = [r for r in RUNS if not args.only or r[0] in args.only]
@@ -84,10 +84,13 @@ def main():
     results = {}
     for name, strategy, extra in runs:
         out = root / name.replace(" ", "-").replace("=", "")
-        if (out / "config.json").exists() and read_json(out / "config.json").get("kind") in FINETUNED_KINDS:
-            shutil.rmtree(out)                       # an earlier run of this demo: rebuild it
         print(f"\n=== {name} ===")
-        _, _, results[name] = finetune(init, out, strategy, seed=args.seed, device=args.device, **extra)
+        try:
+            RunDir(out).remove(FINETUNED_KINDS)      # an earlier run of this demo: rebuild it
+            config = FinetuneConfig(strategy=strategy, seed=args.seed, **extra)
+            _, _, results[name] = finetune(init, out, config, device=args.device)
+        except MiniftError as e:
+            sys.exit(f"error: {e}")
     table = comparison_table(results)
     print("\n" + table)
     write_json(root / "summary.json", {name: {k: m[k] for k in ("strategy", "trainable_parameters",

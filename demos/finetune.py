@@ -17,22 +17,12 @@ tokenizer.json, model.safetensors and metrics.json; label new text with
     python -m minift classify --model runs/finetune-full "The hinge is superb."
 """
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
-from minift.files import read_json
-from minift.finetune import STRATEGIES
-from minift.train import FINETUNED_KINDS, WEIGHTS, finetune
-
-
-def remove_old_finetuned_run(out):
-    """Delete `out` only if it is a fine-tuned run (never anything else)."""
-    config = out / "config.json"
-    if config.exists() and read_json(config).get("kind") in FINETUNED_KINDS:
-        shutil.rmtree(out)
-    elif out.exists() and any(out.iterdir()):
-        sys.exit(f"{out} exists and is not a fine-tuned run; choose another --out")
+from minift.adapt import STRATEGIES, FinetuneConfig, finetune
+from minift.errors import MiniftError
+from minift.runs import FINETUNED_KINDS, RunDir
 
 
 def main():
@@ -41,18 +31,21 @@ def main():
     parser.add_argument("--out", help="run directory to write (default runs/finetune-STRATEGY; an earlier "
                                       "fine-tuned run there is replaced)")
     parser.add_argument("--strategy", default="full", choices=STRATEGIES)
-    parser.add_argument("--epochs", type=int, help="default: the strategy's recipe (train.FINETUNE_RECIPES)")
+    parser.add_argument("--epochs", type=int, help="default: the strategy's recipe (adapt.FINETUNE_RECIPES)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
 
-    init = Path(args.init)
-    if not (init / WEIGHTS).exists():
-        sys.exit(f"no pretrained model in {init}; make one first with\n"
+    if not RunDir(args.init).is_finished():
+        sys.exit(f"no finished pretraining run in {args.init}; make one first with\n"
                  f"  python demos/pretrain.py        (or python demos/quickstart.py)")
     out = Path(args.out or f"runs/finetune-{args.strategy}")
-    remove_old_finetuned_run(out)
-    _, _, metrics = finetune(init, out, args.strategy, epochs=args.epochs, seed=args.seed, device=args.device)
+    try:
+        RunDir(out).remove(FINETUNED_KINDS)          # an earlier run of this demo: rebuild it
+        config = FinetuneConfig(strategy=args.strategy, epochs=args.epochs, seed=args.seed)
+        _, _, metrics = finetune(args.init, out, config, device=args.device)
+    except MiniftError as e:
+        sys.exit(f"error: {e}")
     a, b = metrics["test"]["test_a"], metrics["test"]["test_b"]
     print(f"\n{args.strategy}: {metrics['trainable_parameters']:,} of {metrics['total_parameters']:,} "
           f"parameters trained in {metrics['train_seconds']:.0f} s")

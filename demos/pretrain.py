@@ -9,12 +9,14 @@ from random tokens into plausible reviews. The run is saved in runs/small (weigh
 tokenizer, config, metrics.json) for demos/finetune.py and `python -m minift generate`.
 """
 import argparse
-import shutil
+import sys
 import time
 from pathlib import Path
 
+from minift.errors import MiniftError
 from minift.generate import generate
-from minift.train import prepare_pretraining
+from minift.pretrain import PretrainConfig, pretrain
+from minift.runs import PRETRAINED_KINDS, RunDir
 
 PROMPTS = ["The battery", "I love", "Review: The room was", "The kettle is not"]
 
@@ -57,16 +59,20 @@ def main():
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     out = Path(args.out)
-    if args.fresh and out.exists():
-        shutil.rmtree(out)
+    if args.fresh:
+        RunDir(out).remove(PRETRAINED_KINDS)    # only ever a pretraining run
 
     t0 = time.time()
-    trainer, tokenizer = prepare_pretraining(out, preset="small", steps=args.steps, device=args.device)
-    # Before training the weights are the seeded initialisation: random tokens.
-    samples(trainer.model, tokenizer, "samples before pretraining")
-    print()
-    history = trainer.run()
-    samples(trainer.model, tokenizer, "samples after pretraining")
+    try:
+        # Step 0 only (until=0): the tokenizer and the seeded initial weights, which write random tokens.
+        model, tokenizer, _ = pretrain(out, PretrainConfig(preset="small", steps=args.steps), until=0,
+                                       device=args.device)
+        samples(model, tokenizer, "samples before pretraining")
+        print()
+        model, tokenizer, history = pretrain(out, resume=True, device=args.device)
+    except MiniftError as e:
+        sys.exit(f"error: {e}" + (" (or pass --fresh)" if "already holds a run" in str(e) else ""))
+    samples(model, tokenizer, "samples after pretraining")
 
     ev = history["eval"]
     print(f"\nvalidation loss: {ev[0]['val_loss']:.3f} at step 0 -> {ev[-1]['val_loss']:.3f} at step "

@@ -19,16 +19,14 @@ feedback, and compare with a model that had no pretraining.
 Then try:  python -m minift classify --model runs/quickstart/full "The strap is stellar."
 """
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
 
-from minift.files import read_json
-from minift.finetune import comparison_table
-from minift.train import (
-    CHECKPOINT, CONFIG, FINETUNED_KINDS, METRICS, PRETRAIN_RECIPES, WEIGHTS, finetune, pretrain,
-)
+from minift.adapt import FinetuneConfig, comparison_table, finetune
+from minift.errors import MiniftError
+from minift.pretrain import PretrainConfig, pretrain
+from minift.runs import FINETUNED_KINDS, PRETRAINED_KINDS, RunDir, config_from_json
 
 STRATEGIES = ["full", "prompt", "scratch"]
 
@@ -37,20 +35,14 @@ def pretraining_state(run):
     """'done': `run` holds a finished pretraining run of today's `small` recipe on the
     built-in corpus; 'interrupted': the same, stopped before its last step; 'other': some
     other run; 'none': no run yet."""
-    if not (run / CONFIG).exists():
+    if not run.holds_run():
         return "none"
-    try:
-        cfg, history = read_json(run / CONFIG), read_json(run / METRICS)
-    except (FileNotFoundError, ValueError):
+    cfg = run.read_config()
+    if cfg.get("kind") not in PRETRAINED_KINDS:
         return "other"
-    recipe = cfg.get("train", {})
-    same_recipe = (cfg.get("kind") == "pretrain" and recipe.get("preset") == "small"
-                   and not recipe.get("corpus_files")
-                   and all(recipe.get(k) == v for k, v in PRETRAIN_RECIPES["small"].items()))
-    if not same_recipe:
+    if config_from_json(PretrainConfig, cfg.get("train"), run.file("config.json"), "train") != PretrainConfig():
         return "other"
-    finished = bool(history.get("train")) and history["train"][-1]["step"] == recipe["steps"]
-    return "done" if finished and (run / WEIGHTS).exists() else "interrupted"
+    return "done" if run.is_finished() else "interrupted"
 
 
 def main():
@@ -64,29 +56,29 @@ def main():
     init, root = Path(args.init), Path(args.runs)
     t0 = time.time()
 
-    print("== 1. pretraining ==")
-    state = pretraining_state(init)
-    if state == "done":
-        print(f"reusing the pretrained model in {init}/ (delete it to pretrain again)")
-    elif state == "interrupted" and (init / CHECKPOINT).exists():
-        print(f"resuming the interrupted pretraining in {init}/")
-        pretrain(init, resume=True, device=args.device)
-    elif state == "other":
-        sys.exit(f"{init} holds another run (not today's small recipe on the built-in corpus); "
-                 f"delete it or pass --init ANOTHER_DIR")
-    else:
-        pretrain(init, preset="small", device=args.device)
-    pretrain_seconds = time.time() - t0
+    try:
+        print("== 1. pretraining ==")
+        state = pretraining_state(RunDir(init))
+        if state == "done":
+            print(f"reusing the pretrained model in {init}/ (delete it to pretrain again)")
+        elif state == "interrupted":
+            print(f"resuming the interrupted pretraining in {init}/")
+            pretrain(init, resume=True, device=args.device)
+        elif state == "other":
+            sys.exit(f"{init} holds another run (not today's small recipe on the built-in corpus); "
+                     f"delete it or pass --init ANOTHER_DIR")
+        else:
+            pretrain(init, PretrainConfig(preset="small"), device=args.device)
+        pretrain_seconds = time.time() - t0
 
-    results = {}
-    for strategy in args.strategies:
-        print(f"\n== fine-tuning: {strategy} ==")
-        out = root / strategy
-        if (out / CONFIG).exists() and read_json(out / CONFIG).get("kind") in FINETUNED_KINDS:
-            shutil.rmtree(out)                       # fine-tuning takes seconds: always redo it
-        elif out.exists() and any(out.iterdir()):
-            sys.exit(f"{out} exists and is not a fine-tuned run; choose another --runs")
-        _, _, results[strategy] = finetune(init, out, strategy, device=args.device)
+        results = {}
+        for strategy in args.strategies:
+            print(f"\n== fine-tuning: {strategy} ==")
+            out = root / strategy
+            RunDir(out).remove(FINETUNED_KINDS)      # fine-tuning takes seconds: always redo it
+            _, _, results[strategy] = finetune(init, out, FinetuneConfig(strategy=strategy), device=args.device)
+    except MiniftError as e:
+        sys.exit(f"error: {e}")
 
     print("\n== results (accuracy and macro-F1 on the built-in test sets) ==")
     print(comparison_table(results))

@@ -1,15 +1,19 @@
 """Command line: `python -m minift COMMAND ...` (also installed as `minift`).
 
     pretrain   train a GPT on the built-in feedback corpus or your text files
-    generate   continue a prompt with a pretrained run
+    generate   continue a prompt with a pretrained (or instruction-tuned) run
     finetune   adapt a pretrained run to a labeled classification task
     classify   label texts with a fine-tuned run
+
+A mistake in what you asked for (a flag, a file, a run directory) is one line on stderr
+and exit code 2; an error of the operating system (disk full, permission denied) too,
+naming the file. Anything else is a bug in minift and keeps its traceback.
 """
 import argparse
 import sys
 
-# The names only: importing minift.finetune would load NumPy and the model before
-# argparse has even checked the command line.
+# The names only: importing the adaptation code would load NumPy and the model before
+# argparse has even checked the command line (tests check these lists stay in step).
 STRATEGIES = ["full", "head", "top-k", "lora", "prompt", "instruct", "scratch"]
 POOLINGS = ["last", "mean"]
 
@@ -19,26 +23,26 @@ def _add_device(p):
                    help="where to compute (cuda needs CuPy and an NVIDIA GPU)")
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m minift", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _pretrain_parser(sub):
     p = sub.add_parser("pretrain", help="pretrain a GPT (next-token prediction)")
     p.add_argument("--out", required=True, help="run directory to write (or to resume)")
     p.add_argument("--corpus", nargs="+", metavar="FILE",
                    help="UTF-8 text files, documents separated by blank lines (default: the built-in "
                         "customer-feedback corpus)")
-    p.add_argument("--preset", default="small", choices=["tiny", "small"], help="model size (default small)")
+    p.add_argument("--preset", choices=["tiny", "small"], help="model size (default small)")
     p.add_argument("--steps", type=int, help="total optimisation steps (default: the preset's recipe)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint (other flags, if given, must "
+                        "match the run)")
     _add_device(p)
 
+
+def _generate_parser(sub):
     p = sub.add_parser("generate", help="continue a prompt with a pretrained run")
-    p.add_argument("--model", required=True, help="pretraining run directory")
+    p.add_argument("--model", required=True, help="pretraining (or instruct/prompt) run directory")
     p.add_argument("--prompt", required=True)
     p.add_argument("--max-new-tokens", type=int, default=60)
     p.add_argument("--temperature", type=float, default=0.8, help="0 means greedy decoding")
@@ -47,35 +51,53 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     _add_device(p)
 
+
+def _finetune_parser(sub):
     p = sub.add_parser("finetune", help="adapt a pretrained run to a labeled classification task",
                        description="Fine-tune a pretrained run into a text classifier with one of the "
-                                   "adaptation strategies (see minift/finetune.py).")
-    p.add_argument("--init", required=True, metavar="PRETRAINED_RUN", help="pretraining run directory")
-    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write (must not hold a run)")
-    p.add_argument("--strategy", default="full", choices=STRATEGIES,
-                   help="full: everything trains; head: frozen backbone; top-k: the last k blocks train; "
-                        "lora: low-rank adapters; prompt: no training, label likelihood after a template; "
-                        "instruct: fine-tune the language model to write the label; scratch: no pretraining")
+                                   "adaptation strategies (see minift/adapt/).")
+    p.add_argument("--init", metavar="PRETRAINED_RUN", help="pretraining run directory (not needed with --resume)")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write (or to resume)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint (other flags, if given, must "
+                        "match the run)")
+    p.add_argument("--strategy", choices=STRATEGIES,
+                   help="full (default): everything trains; head: frozen backbone; top-k: the last k blocks "
+                        "train; lora: low-rank adapters; prompt: no training, label likelihood after a "
+                        "template; instruct: fine-tune the language model to write the label; scratch: no "
+                        "pretraining")
     p.add_argument("--train", metavar="FILE", help="labeled CSV / TSV / JSONL (default: the built-in feedback "
                                                    "labels, tested on lexicon parts A and B)")
     p.add_argument("--test", nargs="+", metavar="FILE", help="labeled test files (default with the built-in "
                                                              "labels: its two test sets)")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--label-column", default="label")
+    p.add_argument("--text-column")
+    p.add_argument("--label-column")
     p.add_argument("--k", type=int, help="top-k: how many top blocks train (default 2); prompt: how many "
                                          "solved examples to show (default 0, zero-shot)")
-    p.add_argument("--lora-rank", type=int, default=8)
-    p.add_argument("--lora-alpha", type=float, default=16.0)
-    p.add_argument("--lora-mlp", action="store_true", help="adapters on the MLP too, not only attention")
-    p.add_argument("--pooling", default="last", choices=POOLINGS,
-                   help="which hidden state the head reads: the last real token, or the mean of all")
+    p.add_argument("--lora-rank", type=int)
+    p.add_argument("--lora-alpha", type=float)
+    p.add_argument("--lora-mlp", action="store_true", default=None, help="adapters on the MLP too")
+    p.add_argument("--pooling", choices=POOLINGS,
+                   help="which hidden state the head reads: the last real token (default), or the mean of all")
+    p.add_argument("--prompt-template", help="prompt and instruct: how a text is put to the language model, "
+                                             "with {text} where the text goes (default \"Review: {text}\\n"
+                                             "Sentiment:\", the built-in corpus's rated reviews)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate (default: the strategy's recipe)")
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--class-weights", action="store_true", default=None,
+                   help="weight the loss by inverse class frequency")
+    p.add_argument("--seed", type=int)
     _add_device(p)
 
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m minift", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _pretrain_parser(sub)
+    _generate_parser(sub)
+    _finetune_parser(sub)
     p = sub.add_parser("classify", help="label texts with a fine-tuned run")
     p.add_argument("--model", required=True, metavar="RUN_DIR", help="run directory written by finetune")
     p.add_argument("texts", nargs="+", metavar="TEXT")
@@ -83,34 +105,51 @@ def build_parser():
     return parser
 
 
+def _given(args, names):
+    """{setting: value} of the flags the user actually gave (argparse default None)."""
+    return {setting: getattr(args, flag) for flag, setting in names.items() if getattr(args, flag) is not None}
+
+
 def cmd_pretrain(args):
-    from .train import pretrain
-    model, tokenizer, history = pretrain(args.out, corpus_files=args.corpus, preset=args.preset, steps=args.steps,
-                                         seed=args.seed, resume=args.resume, device=args.device,
-                                         batch_size=args.batch_size, lr=args.lr)
+    from .pretrain import PretrainConfig, pretrain
+    given = _given(args, {"corpus": "corpus_files", "preset": "preset", "steps": "steps",
+                          "batch_size": "batch_size", "lr": "lr", "seed": "seed"})
+    config = given if args.resume else PretrainConfig(**given)
+    _, _, history = pretrain(args.out, config, resume=args.resume, device=args.device)
     last = history["eval"][-1] if history["eval"] else {}
     print(f"saved {args.out}  (validation loss {last.get('val_loss', float('nan')):.4f})")
 
 
 def cmd_generate(args):
+    from .errors import MiniftError
     from .generate import generate
-    from .train import load_run
-    model, tokenizer, _ = load_run(args.model, device=args.device)
+    from .pretrain import load_gpt
+    from .runs import LANGUAGE_MODEL_KINDS, RunDir
+    model, tokenizer, _ = load_gpt(args.model, device=args.device, kinds=LANGUAGE_MODEL_KINDS,
+                                   command="generate")
+    if not RunDir(args.model).is_finished():
+        print(f"note: {args.model} has not finished training; generating from its last checkpoint",
+              file=sys.stderr)
     ids = tokenizer.encode(args.prompt)
     if not ids:
-        raise ValueError("the prompt is empty")
+        raise MiniftError("--prompt is empty")
     new = generate(model, ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                    top_p=args.top_p, seed=args.seed, eos_id=tokenizer.eot_id)
     print(args.prompt + tokenizer.decode(new))
 
 
 def cmd_finetune(args):
-    from .train import finetune
-    _, _, metrics = finetune(args.init, args.out, args.strategy, args.train, args.test,
-                             text_column=args.text_column, label_column=args.label_column, k=args.k,
-                             lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_mlp=args.lora_mlp,
-                             pooling=args.pooling, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                             class_weighting=args.class_weights, seed=args.seed, device=args.device)
+    from .adapt import FinetuneConfig, finetune
+    from .errors import MiniftError
+    given = _given(args, {name: name for name in (
+        "strategy", "text_column", "label_column", "k", "lora_rank", "lora_alpha", "lora_mlp", "pooling",
+        "prompt_template", "epochs", "lr", "batch_size", "seed")})
+    given.update(_given(args, {"train": "train_file", "test": "test_files", "class_weights": "class_weighting"}))
+    if not args.resume and args.init is None:
+        raise MiniftError("--init is required: the pretraining run to start from (or --resume to continue "
+                          "the run in --out)")
+    config = given if args.resume else FinetuneConfig(**given)
+    _, _, metrics = finetune(args.init, args.out, config, resume=args.resume, device=args.device)
     results = metrics["test"] or {"validation": metrics["validation"]}     # no --test: the held-out part
     summary = "  ".join(f"{name} accuracy {m['accuracy']:.1%} macro-F1 {m['macro_f1']:.3f}"
                         for name, m in results.items())
@@ -118,29 +157,46 @@ def cmd_finetune(args):
 
 
 def cmd_classify(args):
-    from .train import classify, load_finetuned
-    model, tokenizer, cfg = load_finetuned(args.model, device=args.device)
-    probs = classify(model, tokenizer, cfg, args.texts)
-    labels = cfg["labels"]
+    from .adapt import load_finetuned
+    classifier = load_finetuned(args.model, device=args.device)
+    probs, n_cut = classifier.classify(args.texts)
+    labels = classifier.labels
     for text, p in zip(args.texts, probs):
         shown = "  ".join(f"{name} {q:.3f}" for name, q in zip(labels, p))
         print(f"{labels[int(p.argmax())]:<12}  {shown}  {text}")
+    if n_cut:
+        print(f"note: {n_cut} text(s) were longer than the model's context and were cut to fit",
+              file=sys.stderr)
 
 
 COMMANDS = {"pretrain": cmd_pretrain, "generate": cmd_generate, "finetune": cmd_finetune,
             "classify": cmd_classify}
 
 
+def _interrupted(args):
+    """What Ctrl-C leaves behind, in one sentence."""
+    if args.command not in ("pretrain", "finetune"):
+        return "interrupted"
+    from .runs import RunDir
+    step = RunDir(args.out).checkpoint_step()
+    if step is None:
+        return "interrupted before the first checkpoint: nothing is saved yet (run the command again)"
+    return f"interrupted; the checkpoint of step {step} in {args.out} is intact (continue with --resume)"
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from .errors import MiniftError
     try:
         COMMANDS[args.command](args)
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError, RuntimeError, TypeError) as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"minift {args.command}: error: {message}", file=sys.stderr)
+    except MiniftError as e:
+        print(f"minift {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"minift {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\nminift {args.command}: interrupted; the last checkpoint in the run directory is intact "
-              f"(continue with --resume)", file=sys.stderr)
+        print(f"\nminift {args.command}: {_interrupted(args)}", file=sys.stderr)
         return 130
     return 0

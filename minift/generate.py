@@ -1,8 +1,11 @@
 """Text generation: greedy and sampled decoding (temperature, top-k, top-p), with a
 KV cache so that each new token costs one position of compute, not a whole pass."""
+import math
+
 import numpy as np
 
 from .backend import array_module, to_numpy
+from .errors import MiniftError
 from .model import KVCache
 from .tensor import no_grad
 
@@ -40,10 +43,11 @@ def generate(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, top
     context the uncached model sees, so both give the same tokens.
     """
     if len(prompt_ids) == 0:
-        raise ValueError("generate needs a non-empty prompt (start with the end-of-text id for none)")
-    if temperature < 0 or (top_p is not None and not 0 < top_p <= 1) or (top_k is not None and top_k < 1):
-        raise ValueError(f"generate: need temperature >= 0, 0 < top_p <= 1, top_k >= 1; got "
-                         f"{temperature}, {top_p}, {top_k}")
+        raise MiniftError("generate needs a non-empty prompt (start with the end-of-text id for none)")
+    if not (temperature >= 0 and math.isfinite(temperature)) or max_new_tokens < 0 or \
+            (top_p is not None and not 0 < top_p <= 1) or (top_k is not None and top_k < 1):
+        raise MiniftError(f"generate: need --temperature a finite number >= 0, --max-new-tokens >= 0, "
+                          f"0 < --top-p <= 1 and --top-k >= 1; got {temperature}, {max_new_tokens}, {top_p}, {top_k}")
     was_training = model.training
     model.eval()
     block = model.config.block_size

@@ -1,5 +1,5 @@
-"""Fine-tuning: head swap, pooling, freezing, LoRA, prompting, instruction tuning,
-metrics, the pipeline and its run directory, the CLI. Tiny models built here only."""
+"""Adaptation: head swap, pooling, freezing, LoRA, prompting, instruction tuning,
+metrics, the fine-tuning pipeline and its run directory, the CLI. Tiny models built here only."""
 import csv
 import json
 
@@ -7,18 +7,20 @@ import numpy as np
 import pytest
 
 import minift
-from minift import finetune as ft
+from minift import adapt as ft
+from minift.adapt import FinetuneConfig, finetune, heads, load_finetune_data, load_finetuned, lora, prompts, tasks
 from minift.cli import main
 from minift.data import Tokenizer, feedback, pad_batch
-from minift.files import load_safetensors, write_json
-from minift.model import GPT, GPTConfig
+from minift.errors import MiniftError
+from minift.files import load_safetensors, save_safetensors, write_json
+from minift.model import GPT, GPTConfig, param_groups
 from minift.nn import Module, Parameter
 from minift.optim import AdamW
+from minift.runs import CHECKPOINT, WEIGHTS
 from minift.tensor import Tensor
-from minift.train import (
-    CHECKPOINT, WEIGHTS, Progress, Trainer, classify, finetune, load_finetune_data, load_finetuned,
-    save_weights,
-)
+from minift.trainer import Progress, Trainer
+
+FMT = prompts.PromptFormat()
 
 # Clearly different lengths, all within the tiny model's 32-token context.
 TEXTS = ["Love it.", "It is okay.", "The battery is truly awful.", "The lid is fine, but the handle is superb."]
@@ -64,7 +66,8 @@ def init_run(tmp_path_factory, tok, config):
     tok.save(out)
     write_json(out / "config.json", {"kind": "pretrain", "model": config.to_dict(),
                                      "tokenizer_fingerprint": tok.fingerprint()})
-    save_weights(out / WEIGHTS, GPT(config, seed=0))
+    save_safetensors(out / WEIGHTS, GPT(config, seed=0).state_dict())
+    write_json(out / "metrics.json", {"train": [], "eval": [], "finished": True})
     return out
 
 
@@ -89,11 +92,11 @@ def data_files(tmp_path_factory):
 
 @pytest.mark.parametrize("pooling", ["last", "mean"])
 def test_padding_never_changes_a_prediction(tok, config, pooling):
-    seqs, _ = ft.encode_for_classifier(TEXTS, tok, config.block_size)
+    seqs, _ = tasks.encode_for_classifier(TEXTS, tok, config.block_size)
     assert len({len(s) for s in seqs}) == len(seqs)                    # really different lengths
     for dtype in (np.float64, np.float32):
         model = tiny_classifier(config, dtype, pooling, scale=0.3).eval()
-        batched = ft.classifier_logits(model, seqs, tok.pad_id, batch_size=len(seqs))
+        batched = heads.classifier_logits(model, seqs, tok.pad_id, batch_size=len(seqs))
         ids, lengths = pad_batch(seqs, tok.pad_id)
         direct = model(ids, lengths).data                              # one padded batch, as given
         alone = np.concatenate([model(np.array([s]), np.array([len(s)])).data for s in seqs])
@@ -117,7 +120,7 @@ def test_head_swap_keeps_the_backbone(config):
         if k.startswith("transformer."):
             assert np.array_equal(v, before[k]), k
     assert "lm_head.weight" not in sd
-    assert ft.parameter_counts(model) == (model.num_parameters(), model.num_parameters())
+    assert lora.parameter_counts(model) == (model.num_parameters(), model.num_parameters())
 
 
 def test_pooling_and_head_gradcheck_float64(config):
@@ -146,9 +149,10 @@ def test_pool_rejects_bad_lengths(config):
 # ----------------------------------------------------------------------------- strategies
 
 def run_steps(model, seqs, labels, pad_id, steps=3):
-    batches = ft.EpochBatches(len(seqs), 2, ft.classifier_batch(seqs, labels, pad_id), seed=0)
-    optimizer = AdamW(ft.trainable_param_groups(model, 0.01), lr=1e-2)
-    Trainer(model, optimizer, batches, ft.classifier_loss(), steps=steps, progress=Silent()).run()
+    batches = ft.EpochBatches(len(seqs), 2, tasks.classifier_batch(seqs, labels, pad_id), seed=0)
+    optimizer = AdamW(param_groups(model, 0.01, trainable_only=True), lr=1e-2)
+    task = tasks.ClassifierTask(["a", "b", "c"], None, 32)
+    Trainer(model, optimizer, batches, task.loss, steps=steps, progress=Silent()).run()
 
 
 @pytest.mark.parametrize("strategy", ["head", "top-k", "lora", "full"])
@@ -158,7 +162,7 @@ def test_frozen_parameters_stay_bit_identical_without_grad(tok, config, strategy
     named = dict(model.named_parameters())
     before = {k: p.data.copy() for k, p in named.items()}
     frozen = {k for k, p in named.items() if not p.requires_grad}
-    seqs, _ = ft.encode_for_classifier(TEXTS, tok, config.block_size)
+    seqs, _ = tasks.encode_for_classifier(TEXTS, tok, config.block_size)
     run_steps(model, seqs, [0, 1, 2, 0], tok.pad_id)
     # The optimizer zeroes grads after each step; one more backward shows who gets one.
     model(*pad_batch(seqs, tok.pad_id)).sum().backward()
@@ -180,7 +184,7 @@ def test_frozen_parameters_stay_bit_identical_without_grad(tok, config, strategy
 
 
 def test_backward_stops_at_the_lowest_trainable_layer(tok, config):
-    seqs, _ = ft.encode_for_classifier(TEXTS, tok, config.block_size)
+    seqs, _ = tasks.encode_for_classifier(TEXTS, tok, config.block_size)
     ids, lengths = pad_batch(seqs, tok.pad_id)
 
     def block_outputs_need_grad(model):
@@ -206,20 +210,20 @@ def test_parameter_counts_per_strategy(config):
     C, L = config.n_embd, 3
     head = C * L + L
     block = sum(p.size for p in GPT(config).transformer.h[0].parameters())
-    counts = {s: ft.parameter_counts(ft.apply_strategy(tiny_classifier(config), s, k=1, lora_rank=2))
+    counts = {s: lora.parameter_counts(ft.apply_strategy(tiny_classifier(config), s, k=1, lora_rank=2))
               for s in ("full", "head", "top-k", "lora")}
     total = counts["full"][0]
     assert counts["full"] == (total, total)
     assert counts["head"] == (head, total)
     assert counts["top-k"] == (head + block + 2 * C, total)
-    lora = config.n_layer * 2 * ((C + 3 * C) + (C + C))       # rank 2: A (in, 2) + B (2, out), c_attn and c_proj
-    assert counts["lora"] == (head + lora, total + lora)
+    adapters = config.n_layer * 2 * ((C + 3 * C) + (C + C))   # rank 2: A (in, 2) + B (2, out), c_attn and c_proj
+    assert counts["lora"] == (head + adapters, total + adapters)
     with pytest.raises(ValueError, match="between 1 and"):
         ft.apply_strategy(tiny_classifier(config), "top-k", k=0)
 
 
 def test_lora_starts_as_the_base_model_and_merges_exactly(tok, config):
-    seqs, _ = ft.encode_for_classifier(TEXTS, tok, config.block_size)
+    seqs, _ = tasks.encode_for_classifier(TEXTS, tok, config.block_size)
     ids, lengths = pad_batch(seqs, tok.pad_id)
     base = tiny_classifier(config, scale=0.3)
     reference = base(ids, lengths).data.copy()
@@ -258,10 +262,10 @@ def test_label_scores_on_a_hand_made_model(tok):
     table = np.random.default_rng(0).normal(0.0, 1.0, (V, V))
     labels = ["negative", "neutral", "positive", "mixed up"]      # one- and multi-token answers
     model = Bigram(table, block_size=64)
-    scores = ft.label_log_likelihoods(model, tok, TEXTS[:3], labels, batch_size=5)
+    scores = prompts.label_log_likelihoods(model, tok, TEXTS[:3], labels, batch_size=5)
     logp = table - np.log(np.exp(table).sum(1, keepdims=True))
     for i, text in enumerate(TEXTS[:3]):
-        context = [tok.eot_id] + tok.encode(feedback.format_prompt(text))
+        context = [tok.eot_id] + tok.encode(FMT.prompt(text))
         for j, label in enumerate(labels):
             answer = tok.encode(" " + label)
             seq = context + answer
@@ -271,7 +275,7 @@ def test_label_scores_on_a_hand_made_model(tok):
     path = tok.encode(":")[-1:] + tok.encode(" neutral")
     for a, b in zip(path, path[1:]):
         table[a, b] = 50.0
-    scores = ft.label_log_likelihoods(Bigram(table, 64), tok, TEXTS, labels[:3])
+    scores = prompts.label_log_likelihoods(Bigram(table, 64), tok, TEXTS, labels[:3])
     assert (scores.argmax(1) == 1).all()
 
 
@@ -279,39 +283,39 @@ def test_shots_are_prepended_and_dropped_when_they_do_not_fit(tok):
     table = np.zeros((tok.vocab_size, tok.vocab_size))
     shots = [("Great.", "positive"), ("Bad.", "negative"), ("It is fine, I suppose, all things considered.", "neutral")]
     model = Bigram(table, block_size=256)
-    ft.label_log_likelihoods(model, tok, ["Nice."], ["positive"], shots=shots)
+    prompts.label_log_likelihoods(model, tok, ["Nice."], ["positive"], shots=shots)
     row = list(model.seen[-1][0])
-    query = [tok.eot_id] + tok.encode(feedback.format_prompt("Nice.")) + tok.encode(" positive")
-    assert row == ft.shot_ids(tok, shots) + query
+    query = [tok.eot_id] + tok.encode(FMT.prompt("Nice.")) + tok.encode(" positive")
+    assert row == prompts.shot_ids(tok, FMT, shots) + query
     # With a small context only the shots nearest the query fit; rows never exceed it.
-    last_two = ft.shot_ids(tok, shots[1:])
+    last_two = prompts.shot_ids(tok, FMT, shots[1:])
     model = Bigram(table, block_size=len(last_two) + len(query))
-    ft.label_log_likelihoods(model, tok, ["Nice."], ["positive"], shots=shots)
+    prompts.label_log_likelihoods(model, tok, ["Nice."], ["positive"], shots=shots)
     assert list(model.seen[-1][0]) == last_two + query
     # A text too long for the context is cut, the template is kept.
     model = Bigram(table, block_size=40)
-    ft.label_log_likelihoods(model, tok, [TEXTS[3] * 3], ["positive"], shots=shots)
+    prompts.label_log_likelihoods(model, tok, [TEXTS[3] * 3], ["positive"], shots=shots)
     row = list(model.seen[-1][0])
     assert len(row) <= 40 and tok.decode(row).endswith("\nSentiment: positive")
-    chosen = ft.choose_shots([t for t, _ in shots] * 2, [lab for _, lab in shots] * 2, k=3, seed=1)
+    chosen = prompts.choose_shots([t for t, _ in shots] * 2, [lab for _, lab in shots] * 2, k=3, seed=1)
     assert sorted(lab for _, lab in chosen) == ["negative", "neutral", "positive"]
 
 
 def test_instruction_loss_ignores_the_prompt_tokens(tok):
-    x, y = ft.instruction_example(tok, "The lid is superb.", "positive", block_size=64)
-    prompt = [tok.eot_id] + tok.encode(feedback.format_prompt("The lid is superb."))
+    x, y = prompts.instruction_example(tok, FMT, "The lid is superb.", "positive", block_size=64)
+    prompt = [tok.eot_id] + tok.encode(FMT.prompt("The lid is superb."))
     answer = tok.encode(" positive")
     assert list(x) == (prompt + answer)[:-1]
-    assert (y[:len(prompt) - 1] == ft.IGNORE).all() and list(y[len(prompt) - 1:]) == answer
-    short = ft.instruction_example(tok, "Bad.", "negative", 64)
-    bx, by = ft.instruction_batch([(x, y), short], tok.pad_id)([0, 1])
-    assert bx.shape == by.shape and (by[1, len(short[1]):] == ft.IGNORE).all()        # padding is ignored too
+    assert (y[:len(prompt) - 1] == prompts.IGNORE).all() and list(y[len(prompt) - 1:]) == answer
+    short = prompts.instruction_example(tok, FMT, "Bad.", "negative", 64)
+    bx, by = prompts.instruction_batch([(x, y), short], tok.pad_id)([0, 1])
+    assert bx.shape == by.shape and (by[1, len(short[1]):] == prompts.IGNORE).all()        # padding is ignored too
 
     rng = np.random.default_rng(0)
     logits = Tensor(rng.normal(0.0, 1.0, (*bx.shape, tok.vocab_size)), requires_grad=True)
-    loss = ft.instruction_loss(lambda ids: (logits, None), (bx, by))
+    loss = prompts.instruction_loss(lambda ids: (logits, None), (bx, by))
     logp = logits.data - np.log(np.exp(logits.data).sum(-1, keepdims=True))
-    answer_positions = np.argwhere(by != ft.IGNORE)
+    answer_positions = np.argwhere(by != prompts.IGNORE)
     expected = -np.mean([logp[b, t, by[b, t]] for b, t in answer_positions])
     assert loss.item() == pytest.approx(expected, rel=1e-12)
     loss.backward()
@@ -351,14 +355,25 @@ def test_metrics_by_hand():
 
 # ----------------------------------------------------------------------------- the pipeline
 
+def tune(init, out, **settings):
+    """finetune() quietly, with FinetuneConfig settings as keywords (until= passes through)."""
+    until = settings.pop("until", None)
+    return finetune(init, out, FinetuneConfig(**settings), until=until, log=quiet, progress=Silent())
+
+
+def reference_labels(cfg_labels):
+    return np.array([cfg_labels.index(lab) for _, lab in feedback.labeled_sets(0, 45, 24)["test_a"]])
+
+
 @pytest.mark.parametrize("strategy", ft.STRATEGIES)
 def test_every_strategy_end_to_end(tmp_path, init_run, data_files, strategy):
     train, test = data_files
     out = tmp_path / strategy
-    model, tok, metrics = finetune(init_run, out, strategy, train, [test], epochs=1, batch_size=8, k=1,
-                                   lora_rank=2, log=quiet, progress=Silent())
+    model, tok, metrics = tune(init_run, out, strategy=strategy, train_file=train, test_files=[test], epochs=1,
+                               batch_size=8, k=1, lora_rank=2)
     assert {"config.json", "tokenizer.json", "model.safetensors", "metrics.json"} <= {p.name for p in out.iterdir()}
     saved = json.loads((out / "metrics.json").read_text())
+    assert saved["finished"] is True
     result = saved["test"]["test"]
     assert set(result) >= {"accuracy", "macro_f1", "per_class", "confusion", "labels"}
     assert result["labels"] == ["negative", "neutral", "positive"] and sum(map(sum, result["confusion"])) == 24
@@ -371,36 +386,49 @@ def test_every_strategy_end_to_end(tmp_path, init_run, data_files, strategy):
     if strategy != "prompt":
         assert [e["step"] for e in saved["history"]["eval"]][0] == 0 and (out / CHECKPOINT).exists()
     # The saved run predicts exactly what was evaluated.
-    loaded, tok2, cfg2 = load_finetuned(out)
+    loaded = load_finetuned(out)
     names, _ = load_safetensors(out / WEIGHTS)
     assert not any("lora" in n for n in names)                     # adapters merged for inference
     texts = [t for t, _ in feedback.labeled_sets(seed=0, n_train=45, n_test=24)["test_a"]]
-    probs = classify(loaded, tok2, cfg2, texts)
+    probs, n_cut = loaded.classify(texts)
     np.testing.assert_allclose(probs.sum(1), 1.0)
-    confusion = ft.classification_metrics(
-        np.array([cfg2["labels"].index(lab) for _, lab in feedback.labeled_sets(0, 45, 24)["test_a"]]),
-        probs.argmax(1), cfg2["labels"])["confusion"]
+    assert n_cut == saved["data"]["truncated"]["test"]
+    confusion = ft.classification_metrics(reference_labels(loaded.labels), probs.argmax(1), loaded.labels)["confusion"]
     assert confusion == result["confusion"]
+
+
+def test_the_prompt_format_is_stored_and_read_back(tmp_path, init_run, data_files):
+    train, test = data_files
+    template = "Customer says: {text}\nVerdict:"
+    tune(init_run, tmp_path / "p", strategy="prompt", train_file=train, test_files=[test], prompt_template=template)
+    cfg = json.loads((tmp_path / "p" / "config.json").read_text())
+    assert cfg["prompt_format"] == {"template": template}
+    loaded = load_finetuned(tmp_path / "p")
+    assert loaded.task.fmt.template == template
+    default = prompts.label_log_likelihoods(loaded.model, loaded.tokenizer, TEXTS, loaded.labels)
+    assert not np.allclose(loaded.task.scores(loaded.model, TEXTS), default)     # the stored format is used
+    with pytest.raises(MiniftError, match=r"\{text\} exactly once"):
+        FinetuneConfig(strategy="prompt", prompt_template="no slot")
 
 
 def test_mean_pooling_and_class_weights_through_the_pipeline(tmp_path, init_run, data_files):
     train, test = data_files
-    _, _, metrics = finetune(init_run, tmp_path / "m", "full", train, [test], pooling="mean", class_weighting=True,
-                             epochs=1, batch_size=8, log=quiet, progress=Silent())
-    model, tok, cfg = load_finetuned(tmp_path / "m")
-    assert cfg["pooling"] == "mean" and model.pooling == "mean" and cfg["train"]["class_weighting"] is True
-    texts, labels = zip(*feedback.labeled_sets(seed=0, n_train=45, n_test=24)["test_a"])
-    predicted = classify(model, tok, cfg, list(texts)).argmax(1)
-    assert ft.classification_metrics([cfg["labels"].index(lab) for lab in labels], predicted,
-                                      cfg["labels"])["confusion"] == metrics["test"]["test"]["confusion"]
-    with pytest.raises(ValueError, match="class weights"):
-        finetune(init_run, tmp_path / "p", "prompt", train, class_weighting=True, log=quiet)
+    _, _, metrics = tune(init_run, tmp_path / "m", strategy="full", train_file=train, test_files=[test],
+                         pooling="mean", class_weighting=True, epochs=1, batch_size=8)
+    loaded = load_finetuned(tmp_path / "m")
+    cfg = loaded.config
+    assert cfg["pooling"] == "mean" and loaded.model.pooling == "mean" and cfg["train"]["class_weighting"] is True
+    predicted = loaded.classify([t for t, _ in feedback.labeled_sets(0, 45, 24)["test_a"]])[0].argmax(1)
+    assert ft.classification_metrics(reference_labels(loaded.labels), predicted,
+                                      loaded.labels)["confusion"] == metrics["test"]["test"]["confusion"]
+    with pytest.raises(MiniftError, match="class weights"):
+        FinetuneConfig(strategy="prompt", class_weighting=True)
 
 
 def test_scratch_does_not_use_the_pretrained_weights(tmp_path, init_run, data_files, config):
     train, test = data_files
-    _, _, _ = finetune(init_run, tmp_path / "s", "scratch", train, [test], epochs=1, batch_size=8, seed=5,
-                       lr=1e-12, log=quiet, progress=Silent())
+    tune(init_run, tmp_path / "s", strategy="scratch", train_file=train, test_files=[test], epochs=1, batch_size=8,
+         seed=5, lr=1e-12)
     pretrained, _ = load_safetensors(init_run / WEIGHTS)
     scratch, _ = load_safetensors(tmp_path / "s" / WEIGHTS)
     name = "transformer.h.0.attn.c_attn.weight"
@@ -412,58 +440,80 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path, init_run, dat
     train, test = data_files
     out = tmp_path / "out"
     odd = write_csv(tmp_path / "odd.csv", [("Great stuff.", "positive"), ("Meh.", "mixed")])
-    with pytest.raises(ValueError, match=r"odd.csv.*'mixed'.*known labels"):
-        finetune(init_run, out, "full", train, [odd], log=quiet)
-    with pytest.raises(ValueError, match=r"no column 'review'.*\['text', 'label'\]"):
-        finetune(init_run, out, "full", train, [test], text_column="review", log=quiet)
-    with pytest.raises(ValueError, match="unknown strategy"):
-        finetune(init_run, out, "bitfit", train, log=quiet)
+    with pytest.raises(MiniftError, match=r"odd.csv.*'mixed'.*known labels"):
+        tune(init_run, out, train_file=train, test_files=[odd])
+    with pytest.raises(MiniftError, match=r"no column 'review'.*\['text', 'label'\]"):
+        tune(init_run, out, train_file=train, test_files=[test], text_column="review")
+    with pytest.raises(MiniftError, match="unknown strategy"):
+        tune(init_run, out, strategy="bitfit", train_file=train)
+    header_only = write_csv(tmp_path / "empty.csv", [])
+    with pytest.raises(MiniftError, match=r"empty.csv: no labeled examples"):
+        tune(init_run, out, train_file=train, test_files=[header_only])
+    unique = write_csv(tmp_path / "unique.csv", [("Great.", "a"), ("Bad.", "b"), ("Fine.", "c")])
+    with pytest.raises(MiniftError, match=r"unique.csv: .*each of its 3 labels occurs only once"):
+        tune(init_run, out, train_file=unique)
+    for bad in (dict(lr=float("inf")), dict(lr=-1.0), dict(epochs=0), dict(batch_size=0), dict(lora_rank=0)):
+        with pytest.raises(MiniftError, match=list(bad)[0].replace("_", "[_-]")):
+            tune(init_run, out, strategy="lora", train_file=train, **bad)
+    with pytest.raises(MiniftError, match=r"--k 9: .*between 1 and the model's 2 blocks"):
+        tune(init_run, out, strategy="top-k", k=9, train_file=train)
     # a pretrained run whose tokenizer is not the one its model was trained with
     other = tmp_path / "other"
     Tokenizer.train(feedback.corpus_documents(200, seed=9), vocab_size=280).save(other)
-    for name in ("config.json", WEIGHTS):
+    for name in ("config.json", WEIGHTS, "metrics.json"):
         (other / name).write_bytes((init_run / name).read_bytes())
-    with pytest.raises(ValueError, match=r"cannot fine-tune from .*fingerprint"):
-        finetune(other, out, "full", train, log=quiet)
+    with pytest.raises(MiniftError, match=r"tokenizer.json does not match"):
+        tune(other, out, train_file=train)
     # ... or whose weights do not fit its configuration
     (other / "tokenizer.json").write_bytes((init_run / "tokenizer.json").read_bytes())
     cfg = json.loads((init_run / "config.json").read_text())
     cfg["model"]["n_embd"] = 32
     write_json(other / "config.json", cfg)
-    with pytest.raises(ValueError, match=r"(?s)cannot fine-tune from .*shape mismatches"):
-        finetune(other, out, "full", train, log=quiet)
+    with pytest.raises(MiniftError, match=r"wte.weight has shape \(\d+, 16\), but config.json describes"):
+        tune(other, out, train_file=train)
     assert not out.exists()
     # a fine-tuned run is not a pretrained one, and a run is never overwritten
-    finetune(init_run, out, "head", train, [test], epochs=1, log=quiet, progress=Silent())
-    with pytest.raises(ValueError, match="needs a pretraining run"):
-        finetune(out, tmp_path / "again", "full", train, log=quiet)
-    with pytest.raises(FileExistsError, match="already holds a run"):
-        finetune(init_run, out, "full", train, log=quiet)
-    with pytest.raises(ValueError, match="not a fine-tuned one"):
+    tune(init_run, out, strategy="head", train_file=train, test_files=[test], epochs=1)
+    with pytest.raises(MiniftError, match="needs a pretraining run"):
+        tune(out, tmp_path / "again", train_file=train)
+    with pytest.raises(MiniftError, match="already holds a run"):
+        tune(init_run, out, train_file=train)
+    with pytest.raises(MiniftError, match="needs a fine-tuned run"):
         load_finetuned(init_run)
 
 
-def test_an_interrupted_run_leaves_a_loadable_checkpoint(tmp_path, init_run, data_files):
+def test_an_interrupted_run_is_refused_then_resumed_exactly(tmp_path, init_run, data_files):
     train, test = data_files
+    settings = dict(strategy="lora", train_file=train, test_files=[test], epochs=2, batch_size=8, lora_rank=2)
+    _, _, straight = tune(init_run, tmp_path / "straight", **settings)
     out = tmp_path / "cut"
-    finetune(init_run, out, "lora", train, [test], epochs=2, batch_size=8, lora_rank=2, until=3,
-             log=quiet, progress=Silent())
+    tune(init_run, out, until=3, **settings)
     _, meta = load_safetensors(out / CHECKPOINT)
     assert json.loads(meta["minift"])["step"] == 3
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
     names, _ = load_safetensors(out / WEIGHTS)
-    assert any(n.endswith(".lora_A") for n in names)                # not merged yet
-    model, tok, cfg = load_finetuned(out)                           # loads, merging the adapters
-    assert not ft.has_lora(model)
-    assert classify(model, tok, cfg, TEXTS).shape == (len(TEXTS), 3)
+    assert any(n.endswith(".lora_A") for n in names)                # not merged yet: a checkpoint
+    with pytest.raises(MiniftError, match=r"did not finish fine-tuning \(it stopped at step 3\).*--resume"):
+        load_finetuned(out)
+    with pytest.raises(MiniftError, match="--lr .* contradicts the run"):
+        finetune(None, out, {"lr": 0.5}, resume=True, log=quiet, progress=Silent())
+    _, _, resumed = finetune(None, out, {"strategy": "lora"}, resume=True, log=quiet, progress=Silent())
+    def untimed(records):
+        return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in records]
+    assert untimed(resumed["history"]["train"]) == untimed(straight["history"]["train"])
+    assert resumed["test"] == straight["test"]
+    a, _ = load_safetensors(tmp_path / "straight" / WEIGHTS)
+    b, _ = load_safetensors(out / WEIGHTS)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert load_finetuned(out).classify(TEXTS)[0].shape == (len(TEXTS), 3)
 
 
 def test_builtin_labeled_sets_are_the_default(tmp_path):
-    train, tests = load_finetune_data()
+    train, tests = load_finetune_data(FinetuneConfig())
     assert len(train) == 480 and sorted(tests) == ["test_a", "test_b"]
     assert all(len(d) == 300 for d in tests.values()) and "part B" in tests["test_b"].source
     assert sorted(set(train.labels)) == list(feedback.LABELS)
-    train, tests = load_finetune_data(test_files=[write_csv(tmp_path / "t.csv", [("Fine.", "neutral")])])
+    train, tests = load_finetune_data(FinetuneConfig(test_files=[write_csv(tmp_path / "t.csv", [("Fine.", "neutral")])]))
     assert len(train) == 480 and list(tests) == ["t"]
 
 
@@ -473,13 +523,21 @@ def test_cli_finetune_and_classify(tmp_path, init_run, data_files, capsys):
     assert main(["finetune", "--init", str(init_run), "--out", str(out), "--strategy", "head",
                  "--train", str(train), "--test", str(test), "--epochs", "1", "--seed", "2"]) == 0
     assert "test accuracy" in capsys.readouterr().out
-    assert main(["classify", "--model", str(out), "I love it.", "Awful."]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and lines[0].split()[0] in feedback.LABELS and lines[0].endswith("I love it.")
+    assert main(["classify", "--model", str(out), "I love it.", "Awful.", "Great. " * 40]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 3 and lines[0].split()[0] in feedback.LABELS and lines[0].endswith("I love it.")
+    assert "1 text(s) were longer than the model's context" in captured.err
     assert main(["classify", "--model", str(out), "  "]) == 2
     assert "empty" in capsys.readouterr().err
     assert main(["finetune", "--init", str(init_run), "--out", str(tmp_path / "x"), "--train", str(train),
                  "--label-column", "sentiment"]) == 2
-    assert "no column 'sentiment'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no column 'sentiment'" in err and "--label-column" in err and "Traceback" not in err
+    assert main(["finetune", "--out", str(tmp_path / "y")]) == 2
+    assert "--init is required" in capsys.readouterr().err
+    assert main(["finetune", "--init", str(init_run), "--out", str(tmp_path / "z"), "--lr", "nan"]) == 2
+    assert "lr (--lr) must be a finite number" in capsys.readouterr().err
+    assert not (tmp_path / "z").exists()
     import minift.cli
     assert minift.cli.STRATEGIES == list(ft.STRATEGIES) and minift.cli.POOLINGS == list(ft.POOLINGS)

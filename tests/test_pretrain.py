@@ -1,4 +1,4 @@
-"""Training loop, checkpoints, exact resume, safetensors files, generation, CLI."""
+"""Pretraining: the training loop, checkpoints, exact resume, the run directory, generation, the CLI."""
 import json
 
 import numpy as np
@@ -9,7 +9,9 @@ from minift.data import feedback
 from minift.files import load_safetensors
 from minift.generate import generate
 from minift.model import GPT, GPTConfig
-from minift.train import CHECKPOINT, WEIGHTS, load_run, pretrain
+from minift.errors import MiniftError
+from minift.pretrain import PretrainConfig, load_gpt, pretrain
+from minift.runs import CHECKPOINT, WEIGHTS
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +25,10 @@ def quiet(*args, **kwargs):
     pass
 
 
-def run(out, corpus_file, **kw):
+def run(out, corpus_file, until=None, **kw):
     kw.setdefault("steps", 6)
-    return pretrain(out, corpus_files=[corpus_file], preset="tiny", seed=1, eval_every=3,
-                    batch_size=4, log=quiet, **kw)
+    config = PretrainConfig(corpus_files=[corpus_file], preset="tiny", seed=1, eval_every=3, batch_size=4, **kw)
+    return pretrain(out, config, until=until, log=quiet)
 
 
 def test_resume_is_exact(tmp_path, corpus_file):
@@ -50,11 +52,12 @@ def test_run_directory_contents_and_reload(tmp_path, corpus_file):
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert [e["step"] for e in metrics["eval"]] == [0, 3, 6]
     assert metrics["eval"][-1]["val_loss"] < metrics["eval"][0]["val_loss"]
-    loaded, tok2, cfg = load_run(tmp_path / "r")
+    loaded, tok2, cfg = load_gpt(tmp_path / "r")
     idx = np.array([tokenizer.encode("The battery is")])
     np.testing.assert_array_equal(loaded(idx)[0].data, model(idx)[0].data)
     assert cfg["kind"] == "pretrain"
-    with pytest.raises(FileExistsError, match="--resume"):
+    assert metrics["finished"] is True
+    with pytest.raises(MiniftError, match="already holds a run.*--resume"):
         run(tmp_path / "r", corpus_file)
 
 

@@ -1,0 +1,42 @@
+"""Adaptation: a pretrained GPT turned into a text classifier (positive / negative /
+neutral), by one of seven strategies.
+
+    full      every parameter trains
+    head      the backbone is frozen; only a new classification head trains (a linear probe)
+    top-k     the last k blocks, the final LayerNorm and the head train
+    lora      the backbone is frozen; low-rank adapters beside the attention projections
+              (optionally the MLP) and the head train
+    prompt    nothing trains: the language model scores each label word after a prompt
+              ("Review: ...\\nSentiment:"), zero-shot or after k solved examples
+    instruct  the language model is fine-tuned to write the label word after the prompt
+              (loss on the answer tokens only)
+    scratch   the `full` classifier from random weights: the no-pretraining baseline
+
+Read in this order:
+    heads      the classification head, pooling over real tokens (padding never counts)
+    lora       freezing and LoRA adapters (add, merge)
+    prompts    the prompt format, label likelihoods, instruction-tuning examples
+    tasks      one Task per kind (classifier, instruct, prompt): model, batches, loss, scores
+    metrics    accuracy, macro-F1, per-class scores, confusion matrix
+    report     the tables printed for a learner
+    finetune   FinetuneConfig, finetune() and classify (load_finetuned)
+"""
+from .finetune import (
+    DEFAULT_K, FINETUNE_RECIPES, FinetuneConfig, FinetunedModel, builtin_labeled_sets, finetune,
+    load_finetune_data, load_finetuned,
+)
+from .heads import POOLINGS, Classifier, make_scratch, pool, swap_head
+from .lora import CLASSIFIER_STRATEGIES, LoRALinear, add_lora, apply_strategy, has_lora, merge_lora
+from .metrics import classification_metrics, softmax_rows
+from .prompts import PromptFormat
+from .report import comparison_table, format_metrics
+from .tasks import LM_STRATEGIES, STRATEGIES, ClassifierTask, EpochBatches, InstructTask, PromptTask
+
+__all__ = [
+    "finetune", "FinetuneConfig", "load_finetuned", "FinetunedModel", "load_finetune_data",
+    "builtin_labeled_sets", "FINETUNE_RECIPES", "DEFAULT_K",
+    "Classifier", "swap_head", "make_scratch", "pool", "POOLINGS",
+    "LoRALinear", "add_lora", "merge_lora", "has_lora", "apply_strategy", "CLASSIFIER_STRATEGIES",
+    "PromptFormat", "classification_metrics", "softmax_rows", "format_metrics", "comparison_table",
+    "STRATEGIES", "LM_STRATEGIES", "ClassifierTask", "InstructTask", "PromptTask", "EpochBatches",
+]

@@ -1,0 +1,37 @@
+"""Tables a learner reads: one test set's metrics, and several runs side by side."""
+
+
+def format_metrics(metrics, title="test"):
+    """The metrics of `classification_metrics` as a readable table."""
+    labels = metrics["labels"]
+    width = max(10, max(len(name) for name in labels) + 2)
+    lines = [f"{title}: accuracy {metrics['accuracy']:.1%}   macro-F1 {metrics['macro_f1']:.3f}   "
+             f"({metrics['n']} examples)",
+             f"  {'':<{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+    for name in labels:
+        m = metrics["per_class"][name]
+        lines.append(f"  {name:<{width}}{m['precision']:>10.3f}{m['recall']:>10.3f}{m['f1']:>10.3f}"
+                     f"{m['support']:>10}")
+    lines.append("  confusion (rows: true label, columns: predicted)")
+    lines.append(f"  {'':<{width}}" + "".join(f"{name:>{width}}" for name in labels))
+    for name, row in zip(labels, metrics["confusion"]):
+        lines.append(f"  {name:<{width}}" + "".join(f"{v:>{width}}" for v in row))
+    return "\n".join(lines)
+
+
+def comparison_table(results):
+    """One line per run: {name: metrics as written by finetune} -> a text table of
+    trainable parameters, training time and accuracy / macro-F1 on every test set."""
+    tests = list(dict.fromkeys(t for m in results.values() for t in m["test"]))
+    width = max([8] + [len(name) for name in results]) + 2
+    header = f"{'strategy':<{width}}{'trainable params':>24}{'train time':>12}"
+    header += "".join(f"{t + ' acc':>14}{'macro-F1':>10}" for t in tests)
+    lines = [header, "-" * len(header)]
+    for name, m in results.items():
+        share = m["trainable_parameters"] / m["total_parameters"]
+        line = f"{name:<{width}}{m['trainable_parameters']:>13,} ({share:>7.2%}){m['train_seconds']:>11.1f}s"
+        for t in tests:
+            r = m["test"].get(t)
+            line += f"{r['accuracy']:>14.1%}{r['macro_f1']:>10.3f}" if r else f"{'-':>14}{'-':>10}"
+        lines.append(line)
+    return "\n".join(lines)

@@ -1,0 +1,227 @@
+"""Pretraining: a GPT learns to predict the next token of a corpus.
+
+    python -m minift pretrain --out runs/small              # the built-in feedback corpus
+    python -m minift pretrain --out runs/small --resume     # continue it after a crash
+
+`pretrain()` below reads top to bottom like a training script: corpus -> tokenizer ->
+token ids -> model, optimiser, schedule, batch sampler -> the Trainer. Every setting is
+one field of `PretrainConfig`, validated once, before anything is written, and saved
+whole in config.json, so a run can be resumed (or reproduced) from its directory alone.
+"""
+import hashlib
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from .backend import device_of, get_cupy, to_device
+from .data import BatchSampler, Tokenizer, feedback, read_text_files, split_documents, tokenize_corpus, \
+    train_val_split
+from .errors import MiniftError
+from .model import GPT, PRESETS, GPTConfig, param_groups
+from .optim import AdamW, WarmupCosine
+from .runs import PRETRAINED_KINDS, RunDir, config_from_json
+from .trainer import Trainer
+
+# Recipes per model preset (model.PRESETS has the architectures). "small" is what
+# demos/pretrain.py runs: about 4-5 minutes on a 2-core CPU.
+PRETRAIN_RECIPES = {
+    "tiny": dict(steps=300, batch_size=16, lr=2e-3, vocab_size=1024, corpus_bytes=1_000_000),
+    "small": dict(steps=600, batch_size=16, lr=1e-3, vocab_size=2048, corpus_bytes=3_000_000),
+}
+WEIGHT_DECAY = 0.1          # on matrices only (model.param_groups)
+BETAS = (0.9, 0.95)
+VAL_FRACTION = 0.1          # the last 10% of the token stream is validation
+
+
+@dataclass
+class PretrainConfig:
+    """Every setting of a pretraining run. Fields left None take the preset's recipe
+    (PRETRAIN_RECIPES); `corpus_files` empty means the built-in feedback corpus."""
+    preset: str = "small"
+    corpus_files: list[str] = field(default_factory=list)
+    steps: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    vocab_size: int | None = None
+    corpus_bytes: int | None = None     # size of the built-in corpus
+    seed: int = 0
+    grad_accum: int = 1
+    eval_every: int | None = None       # default: a tenth of the steps, at most 100
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise MiniftError(f"unknown preset {self.preset!r} (--preset); choose one of {sorted(PRESETS)}")
+        for key, value in PRETRAIN_RECIPES[self.preset].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.eval_every is None:
+            self.eval_every = max(1, min(100, self.steps // 10))
+        self.corpus_files = [str(Path(f).resolve()) for f in self.corpus_files]
+        for name, flag, low in (("steps", "--steps", 1), ("batch_size", "--batch-size", 1),
+                                ("grad_accum", "--grad-accum", 1), ("eval_every", "--eval-every", 1),
+                                ("vocab_size", "--vocab-size", 258), ("corpus_bytes", "--corpus-bytes", 1),
+                                ("seed", "--seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise MiniftError(f"{name} ({flag}) must be an integer >= {low}, got {value!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not (
+                math.isfinite(self.lr) and self.lr > 0):
+            raise MiniftError(f"lr (--lr) must be a finite number > 0, got {self.lr!r}")
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def load_documents(config):
+    """The corpus as a list of documents: the user's files, or the built-in corpus."""
+    if config.corpus_files:
+        documents = [d for text in read_text_files(config.corpus_files) for d in split_documents(text)]
+        where = ", ".join(config.corpus_files)
+    else:
+        documents = split_documents(feedback.corpus_text(n_bytes=config.corpus_bytes, seed=0))
+        where = "the built-in corpus"
+    if not documents:
+        raise MiniftError(f"{where}: no text to pretrain on (the corpus holds no document)")
+    return documents
+
+
+def corpus_digest(documents):
+    h = hashlib.sha256()
+    for doc in documents:
+        b = doc.encode("utf-8")
+        h.update(len(b).to_bytes(8, "little") + b)     # the length marks where a document ends
+    return h.hexdigest()
+
+
+def split_tokens(ids, block_size, config):
+    """(train ids, validation ids), or one sentence saying how much more text is needed."""
+    try:
+        return train_val_split(ids, VAL_FRACTION, block_size=block_size)
+    except ValueError:
+        need = int(math.ceil((block_size + 1) / VAL_FRACTION))
+        raise MiniftError(f"the corpus gives {len(ids):,} tokens; preset {config.preset!r} (block size "
+                          f"{block_size}) needs at least {need:,}, so that the last {VAL_FRACTION:.0%} "
+                          f"(validation) holds one window: use more text or --preset tiny") from None
+
+
+def lm_loss(model, batch):
+    """Next-token cross-entropy of a (x, y) batch of token windows."""
+    x, y = batch
+    return model(x, y)[1]
+
+
+def lm_evaluator(val_ids, batch_size, block_size, n_batches=8):
+    """evaluate(model) -> {'val_loss', 'val_ppl'} on fixed, evenly spaced windows of the
+    validation ids, so every evaluation sees the same text and losses are comparable."""
+    n_windows = batch_size * n_batches
+    starts = np.linspace(0, max(len(val_ids) - block_size - 1, 0), n_windows).astype(np.int64)
+    windows = np.asarray(val_ids)[starts[:, None] + np.arange(block_size + 1)].astype(np.int64)
+
+    def evaluate(model):
+        device = device_of(model.parameters()[0].data)
+        total = 0.0
+        for i in range(0, n_windows, batch_size):
+            w = to_device(windows[i:i + batch_size], device)
+            total += float(model(w[:, :-1], w[:, 1:])[1].item())
+        loss = total / n_batches
+        return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
+    return evaluate
+
+
+def pretrain(out_dir, config=None, *, resume=False, device="cpu", until=None, log=print, progress=None):
+    """Pretrain a GPT into the run directory `out_dir`; returns (model, tokenizer, history).
+
+    config: a PretrainConfig (default: the `small` recipe on the built-in corpus). With
+    resume=True the run in `out_dir` continues from its last checkpoint, bit for bit;
+    `config` may then be a dict of the settings the caller insists on (command-line
+    flags), each of which must equal the run's. `until` stops early at that step (after
+    checkpointing), as an interruption would.
+    """
+    if device == "cuda":
+        get_cupy()                          # fail now, with the reason, before anything is written
+    run = RunDir(out_dir)
+    with run.lock("pretrain"):
+        if resume and run.holds_run():
+            config, tokenizer, documents = reopen(run, config or {}, log)
+        else:
+            if resume:
+                log(f"{out_dir} holds no run yet (it stopped before writing {run.file('config.json').name}): "
+                    f"starting it")
+            config = config if isinstance(config, PretrainConfig) else PretrainConfig(**(config or {}))
+            run.require_new()
+            tokenizer, documents = start(run, config, log)
+        model_config = GPTConfig(vocab_size=tokenizer.vocab_size, **PRESETS[config.preset])
+        ids = tokenize_corpus(documents, tokenizer, cache_dir=run.path)
+        train_ids, val_ids = split_tokens(ids, model_config.block_size, config)
+        log(f"corpus: {len(ids):,} tokens ({len(train_ids):,} train, {len(val_ids):,} validation)")
+
+        model = GPT(model_config, seed=config.seed).to(device)
+        log(f"model: {model.num_parameters():,} parameters ({model_config.n_layer} layers, "
+            f"{model_config.n_head} heads, n_embd {model_config.n_embd}, block {model_config.block_size})")
+        optimizer = AdamW(param_groups(model, WEIGHT_DECAY), lr=config.lr, betas=BETAS)
+        schedule = WarmupCosine(config.lr, warmup_steps=max(1, config.steps // 20), total_steps=config.steps)
+        sampler = BatchSampler(train_ids, config.batch_size, model_config.block_size, seed=config.seed)
+        trainer = Trainer(model, optimizer, sampler, lm_loss, steps=config.steps, schedule=schedule,
+                          grad_accum=config.grad_accum, grad_clip=1.0,
+                          evaluate=lm_evaluator(val_ids, config.batch_size, model_config.block_size),
+                          eval_every=config.eval_every, run=run, seed=config.seed, progress=progress)
+        if resume and trainer.resume() is not None:
+            log(f"resumed at step {trainer.step} of {config.steps}")
+        trainer.run(until=until)
+        if trainer.step == config.steps:
+            run.write_metrics({**trainer.history, "step": trainer.step, "finished": True})
+    return model, tokenizer, trainer.history
+
+
+def start(run, config, log):
+    """A new run: corpus, tokenizer, and every check that needs them, then config.json
+    and tokenizer.json. Returns (tokenizer, documents)."""
+    documents = load_documents(config)
+    log(f"training a {config.vocab_size}-token BPE tokenizer on {len(documents):,} documents")
+    tokenizer = Tokenizer.train(documents, vocab_size=config.vocab_size)
+    block_size = PRESETS[config.preset]["block_size"]
+    split_tokens(tokenize_corpus(documents, tokenizer), block_size, config)   # enough text? (nothing written yet)
+    model_config = GPTConfig(vocab_size=tokenizer.vocab_size, **PRESETS[config.preset])
+    run.save_tokenizer(tokenizer)
+    run.write_config({"kind": "pretrain", "format": 2, "model": model_config, "train": config.to_dict(),
+                      "tokenizer_fingerprint": tokenizer.fingerprint(), "corpus_sha256": corpus_digest(documents)})
+    return tokenizer, documents
+
+
+def reopen(run, insisted, log):
+    """The run's config, tokenizer and corpus for --resume, after checking that the
+    corpus is unchanged and that no setting in `insisted` contradicts the run."""
+    cfg = run.read_config(PRETRAINED_KINDS, command="pretrain --resume")
+    config = config_from_json(PretrainConfig, cfg.get("train"), run.file("config.json"), "train")
+    known = {f.name for f in fields(PretrainConfig)}
+    for name, value in insisted.items():
+        if name not in known:
+            raise TypeError(f"pretrain: unknown setting {name!r}; the settings are {sorted(known)}")
+        if name == "corpus_files":
+            value = [str(Path(f).resolve()) for f in value]
+        if value != getattr(config, name):
+            flag = "--corpus" if name == "corpus_files" else "--" + name.replace("_", "-")
+            raise MiniftError(f"{flag} {value} contradicts the run in {run.path}, which has {name} = "
+                              f"{getattr(config, name)}; --resume continues a run as it was started (drop "
+                              f"{flag}, or start a new run in another directory)")
+    tokenizer = run.load_tokenizer(cfg)
+    documents = load_documents(config)
+    if "corpus_sha256" in cfg and corpus_digest(documents) != cfg["corpus_sha256"]:
+        raise MiniftError(f"the corpus changed since the run in {run.path} started "
+                          f"({', '.join(config.corpus_files) or 'built-in corpus'}); --resume needs the same text")
+    run.repair(log)
+    return config, tokenizer, documents
+
+
+def load_gpt(run_dir, device="cpu", kinds=PRETRAINED_KINDS, command="this command"):
+    """(model, tokenizer, config dict) of a run whose model is a GPT with its LM head; the
+    weights come from model.safetensors (host arrays: a GPU run loads on a CPU)."""
+    run = RunDir(run_dir)
+    cfg = run.read_config(kinds, command=command)
+    tokenizer = run.load_tokenizer(cfg)
+    run.check_weights(cfg["model"])                       # before the model is allocated
+    model = GPT(cfg["model"])
+    run.load_weights(model)
+    return model.to(device).eval(), tokenizer, cfg

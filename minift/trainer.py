@@ -1,0 +1,226 @@
+"""The one training loop, for pretraining and fine-tuning alike, and its progress line.
+
+    for step in range(start, steps):
+        lr = schedule(step)
+        for each of grad_accum micro-batches:
+            loss = loss_fn(model, batch) / grad_accum;  loss.backward()
+        clip_grad_norm;  optimizer.step();  zero_grad
+        every eval_every steps: evaluate;  every checkpoint_every steps: save a checkpoint
+
+Losses and gradient norms stay on the device until they are logged or a checkpoint is
+written: on a GPU, reading a number back (`.item()`) waits for all queued work, so the
+loop does it only then. Before anything is logged or saved, every loss and gradient norm
+since the last check must be finite: training stops at the first that is not, with a
+sentence naming the step, and the last checkpoint on disk (written before it) stays the
+good one. `resume()` continues from that checkpoint bit for bit.
+"""
+import math
+import sys
+import time
+
+import numpy as np
+
+from .backend import device_of, to_device, to_numpy
+from .errors import MiniftError
+from .nn import reseed_dropout
+from .optim import clip_grad_norm
+from .tensor import no_grad
+
+
+class Progress:
+    """One progress line: rewritten in place on a terminal, printed as plain lines
+    (every `every` steps) when the output is a log file or a pipe."""
+
+    def __init__(self, stream=None, every=50):
+        self.stream = stream or sys.stdout
+        self.every = every
+        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._open = False
+
+    def wants(self, step, total):
+        """Whether update() at `step` would show anything (so numbers are read only then)."""
+        return self.live or step % self.every == 0 or step == total
+
+    def update(self, step, total, text):
+        if self.live:
+            self.stream.write("\r\033[K" + text)
+            self.stream.flush()
+            self._open = True
+        elif step % self.every == 0 or step == total:
+            self.print(text)
+
+    def print(self, text):
+        if self._open:
+            self.stream.write("\n")
+            self._open = False
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def format_seconds(s):
+    s = int(round(s))
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+class Trainer:
+    """Runs `steps` optimisation steps of `loss_fn(model, batch)` on batches drawn from
+    `batches` (an object with next_batch(), state_dict(), load_state_dict()).
+
+    evaluate(model) -> dict of numbers, called at step 0, every `eval_every` steps and at
+    the end (in eval mode, without a graph). With `run` (a locked runs.RunDir), a
+    checkpoint is saved every `checkpoint_every` steps and at the end.
+    """
+
+    def __init__(self, model, optimizer, batches, loss_fn, *, steps, schedule=None, grad_accum=1,
+                 grad_clip=1.0, evaluate=None, eval_every=100, run=None, checkpoint_every=None,
+                 seed=0, progress=None):
+        if steps < 0 or grad_accum < 1 or eval_every < 1:
+            raise ValueError(f"Trainer: need steps >= 0, grad_accum >= 1 and eval_every >= 1, got "
+                             f"{steps}, {grad_accum} and {eval_every}")
+        self.model, self.optimizer, self.batches, self.loss_fn = model, optimizer, batches, loss_fn
+        self.steps, self.schedule, self.grad_accum, self.grad_clip = steps, schedule, grad_accum, grad_clip
+        self.evaluate, self.eval_every = evaluate, eval_every
+        self.run_dir = run
+        self.checkpoint_every = checkpoint_every or eval_every
+        self.seed = seed
+        self.progress = progress or Progress()
+        self.step = 0
+        self.seconds = 0.0          # training time so far, over every process that ran this run
+        self.history = {"train": [], "eval": []}
+        self._pending = []          # (step, lr, loss, grad norm) not yet read back from the device
+        self._clock = None          # (time, step, tokens) when this run() started
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self, until=None):
+        """Train up to `self.steps` (or stop early at step `until`, checkpointing there, as
+        an interruption would). Returns the history."""
+        stop = self.steps if until is None else min(until, self.steps)
+        self._clock = (time.perf_counter(), self.step, 0)
+        if self.step == 0 and self.evaluate is not None and not self.history["eval"]:
+            self._evaluate()
+        self.model.train()
+        while self.step < stop:
+            self._train_step()
+            if self.progress.wants(self.step, self.steps):
+                self._read_back()
+            if self.evaluate is not None and (self.step % self.eval_every == 0 or self.step == self.steps):
+                self._evaluate()
+                self.model.train()
+            if self.run_dir is not None and (self.step % self.checkpoint_every == 0 or self.step == stop):
+                self.save_checkpoint()
+        self._read_back()
+        self._stop_clock()
+        self.model.eval()
+        return self.history
+
+    def _train_step(self):
+        """One optimisation step; its loss and gradient norm stay on the device."""
+        params = self.optimizer.params()
+        lr = self.schedule(self.step) if self.schedule else self.optimizer.param_groups[0]["lr"]
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        reseed_dropout(self.model, self.seed, self.step)
+        device = device_of(params[0].data)
+        loss_sum = 0.0
+        for _ in range(self.grad_accum):
+            batch = tuple(to_device(b, device) if isinstance(b, np.ndarray) else b
+                          for b in self.batches.next_batch())
+            loss = self.loss_fn(self.model, batch)
+            if self.grad_accum > 1:
+                loss = loss * (1.0 / self.grad_accum)
+            loss.backward()
+            loss_sum = loss_sum + loss.data.astype(np.float64)   # a device scalar: no wait for the GPU
+            self._count_tokens(batch[0].size)
+        norm = clip_grad_norm(params, self.grad_clip if self.grad_clip else math.inf)
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        self.step += 1
+        self._pending.append((self.step, lr, loss_sum, norm))
+
+    def _stop_clock(self):
+        t0, _, _ = self._clock
+        now = time.perf_counter()
+        self.seconds += now - t0
+        self._clock = (now, self.step, 0)
+
+    def _count_tokens(self, n):
+        t0, s0, tokens = self._clock
+        self._clock = (t0, s0, tokens + int(n))
+
+    def _read_back(self):
+        """Bring pending losses and gradient norms to the host, check they are finite,
+        record them, and show the progress line."""
+        for step, lr, loss, norm in self._pending:
+            loss, norm = float(to_numpy(loss)), float(to_numpy(norm))
+            if not (math.isfinite(loss) and math.isfinite(norm)):
+                self._pending = []
+                raise MiniftError(_non_finite_message(step, loss, norm, lr, self.run_dir))
+            record = {"step": step, "loss": loss, "lr": lr}
+            if self.grad_clip:
+                record["grad_norm"] = round(norm, 4)
+            self.history["train"].append(record)
+        self._pending = []
+        if not self.history["train"] or self.history["train"][-1]["step"] != self.step:
+            return
+        record = self.history["train"][-1]
+        t0, s0, tokens = self._clock
+        elapsed = max(time.perf_counter() - t0, 1e-9)
+        record["tokens_per_s"] = round(tokens / elapsed, 1)
+        eta = elapsed / max(self.step - s0, 1) * (self.steps - self.step)
+        self.progress.update(self.step, self.steps,
+                             f"step {self.step:>5}/{self.steps}  loss {record['loss']:.4f}  lr {record['lr']:.2e}  "
+                             f"{record['tokens_per_s']:,.0f} tok/s  ETA {format_seconds(eta)}")
+
+    def _evaluate(self):
+        self.model.eval()
+        with no_grad():
+            metrics = self.evaluate(self.model)
+        self.history["eval"].append({"step": self.step, **metrics})
+        self.progress.print(f"eval  step {self.step:>5}  " +
+                            "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+        return metrics
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def save_checkpoint(self):
+        """Write the checkpoint of this step (run_dir.save_checkpoint: checkpoint, weights,
+        metrics), after checking that everything in it is finite."""
+        self._read_back()
+        self._stop_clock()
+        for name, p in self.model.named_parameters():
+            if not bool(np.isfinite(to_numpy(p.data)).all()):
+                raise MiniftError(_non_finite_message(self.step, None, None, self.optimizer.param_groups[0]["lr"],
+                                                      self.run_dir, weight=name))
+        self.run_dir.save_checkpoint(self.step, self.model.state_dict(), self.optimizer.state_dict(),
+                                     {"batches": self.batches.state_dict(), "seconds": self.seconds},
+                                     self.history)
+
+    def resume(self):
+        """Continue from the run directory's checkpoint: weights, optimizer, sampler, step
+        and history. Returns the step, or None when the run has no checkpoint yet (then
+        training starts at step 0)."""
+        loaded = self.run_dir.load_checkpoint()
+        if loaded is None:
+            return None
+        model_state, optimizer_state, meta = loaded
+        try:
+            self.model.load_state_dict(model_state)
+        except KeyError as e:
+            raise MiniftError(f"{self.run_dir.path}: the checkpoint does not fit the model: {e.args[0]}") from None
+        self.optimizer.load_state_dict(optimizer_state)
+        self.batches.load_state_dict(meta["batches"])
+        self.step = int(meta["step"])
+        self.seconds = float(meta.get("seconds", 0.0))
+        self.history = meta["history"]
+        return self.step
+
+
+def _non_finite_message(step, loss, norm, lr, run_dir, weight=None):
+    what = f"weight {weight} is no longer finite" if weight else \
+        f"the loss is {loss}" if not math.isfinite(loss) else f"the gradient norm is {norm}"
+    kept = ""
+    if run_dir is not None:
+        last = run_dir.checkpoint_step()
+        kept = (f"; the checkpoint of step {last} is kept" if last is not None else
+                "; no checkpoint was written")
+    return (f"training stopped at step {step}: {what} (learning rate {lr:.3g}); the learning rate is "
+            f"likely too high, or the data holds something the model cannot fit{kept}")
