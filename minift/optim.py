@@ -171,17 +171,26 @@ class AdamW(Optimizer):
 
 
 def clip_grad_norm(params, max_norm):
-    """Scale all gradients together so that their global L2 norm is at most `max_norm`;
-    return the norm before clipping. (Gradients are replaced, never modified in place:
-    see tensor.py.)"""
+    """Scale all gradients together so that their global L2 norm is at most `max_norm`:
+
+        norm = sqrt(sum over params of sum(g**2));   g <- g * max_norm / (norm + 1e-6) if norm > max_norm
+
+    Returns the norm before clipping as a 0-d float64 array on the gradients' device:
+    reading it (`float(norm)`) waits for the device, so the training loop does that only
+    when it logs. (Gradients are replaced, never modified in place: see tensor.py.)"""
     params = [p for p in params if p.grad is not None]
     if not params:
-        return 0.0
-    total = math.sqrt(sum(float((p.grad.astype(np.float64) ** 2).sum()) for p in params))
-    if total > max_norm:
-        scale = max_norm / (total + 1e-6)
+        return np.zeros((), dtype=np.float64)
+    xp = array_module(params[0].grad)
+    total = (params[0].grad.astype(np.float64) ** 2).sum()
+    for p in params[1:]:
+        total = total + (p.grad.astype(np.float64) ** 2).sum()
+    total = xp.sqrt(total)
+    if math.isfinite(max_norm):
+        # The comparison stays on the device: scale is 1 when there is nothing to clip (x * 1 == x exactly).
+        scale = xp.where(total > max_norm, max_norm / (total + 1e-6), 1.0)
         for p in params:
-            p.grad = p.grad * p.grad.dtype.type(scale)
+            p.grad = p.grad * scale.astype(p.grad.dtype)
     return total
 
 

@@ -101,9 +101,10 @@ def split_tokens(ids, block_size, config):
         return train_val_split(ids, VAL_FRACTION, block_size=block_size)
     except ValueError:
         need = int(math.ceil((block_size + 1) / VAL_FRACTION))
+        hint = "use more text" + (" or --preset tiny" if config.preset != "tiny" else "")
         raise MiniftError(f"the corpus gives {len(ids):,} tokens; preset {config.preset!r} (block size "
                           f"{block_size}) needs at least {need:,}, so that the last {VAL_FRACTION:.0%} "
-                          f"(validation) holds one window: use more text or --preset tiny") from None
+                          f"(validation) holds one window: {hint}") from None
 
 
 def lm_loss(model, batch):
@@ -142,6 +143,8 @@ def pretrain(out_dir, config=None, *, resume=False, device="cpu", until=None, lo
     if device == "cuda":
         get_cupy()                          # fail now, with the reason, before anything is written
     run = RunDir(out_dir)
+    if resume and not run.path.is_dir():
+        raise MiniftError(f"nothing to resume: {run.path} does not exist (start the run without --resume)")
     with run.lock("pretrain"):
         if resume and run.holds_run():
             config, tokenizer, documents = reopen(run, config or {}, log)

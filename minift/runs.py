@@ -204,8 +204,9 @@ class RunDir:
         arrays, _ = load_safetensors(path)
         try:
             model.load_state_dict(arrays)
-        except KeyError as e:
-            raise MiniftError(f"{path} does not fit the model in {CONFIG}: {e.args[0]}") from None
+        except KeyError as e:        # load_state_dict lists every problem, one per line: make it one line
+            problems = e.args[0].replace("load_state_dict failed:\n  ", "").replace("\n  ", "; ")
+            raise MiniftError(f"{path} does not fit the model in {CONFIG}: {problems}") from None
 
     def check_weights(self, config):
         """Check model.safetensors' header against the model configuration `config`
@@ -383,5 +384,5 @@ def check_weights_fit(config, header, path):
         if found != shape:
             raise MiniftError(f"{path}: {name} has shape {found}, but {CONFIG} describes {shape}")
     layers = {int(k.split(".")[2]) for k in header if k.startswith("transformer.h.") and k.split(".")[2].isdigit()}
-    if layers != set(range(config.n_layer)):
+    if len(layers) != config.n_layer or (layers and max(layers) != config.n_layer - 1):
         raise MiniftError(f"{path} holds {len(layers)} blocks, but {CONFIG} says n_layer = {config.n_layer}")

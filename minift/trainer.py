@@ -149,20 +149,20 @@ class Trainer:
 
     def _read_back(self):
         """Bring pending losses and gradient norms to the host, check they are finite,
-        record them, and show the progress line."""
-        for step, lr, loss, norm in self._pending:
+        record them, and show the progress line if this step wants one."""
+        pending, self._pending = self._pending, []
+        for step, lr, loss, norm in pending:
             loss, norm = float(to_numpy(loss)), float(to_numpy(norm))
             if not (math.isfinite(loss) and math.isfinite(norm)):
-                self._pending = []
                 raise MiniftError(_non_finite_message(step, loss, norm, lr, self.run_dir))
             record = {"step": step, "loss": loss, "lr": lr}
             if self.grad_clip:
                 record["grad_norm"] = round(norm, 4)
             self.history["train"].append(record)
-        self._pending = []
-        if not self.history["train"] or self.history["train"][-1]["step"] != self.step:
-            return
-        record = self.history["train"][-1]
+        if pending and self.progress.wants(self.step, self.steps):
+            self._show(self.history["train"][-1])
+
+    def _show(self, record):
         t0, s0, tokens = self._clock
         elapsed = max(time.perf_counter() - t0, 1e-9)
         record["tokens_per_s"] = round(tokens / elapsed, 1)

@@ -320,8 +320,3 @@ def test_rated_review_format():
     document = feedback.rated_review("It works.", "positive")
     assert document == "Review: It works.\nSentiment: positive"
 
-
-def test_old_prompt_names_until_finetuning_has_its_own():
-    # Delete with PROMPT_TEMPLATE and format_prompt once train.py / finetune.py stop using them.
-    assert feedback.PROMPT_TEMPLATE == "Review: {text}\nSentiment:"
-    assert feedback.format_prompt("It works.") == "Review: It works.\nSentiment:"

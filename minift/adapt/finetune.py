@@ -196,15 +196,19 @@ def finetune(init, out_dir, config=None, *, device="cpu", resume=False, until=No
     if device == "cuda":
         get_cupy()                          # fail now, with the reason, before anything is written
     run = RunDir(out_dir)
+    if resume and not run.path.is_dir():
+        raise MiniftError(f"nothing to resume: {run.path} does not exist (start the run without --resume)")
     with run.lock("finetune"):
         if resume and run.holds_run():
-            init, config = reopen(run, init, config or {})
             if run.is_finished():
                 log(f"{out_dir} already finished fine-tuning")
                 return None, None, run.read_metrics()
+            init, config = reopen(run, init, config or {})
         else:
             config = config if isinstance(config, FinetuneConfig) else FinetuneConfig(**(config or {}))
             run.require_new()
+            if init is None:
+                raise MiniftError("--init is required: the pretraining run to start from")
         train_data, tests = load_finetune_data(config)
         gpt, tokenizer, _ = load_gpt(init, device, command="finetune --init")
         _check_against_model(config, gpt.config)

@@ -93,8 +93,8 @@ from .grammar import (
 )
 from .planner import generate_review, plan_review
 from .datasets import (
-    DOCUMENT_SEPARATOR, MAX_TRAIN, PROMPT_TEMPLATE, RATED_FRACTION, RATED_REVIEW_TEMPLATE,
-    corpus_documents, corpus_text, format_prompt, labeled_sets, rated_review,
+    DOCUMENT_SEPARATOR, MAX_TRAIN, RATED_FRACTION, RATED_REVIEW_TEMPLATE,
+    corpus_documents, corpus_text, labeled_sets, rated_review,
 )
 
 __all__ = [
@@ -114,5 +114,4 @@ __all__ = [
     # datasets
     "DOCUMENT_SEPARATOR", "RATED_FRACTION", "MAX_TRAIN", "RATED_REVIEW_TEMPLATE",
     "rated_review", "corpus_documents", "corpus_text", "labeled_sets",
-    "PROMPT_TEMPLATE", "format_prompt",
 ]

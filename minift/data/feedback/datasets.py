@@ -24,16 +24,6 @@ def rated_review(text, label):
     return f"{RATED_REVIEW_TEMPLATE.format(text=text)} {label}"
 
 
-# Old names, kept while train.py and finetune.py still use them; they move to
-# fine-tuning's own prompt format.
-PROMPT_TEMPLATE = RATED_REVIEW_TEMPLATE
-
-
-def format_prompt(text):
-    """`text` in RATED_REVIEW_TEMPLATE: a prompt a language model continues with a label."""
-    return RATED_REVIEW_TEMPLATE.format(text=text)
-
-
 def _iter_documents(seed):
     """An endless, seeded stream of corpus documents (parts A and B mixed)."""
     rng = random.Random(f"minift-feedback-corpus-{seed}")
