@@ -18,7 +18,9 @@ from minift.nn import Module, Parameter
 from minift.optim import AdamW
 from minift.runs import CHECKPOINT, WEIGHTS
 from minift.tensor import Tensor
-from minift.trainer import Progress, Trainer
+from minift.trainer import Trainer
+
+from quiet import Silent, quiet
 
 FMT = prompts.PromptFormat()
 
@@ -26,16 +28,6 @@ FMT = prompts.PromptFormat()
 TEXTS = ["Love it.", "It is okay.", "The battery is truly awful.", "The lid is fine, but the handle is superb."]
 
 
-def quiet(*args, **kwargs):
-    pass
-
-
-class Silent(Progress):
-    def update(self, *args):
-        pass
-
-    def print(self, text):
-        pass
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ from minift.errors import MiniftError
 from minift.pretrain import PretrainConfig, load_gpt, pretrain
 from minift.runs import CHECKPOINT, WEIGHTS
 
+from quiet import quiet
+
 
 @pytest.fixture(scope="module")
 def corpus_file(tmp_path_factory):
@@ -20,9 +22,6 @@ def corpus_file(tmp_path_factory):
     path.write_text(feedback.corpus_text(n_bytes=40_000, seed=3), encoding="utf-8")
     return path
 
-
-def quiet(*args, **kwargs):
-    pass
 
 
 def run(out, corpus_file, until=None, **kw):

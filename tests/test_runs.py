@@ -19,19 +19,11 @@ from minift.nn import Module, Parameter
 from minift.optim import SGD
 from minift.pretrain import PretrainConfig, load_gpt, pretrain
 from minift.runs import CHECKPOINT, FINETUNED_KINDS, PRETRAINED_KINDS, WEIGHTS, RunDir
-from minift.trainer import Progress, Trainer
+from minift.trainer import Trainer
+
+from quiet import Silent, quiet
 
 
-def quiet(*args, **kwargs):
-    pass
-
-
-class Silent(Progress):
-    def update(self, *args):
-        pass
-
-    def print(self, text):
-        pass
 
 
 @pytest.fixture(scope="module")

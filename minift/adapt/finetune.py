@@ -11,7 +11,6 @@ before all inputs have been checked; a run stopped at any moment continues with
 """
 import hashlib
 import math
-import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
