@@ -8,7 +8,6 @@ token ids -> model, optimiser, schedule, batch sampler -> the Trainer. Every set
 one field of `PretrainConfig`, validated once, before anything is written, and saved
 whole in config.json, so a run can be resumed (or reproduced) from its directory alone.
 """
-import hashlib
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -16,8 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from .backend import device_of, get_cupy, to_device
-from .data import BatchSampler, Tokenizer, feedback, read_text_files, split_documents, tokenize_corpus, \
-    train_val_split
+from .data import (
+    BatchSampler, Tokenizer, corpus_sha256, feedback, read_text_files, split_documents, tokenize_corpus,
+    train_val_split,
+)
 from .errors import MiniftError
 from .model import GPT, PRESETS, GPTConfig, param_groups
 from .optim import AdamW, WarmupCosine
@@ -85,14 +86,6 @@ def load_documents(config):
     if not documents:
         raise MiniftError(f"{where}: no text to pretrain on (the corpus holds no document)")
     return documents
-
-
-def corpus_digest(documents):
-    h = hashlib.sha256()
-    for doc in documents:
-        b = doc.encode("utf-8")
-        h.update(len(b).to_bytes(8, "little") + b)     # the length marks where a document ends
-    return h.hexdigest()
 
 
 def split_tokens(ids, block_size, config):
@@ -189,7 +182,7 @@ def start(run, config, log):
     model_config = GPTConfig(vocab_size=tokenizer.vocab_size, **PRESETS[config.preset])
     run.save_tokenizer(tokenizer)
     run.write_config({"kind": "pretrain", "format": 2, "model": model_config, "train": config.to_dict(),
-                      "tokenizer_fingerprint": tokenizer.fingerprint(), "corpus_sha256": corpus_digest(documents)})
+                      "tokenizer_fingerprint": tokenizer.fingerprint(), "corpus_sha256": corpus_sha256(documents)})
     return tokenizer, documents
 
 
@@ -211,7 +204,7 @@ def reopen(run, insisted, log):
                               f"{flag}, or start a new run in another directory)")
     tokenizer = run.load_tokenizer(cfg)
     documents = load_documents(config)
-    if "corpus_sha256" in cfg and corpus_digest(documents) != cfg["corpus_sha256"]:
+    if "corpus_sha256" in cfg and corpus_sha256(documents) != cfg["corpus_sha256"]:
         raise MiniftError(f"the corpus changed since the run in {run.path} started "
                           f"({', '.join(config.corpus_files) or 'built-in corpus'}); --resume needs the same text")
     run.repair(log)

@@ -44,6 +44,7 @@ TOKENIZER = "tokenizer.json"
 CHECKPOINT = "checkpoint.safetensors"
 WEIGHTS = "model.safetensors"
 METRICS = "metrics.json"
+FLOAT_DTYPES = ("F16", "F32", "F64")   # every tensor of weights and checkpoints is a float: an I32 is tampering
 OWNER = ".owner"             # who holds the lock (pid, command, time): only read to name the holder
 PRETRAINED_KINDS = ("pretrain",)
 FINETUNED_KINDS = ("classifier", "instruct", "prompt")
@@ -201,7 +202,7 @@ class RunDir:
     def load_weights(self, model):
         """Load model.safetensors into `model` (call check_weights before building it)."""
         path = self.file(WEIGHTS)
-        arrays, _ = load_safetensors(path)
+        arrays, _ = load_safetensors(path, expect_dtypes=FLOAT_DTYPES)
         try:
             model.load_state_dict(arrays)
         except KeyError as e:        # load_state_dict lists every problem, one per line: make it one line
@@ -212,7 +213,7 @@ class RunDir:
         """Check model.safetensors' header against the model configuration `config`
         without reading any data: a wrong config.json cannot make minift allocate a
         model the file does not hold."""
-        header, _ = read_safetensors_header(self.file(WEIGHTS))
+        header, _ = read_safetensors_header(self.file(WEIGHTS), expect_dtypes=FLOAT_DTYPES)
         check_weights_fit(config, header, self.file(WEIGHTS))
 
     def save_weights(self, state, step, finished=False):
@@ -244,7 +245,7 @@ class RunDir:
         path = self.file(CHECKPOINT)
         if not path.exists():
             return None
-        arrays, meta = load_safetensors(path)
+        arrays, meta = load_safetensors(path, expect_dtypes=FLOAT_DTYPES)
         try:
             meta = json.loads(meta["minift"])
             step = meta["step"]

@@ -307,3 +307,20 @@ def test_generate_and_classify_refuse_the_wrong_kind_of_run(tmp_path, pretrained
     assert "holds a 'classifier' run; generate needs" in err and err.count("\n") == 1
     assert main(["classify", "--model", str(pretrained), "x"]) == 2
     assert "holds a 'pretrain' run; classify needs a fine-tuned run" in capsys.readouterr().err
+
+
+def test_a_weight_relabelled_to_an_integer_dtype_is_refused(tmp_path, pretrained):
+    """F32 -> I32 keeps every byte count right, so only the loader's expectation catches it."""
+    run = tmp_path / "r"
+    run.mkdir()
+    for name in os_listdir(pretrained):
+        (run / name).write_bytes((pretrained / name).read_bytes())
+    blob = (run / WEIGHTS).read_bytes()
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    header["transformer.wpe.weight"]["dtype"] = "I32"
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (n - len(text))
+    (run / WEIGHTS).write_bytes(blob[:8] + text + blob[8 + n:])
+    with pytest.raises(MiniftError, match=r"model.safetensors: tensor 'transformer.wpe.weight' is I32, expected F16 or"):
+        load_gpt(run)

@@ -128,3 +128,20 @@ def test_functions_fit_on_a_screen_and_files_stay_short():
                     long_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {n} lines")
     assert not long_files, long_files
     assert not long_functions, long_functions
+
+
+def test_nothing_read_from_disk_is_unpickled_or_executed():
+    """No pickle, marshal, shelve, np.load (it can unpickle), eval or exec anywhere in minift/."""
+    banned_modules = {"pickle", "cPickle", "marshal", "shelve", "dill", "joblib"}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Import):
+                assert not {a.name.split(".")[0] for a in node.names} & banned_modules, where
+            if isinstance(node, ast.ImportFrom):
+                assert (node.module or "").split(".")[0] not in banned_modules, where
+            if isinstance(node, ast.Call):
+                func = node.func
+                assert not (isinstance(func, ast.Name) and func.id in ("eval", "exec")), where
+                assert not (isinstance(func, ast.Attribute) and func.attr in ("load", "loads")
+                            and getattr(func.value, "id", None) in ("np", "numpy", "pickle")), where

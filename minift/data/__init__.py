@@ -8,7 +8,7 @@ Read in this order (each module imports only those above it):
     feedback   the built-in "embedded world" of customer reviews (a sub-package: lexicon,
                world, grammar, planner, datasets), so the demos need no download
 """
-from .corpus import BatchSampler, tokenize_corpus, train_val_split
+from .corpus import BatchSampler, corpus_sha256, tokenize_corpus, train_val_split
 from .labeled import (
     LabeledData, class_weights, encode_labels, encode_texts, label_vocabulary,
     load_labeled, pad_batch, stratified_split,
@@ -18,7 +18,7 @@ from .tokenizer import Tokenizer
 
 __all__ = [
     "Tokenizer",
-    "read_text_files", "split_documents", "tokenize_corpus", "train_val_split",
+    "read_text_files", "split_documents", "tokenize_corpus", "corpus_sha256", "train_val_split",
     "BatchSampler",
     "LabeledData", "load_labeled", "label_vocabulary", "encode_labels",
     "stratified_split", "class_weights", "encode_texts", "pad_batch",

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..files import atomic_write
 
-__all__ = ["tokenize_corpus", "train_val_split", "BatchSampler"]
+__all__ = ["tokenize_corpus", "corpus_sha256", "train_val_split", "BatchSampler"]
 
 # Bump when the layout of tokens.bin / tokens.json changes, so old caches are rebuilt.
 _CACHE_VERSION = 1
@@ -31,7 +31,7 @@ def _token_dtype(vocab_size):
     return np.dtype(np.uint16) if vocab_size <= 2 ** 16 else np.dtype(np.int32)
 
 
-def _corpus_sha256(documents):
+def corpus_sha256(documents):
     """A digest of the documents that also sees where each document ends."""
     h = hashlib.sha256()
     for doc in documents:
@@ -102,7 +102,7 @@ def tokenize_corpus(documents, tokenizer, cache_dir=None):
         "version": _CACHE_VERSION,
         "dtype": dtype.name,
         "num_documents": len(documents),
-        "corpus_sha256": _corpus_sha256(documents),
+        "corpus_sha256": corpus_sha256(documents),
         "tokenizer_fingerprint": tokenizer.fingerprint(),
     }
     cached = _load_cache(bin_path, meta_path, expected)
