@@ -9,12 +9,12 @@ one field of `PretrainConfig`, validated once, before anything is written, and s
 whole in config.json, so a run can be resumed (or reproduced) from its directory alone.
 """
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .backend import device_of, get_cupy, to_device
+from .backend import device_of, to_device
 from .data import (
     BatchSampler, Tokenizer, corpus_sha256, feedback, read_text_files, split_documents, tokenize_corpus,
     train_val_split,
@@ -22,7 +22,7 @@ from .data import (
 from .errors import MiniftError
 from .model import GPT, PRESETS, GPTConfig, param_groups
 from .optim import AdamW, WarmupCosine
-from .runs import PRETRAINED_KINDS, RunDir, config_from_json
+from .runs import PRETRAINED_KINDS, RunDir, claim, config_from_json, refuse_changes
 from .trainer import Trainer
 
 # Recipes per model preset (model.PRESETS has the architectures). "small" is what
@@ -133,12 +133,7 @@ def pretrain(out_dir, config=None, *, resume=False, device="cpu", until=None, lo
     flags), each of which must equal the run's. `until` stops early at that step (after
     checkpointing), as an interruption would.
     """
-    if device == "cuda":
-        get_cupy()                          # fail now, with the reason, before anything is written
-    run = RunDir(out_dir)
-    if resume and not run.path.is_dir():
-        raise MiniftError(f"nothing to resume: {run.path} does not exist (start the run without --resume)")
-    with run.lock("pretrain"):
+    with claim(out_dir, "pretrain", resume, device) as run:
         if resume and run.holds_run():
             config, tokenizer, documents = reopen(run, config or {}, log)
         else:
@@ -191,17 +186,7 @@ def reopen(run, insisted, log):
     corpus is unchanged and that no setting in `insisted` contradicts the run."""
     cfg = run.read_config(PRETRAINED_KINDS, command="pretrain --resume")
     config = config_from_json(PretrainConfig, cfg.get("train"), run.file("config.json"), "train")
-    known = {f.name for f in fields(PretrainConfig)}
-    for name, value in insisted.items():
-        if name not in known:
-            raise TypeError(f"pretrain: unknown setting {name!r}; the settings are {sorted(known)}")
-        if name == "corpus_files":
-            value = [str(Path(f).resolve()) for f in value]
-        if value != getattr(config, name):
-            flag = "--corpus" if name == "corpus_files" else "--" + name.replace("_", "-")
-            raise MiniftError(f"{flag} {value} contradicts the run in {run.path}, which has {name} = "
-                              f"{getattr(config, name)}; --resume continues a run as it was started (drop "
-                              f"{flag}, or start a new run in another directory)")
+    refuse_changes(config, insisted, run.path, flags={"corpus_files": "--corpus"})
     tokenizer = run.load_tokenizer(cfg)
     documents = load_documents(config)
     if "corpus_sha256" in cfg and corpus_sha256(documents) != cfg["corpus_sha256"]:

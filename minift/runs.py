@@ -19,6 +19,7 @@ What a `RunDir` guarantees:
 - A run is finished only when metrics.json says so, and metrics.json is always written last.
 - Nothing is unpickled: weights are safetensors, everything else JSON.
 """
+import dataclasses
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ import time
 import typing
 from pathlib import Path
 
+from .backend import get_cupy
 from .data import Tokenizer
 from .errors import MiniftError
 from .files import (
@@ -304,6 +306,30 @@ class RunDir:
             self.save_weights(model_state, step)
             self.write_metrics({**meta["history"], "step": step, "finished": False})
         return step
+
+
+def claim(path, command, resume=False, device="cpu"):
+    """The locked RunDir of a training command (`with claim(...) as run:`), after the
+    checks that need no file: the device exists, and --resume has a directory to resume."""
+    if device == "cuda":
+        get_cupy()                          # fail now, with the reason, before anything is written
+    run = RunDir(path)
+    if resume and not run.path.is_dir():
+        raise MiniftError(f"nothing to resume: {run.path} does not exist (start the run without --resume)")
+    return run.lock(command)
+
+
+def refuse_changes(config, insisted, path, flags=None):
+    """--resume continues a run as it was started: each setting in `insisted` (the flags
+    given with --resume) must equal the run's `config` (a dataclass, whose own checks
+    normalise the value first, e.g. file paths); `flags` names the command-line flag of a
+    setting where it is not "--" + the name."""
+    for name, value in insisted.items():
+        ran = getattr(config, name)
+        if getattr(dataclasses.replace(config, **{name: value}), name) != ran:
+            flag = (flags or {}).get(name, "--" + name.replace("_", "-"))
+            raise MiniftError(f"{flag} {value} contradicts the run in {path}, which has {name} = {ran}; --resume "
+                              f"continues a run as it was started (drop {flag}, or start a new run elsewhere)")
 
 
 def _recorded_step(path):

@@ -11,18 +11,17 @@ before all inputs have been checked; a run stopped at any moment continues with
 """
 import hashlib
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..backend import get_cupy
 from ..data import LabeledData, encode_labels, feedback, label_vocabulary, load_labeled, stratified_split
 from ..errors import MiniftError
 from ..model import GPT, param_groups
 from ..optim import AdamW, WarmupCosine
 from ..pretrain import load_gpt
-from ..runs import FINETUNED_KINDS, RunDir, config_from_json
+from ..runs import FINETUNED_KINDS, RunDir, claim, config_from_json, refuse_changes
 from ..trainer import Progress, Trainer
 from .heads import POOLINGS
 from .lora import has_lora, merge_lora, parameter_counts
@@ -192,12 +191,7 @@ def finetune(init, out_dir, config=None, *, device="cpu", resume=False, until=No
     it is; `init` may be None, and `config` may be a dict of settings that must equal
     the run's). `until` stops training early at that step, as an interruption would.
     """
-    if device == "cuda":
-        get_cupy()                          # fail now, with the reason, before anything is written
-    run = RunDir(out_dir)
-    if resume and not run.path.is_dir():
-        raise MiniftError(f"nothing to resume: {run.path} does not exist (start the run without --resume)")
-    with run.lock("finetune"):
+    with claim(out_dir, "finetune", resume, device) as run:
         if resume and run.holds_run():
             if run.is_finished():
                 log(f"{out_dir} already finished fine-tuning")
@@ -307,17 +301,8 @@ def reopen(run, init, insisted):
     config = config_from_json(FinetuneConfig, cfg["finetune"], run.file("config.json"), "finetune")
     if init is not None and str(Path(init).resolve()) != cfg["init"]:
         raise MiniftError(f"--init {init} contradicts the run in {run.path}, which was started from {cfg['init']}")
-    known = {f.name for f in fields(FinetuneConfig)}
-    for name, value in insisted.items():
-        if name not in known:
-            raise TypeError(f"finetune: unknown setting {name!r}; the settings are {sorted(known)}")
-        if name in ("train_file", "test_files"):
-            value = getattr(FinetuneConfig(**{name: value}), name)
-        if value != getattr(config, name):
-            flag = {"train_file": "--train", "test_files": "--test", "class_weighting": "--class-weights"} \
-                .get(name, "--" + name.replace("_", "-"))
-            raise MiniftError(f"{flag} {value} contradicts the run in {run.path}, which has {name} = "
-                              f"{getattr(config, name)}; --resume continues a run as it was started")
+    refuse_changes(config, insisted, run.path, flags={"train_file": "--train", "test_files": "--test",
+                                                      "class_weighting": "--class-weights"})
     for path, digest in cfg.get("data_sha256", {}).items():
         if not Path(path).is_file() or hashlib.sha256(Path(path).read_bytes()).hexdigest() != digest:
             raise MiniftError(f"{path} changed (or is gone) since the run in {run.path} started; --resume "
