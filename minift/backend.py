@@ -15,6 +15,8 @@ imports it.
 """
 import numpy as np
 
+from .errors import MiniftError
+
 _cupy = None          # the cupy module once imported
 _cupy_error = None    # why it could not be imported / used, as one sentence
 
@@ -32,8 +34,12 @@ def array_module(*arrays):
     return np
 
 
+class CudaUnavailableError(MiniftError, RuntimeError):
+    """The GPU was asked for, but CuPy or a device is missing (one sentence saying which)."""
+
+
 def get_cupy():
-    """Import CuPy and check that a device exists; raise one clear RuntimeError if not."""
+    """Import CuPy and check that a device exists; raise one clear CudaUnavailableError if not."""
     global _cupy, _cupy_error
     if _cupy is not None:
         return _cupy
@@ -55,7 +61,7 @@ def get_cupy():
             else:
                 _cupy = cupy
                 return cupy
-    raise RuntimeError(_cupy_error)
+    raise CudaUnavailableError(_cupy_error)
 
 
 def cuda_is_available():

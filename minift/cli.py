@@ -178,10 +178,13 @@ def _interrupted(args):
     if args.command not in ("pretrain", "finetune"):
         return "interrupted"
     from .runs import RunDir
-    step = RunDir(args.out).checkpoint_step()
-    if step is None:
-        return "interrupted before the first checkpoint: nothing is saved yet (run the command again)"
-    return f"interrupted; the checkpoint of step {step} in {args.out} is intact (continue with --resume)"
+    run = RunDir(args.out)
+    step = run.checkpoint_step()
+    if step is not None:
+        return f"interrupted; the checkpoint of step {step} in {args.out} is intact (continue with --resume)"
+    if run.holds_run():
+        return "interrupted before the first checkpoint (--resume starts the run again from step 0)"
+    return "interrupted before the run started: nothing was saved (run the command again)"
 
 
 def main(argv=None):

@@ -196,11 +196,18 @@ def reopen(run, insisted, log):
     return config, tokenizer, documents
 
 
-def load_gpt(run_dir, device="cpu", kinds=PRETRAINED_KINDS, command="this command"):
+def load_gpt(run_dir, device="cpu", kinds=PRETRAINED_KINDS, command="this command", finished=False):
     """(model, tokenizer, config dict) of a run whose model is a GPT with its LM head; the
-    weights come from model.safetensors (host arrays: a GPU run loads on a CPU)."""
+    weights come from model.safetensors (host arrays: a GPU run loads on a CPU). With
+    finished=True, a run that has not completed is refused (fine-tuning starts only
+    from a finished pretraining run, never from whatever checkpoint is there)."""
     run = RunDir(run_dir)
     cfg = run.read_config(kinds, command=command)
+    if finished and not run.is_finished():
+        step = run.checkpoint_step()
+        raise MiniftError(f"{run.path} has not finished pretraining (its last checkpoint is "
+                          f"{'step ' + str(step) if step is not None else 'missing'}); finish it first with "
+                          f"`python -m minift pretrain --out {run.path} --resume`")
     tokenizer = run.load_tokenizer(cfg)
     run.check_weights(cfg["model"])                       # before the model is allocated
     model = GPT(cfg["model"])

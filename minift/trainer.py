@@ -202,15 +202,24 @@ class Trainer:
         if loaded is None:
             return None
         model_state, optimizer_state, meta = loaded
+        where = self.run_dir.file("checkpoint.safetensors")
         try:
             self.model.load_state_dict(model_state)
-        except KeyError as e:
-            raise MiniftError(f"{self.run_dir.path}: the checkpoint does not fit the model: {e.args[0]}") from None
-        self.optimizer.load_state_dict(optimizer_state)
-        self.batches.load_state_dict(meta["batches"])
+            self.optimizer.load_state_dict(optimizer_state)
+            self.batches.load_state_dict(meta["batches"])
+            history = meta["history"]
+            if not (isinstance(history, dict) and isinstance(history.get("train"), list)
+                    and isinstance(history.get("eval"), list)):
+                raise ValueError("its history must be an object with train and eval lists")
+        except (KeyError, ValueError, TypeError) as e:   # the file was written by minift: so it was changed
+            reason = f"no {e.args[0]!r} in it" if isinstance(e, KeyError) and "\n" not in str(e.args[0]) \
+                else " ".join(str(e.args[0] if e.args else e).split())
+            raise MiniftError(f"{where} cannot be resumed: {reason}") from None
+        if not 0 <= meta["step"] <= self.steps:
+            raise MiniftError(f"{where} is at step {meta['step']}, beyond the run's {self.steps} steps")
         self.step = int(meta["step"])
         self.seconds = float(meta.get("seconds", 0.0))
-        self.history = meta["history"]
+        self.history = history
         return self.step
 
 

@@ -289,7 +289,8 @@ def test_ctrl_c_says_what_is_left(tmp_path, corpus_file, capsys, monkeypatch):
         return ["pretrain", "--out", str(out), "--corpus", str(corpus_file), "--preset", "tiny", "--steps", "20",
                 "--batch-size", "2"]
     assert main(command(tmp_path / "a")) == 130
-    assert "interrupted before the first checkpoint: nothing is saved yet" in capsys.readouterr().err
+    assert "interrupted before the first checkpoint (--resume starts the run again from step 0)" in \
+        capsys.readouterr().err
     interrupt_at["step"] = 3
     assert main(command(tmp_path / "b")) == 130
     assert f"the checkpoint of step 2 in {tmp_path / 'b'} is intact (continue with --resume)" in \
@@ -324,3 +325,47 @@ def test_a_weight_relabelled_to_an_integer_dtype_is_refused(tmp_path, pretrained
     (run / WEIGHTS).write_bytes(blob[:8] + text + blob[8 + n:])
     with pytest.raises(MiniftError, match=r"model.safetensors: tensor 'transformer.wpe.weight' is I32, expected F16 or"):
         load_gpt(run)
+
+
+def test_fine_tuning_starts_only_from_a_finished_pretraining_run(tmp_path, corpus_file):
+    pretrain(tmp_path / "half", tiny_config(corpus_file), until=2, log=quiet, progress=Silent())
+    with pytest.raises(MiniftError, match=r"has not finished pretraining \(its last checkpoint is step 2\); "
+                                          r"finish it first with .*pretrain --out .* --resume"):
+        finetune(tmp_path / "half", tmp_path / "ft", FinetuneConfig(strategy="head"), log=quiet)
+    assert not (tmp_path / "ft").exists()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("labels", "positive", r"\"labels\" must be a list of at least two different label names"),
+    ("labels", ["a", "a"], r"\"labels\" must be a list"),
+    ("max_len", 10 ** 6, r"\"max_len\" must be an integer from 2 to the model's block size"),
+    ("pooling", "max", r"\"pooling\" must be one of \['last', 'mean'\]"),
+])
+def test_a_fine_tuned_runs_config_is_checked(tmp_path, pretrained, field, value, message):
+    csv = tmp_path / "t.csv"
+    csv.write_text("text,label\n" + "".join(f"{t.replace(',', ' ')},{lab}\n"
+                                            for t, lab in feedback.labeled_sets(0, 30, 3)["train"]))
+    out = tmp_path / "ft"
+    finetune(pretrained, out, FinetuneConfig(strategy="head", train_file=str(csv), epochs=1), log=quiet,
+             progress=Silent())
+    cfg = json.loads((out / "config.json").read_text())
+    cfg[field] = value
+    write_json(out / "config.json", cfg)
+    with pytest.raises(MiniftError, match=message):
+        load_finetuned(out)
+
+
+def test_a_tampered_checkpoint_is_one_sentence(tmp_path, pretrained):
+    run = tmp_path / "r"
+    run.mkdir()
+    for name in os_listdir(pretrained):
+        (run / name).write_bytes((pretrained / name).read_bytes())
+    arrays, meta = load_safetensors(run / CHECKPOINT)
+    minift_meta = json.loads(meta["minift"])
+    minift_meta["step"] = 2
+    del minift_meta["batches"]
+    save_safetensors(run / CHECKPOINT, arrays, {"minift": json.dumps(minift_meta)})
+    with RunDir(run) as r:       # the weights at step 4 stay ahead of this checkpoint: repaired, not trusted
+        r.save_weights(load_safetensors(pretrained / WEIGHTS)[0], step=2)
+    with pytest.raises(MiniftError, match=r"checkpoint.safetensors cannot be resumed: no 'batches' in it"):
+        pretrain(run, resume=True, log=quiet, progress=Silent())

@@ -203,7 +203,7 @@ def finetune(init, out_dir, config=None, *, device="cpu", resume=False, until=No
             if init is None:
                 raise MiniftError("--init is required: the pretraining run to start from")
         train_data, tests = load_finetune_data(config)
-        gpt, tokenizer, _ = load_gpt(init, device, command="finetune --init")
+        gpt, tokenizer, _ = load_gpt(init, device, command="finetune --init", finished=True)
         _check_against_model(config, gpt.config)
         labels = label_vocabulary(train_data.labels)
         texts, y = split_data(train_data, tests, labels, config)
@@ -342,7 +342,7 @@ def load_finetuned(run_dir, device="cpu"):
         raise MiniftError(f"{run.path} did not finish fine-tuning ({where}); finish it with "
                           f"`python -m minift finetune --resume --out {run.path}`")
     tokenizer = run.load_tokenizer(cfg)
-    task = task_from_config(cfg, tokenizer)
+    task = task_from_config(cfg, tokenizer, run.file("config.json"))
     run.check_weights(cfg["model"])                   # before anything is allocated
     model = task.inference_model(GPT(cfg["model"]))
     run.load_weights(model)

@@ -12,6 +12,7 @@ Every task offers the same five things, so the fine-tuning script never asks whi
 kind it holds: build(gpt) the model to train, encode(texts), batches(...), loss(model,
 batch) and scores(model, encoded) -> (N, L), plus to_config() for config.json.
 """
+import json
 import math
 
 import numpy as np
@@ -19,7 +20,8 @@ import numpy as np
 from .. import functional as F
 from ..backend import device_of, to_device
 from ..data import class_weights, encode_texts, pad_batch
-from .heads import classifier_logits, make_scratch, swap_head
+from ..errors import MiniftError
+from .heads import POOLINGS, classifier_logits, make_scratch, swap_head
 from .lora import apply_strategy
 from .prompts import (
     PromptFormat, choose_shots, instruction_batch, instruction_example, instruction_loss, label_log_likelihoods,
@@ -183,14 +185,28 @@ def make_task(config, labels, tokenizer, model_config, train_texts, train_y):
                           config.k if config.strategy == "top-k" else None, lora, weight, config.seed)
 
 
-def task_from_config(cfg, tokenizer):
-    """The Task a run's config.json describes (also runs written before format 2, which
-    kept the prompt template as "prompt_template")."""
-    kind, labels, max_len = cfg["kind"], cfg["labels"], cfg["max_len"]
+def task_from_config(cfg, tokenizer, path="config.json"):
+    """The Task a run's config.json describes, every field it needs checked first (also
+    runs written before format 2, which kept the prompt template as "prompt_template")."""
+    kind, labels, max_len = cfg["kind"], cfg.get("labels"), cfg.get("max_len")
+    if not (isinstance(labels, list) and len(labels) >= 2 and len(set(labels)) == len(labels)
+            and all(isinstance(x, str) and x for x in labels)):
+        raise MiniftError(f"{path}: \"labels\" must be a list of at least two different label names, "
+                          f"found {json.dumps(labels)}")
+    if isinstance(max_len, bool) or not isinstance(max_len, int) or not 2 <= max_len <= cfg["model"].block_size:
+        raise MiniftError(f"{path}: \"max_len\" must be an integer from 2 to the model's block size "
+                          f"{cfg['model'].block_size}, found {json.dumps(max_len)}")
     if kind == "classifier":
+        if cfg.get("pooling") not in POOLINGS:
+            raise MiniftError(f"{path}: \"pooling\" must be one of {list(POOLINGS)}, found {json.dumps(cfg.get('pooling'))}")
         return ClassifierTask(labels, tokenizer, max_len, cfg.get("strategy", "full"), cfg["pooling"],
                               cfg.get("top_k"), cfg.get("lora"))
-    fmt = PromptFormat(**cfg["prompt_format"]) if cfg.get("prompt_format") else \
-        PromptFormat(cfg.get("prompt_template") or PromptFormat().template)
+    stored = cfg.get("prompt_format") or {"template": cfg.get("prompt_template") or PromptFormat().template}
+    if not isinstance(stored, dict) or set(stored) != {"template"}:
+        raise MiniftError(f"{path}: \"prompt_format\" must be an object {{\"template\": ...}}, found {json.dumps(stored)}")
+    shots = cfg.get("shots") or []
+    if not (isinstance(shots, list) and all(isinstance(s, list) and len(s) == 2 and all(isinstance(x, str) for x in s)
+                                            and s[1] in labels for s in shots)):
+        raise MiniftError(f"{path}: \"shots\" must be a list of [text, label] pairs, found {json.dumps(shots)[:200]}")
     task = PromptTask if kind == "prompt" else InstructTask
-    return task(labels, tokenizer, max_len, fmt, cfg.get("shots") or ())
+    return task(labels, tokenizer, max_len, PromptFormat(stored["template"]), shots)
