@@ -89,10 +89,14 @@ class RunDir:
                 raise MiniftError(f"{self.path} is in use by another minift process ({self._holder()}); "
                                   f"wait for it to finish, or choose another directory") from None
         self._lock_fd = fd
-        # Only read to name the holder, so a plain write (no fsync) will do.
-        self.file(OWNER).write_text(f"pid {os.getpid()} running `minift {command}` since "
-                                    f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n", encoding="utf-8")
-        remove_stale_temp_files(self.path)      # temp files of writers killed mid-write
+        try:
+            # Only read to name the holder, so a plain write (no fsync) will do.
+            self.file(OWNER).write_text(f"pid {os.getpid()} running `minift {command}` since "
+                                        f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n", encoding="utf-8")
+            remove_stale_temp_files(self.path)      # temp files of writers killed mid-write
+        except BaseException:
+            self.unlock(remove_if_unused=True)
+            raise
         return self
 
     def _holder(self):
@@ -128,7 +132,8 @@ class RunDir:
 
     # -- what the directory holds ---------------------------------------------------------
     def holds_run(self):
-        """True when a run was started here (config.json is the first file a run writes)."""
+        """True when a run was started here: config.json marks a run, written (right after
+        tokenizer.json) once everything the run needs has been checked."""
         return self.file(CONFIG).exists()
 
     def require_new(self, flag="--out"):
@@ -163,6 +168,9 @@ class RunDir:
         path = self.file(CONFIG)
         cfg = read_json(path, what="run configuration", expect=dict)
         kind = cfg.get("kind")
+        if kind not in PRETRAINED_KINDS + FINETUNED_KINDS:
+            raise MiniftError(f"{path}: unknown run kind {json.dumps(kind)}; a minift run is one of "
+                              f"{list(PRETRAINED_KINDS + FINETUNED_KINDS)}")
         if kinds is not None and kind not in kinds:
             what = "a pretraining run" if kinds == PRETRAINED_KINDS else \
                 "a fine-tuned run" if kinds == FINETUNED_KINDS else f"a run of kind {' or '.join(kinds)}"
