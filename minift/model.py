@@ -231,7 +231,7 @@ class _LayerCache:
             c.values[i] = xp.concatenate([c.values[i], v.data], axis=2)
         else:
             c.keys[i], c.values[i] = k.data, v.data
-        return Tensor._wrap(c.keys[i], False, None), Tensor._wrap(c.values[i], False, None)
+        return Tensor(c.keys[i]), Tensor(c.values[i])          # plain leaves: decoding needs no graph
 
 
 PRESETS = {
