@@ -2,6 +2,8 @@
 
     python -m minift.bench engine     # autograd overhead per op on 8x8 arrays
     python -m minift.bench step       # one GPT training step of the reference config
+    python -m minift.bench step --profile             # ... and the cost ledger: where the time goes
+    python -m minift.bench step --shape gpt2 --steps 2   # GPT-2 124M, batch 4 x 256
 
 The CUDA kernels against cuBLAS and plain CuPy are measured by the GPU appendix's own
 benchmark, `python -m minift.bench_kernels` (GPU only).
@@ -72,44 +74,115 @@ def model_flops_per_token(config, T):
     return 6 * matmul_params + 12 * L * T * C
 
 
-def bench_step(print_fn=print, device="cpu", steps=10, batch_size=16):
-    """One training step (forward + backward + AdamW) of the reference configuration:
-    vocab 2048, block 128, 4 layers, 4 heads, n_embd 128, batch 16."""
+# Shapes `bench step` knows; any field can be overridden from the command line.
+SHAPES = {
+    "reference": dict(vocab_size=2048, block_size=128, n_layer=4, n_head=4, n_embd=128, batch=16, T=128),
+    "tiny": dict(vocab_size=1024, block_size=64, n_layer=2, n_head=2, n_embd=64, batch=16, T=64),
+    "gpt2": dict(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768, batch=4, T=256),
+}
+
+
+def _training_step(shape, device):
+    """(step function, config) of a GPT of `shape` with AdamW, on fixed random tokens."""
     from .model import GPT, GPTConfig, param_groups
     from .optim import AdamW
-    config = GPTConfig(vocab_size=2048, block_size=128, n_layer=4, n_head=4, n_embd=128)
+    config = GPTConfig(**{k: shape[k] for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")})
     model = GPT(config, seed=0).to(device)
-    opt = AdamW(param_groups(model, 0.01), lr=1e-3)
+    opt = AdamW(param_groups(model, 0.1), lr=1e-4, betas=(0.9, 0.95))
     rng = np.random.default_rng(0)
-    B, T = batch_size, config.block_size
     xp = np
     if device == "cuda":
         from .backend import get_cupy
         xp = get_cupy()
-    x = xp.asarray(rng.integers(0, config.vocab_size, (B, T)))
-    y = xp.asarray(rng.integers(0, config.vocab_size, (B, T)))
+    x = xp.asarray(rng.integers(0, config.vocab_size, (shape["batch"], shape["T"])))
+    y = xp.asarray(rng.integers(0, config.vocab_size, (shape["batch"], shape["T"])))
 
-    def step():
+    def step(timings=None):
+        t0 = time.perf_counter()
         _, loss = model(x, y)
         loss.backward()
+        t1 = time.perf_counter()
         opt.step()
         opt.zero_grad()
         if device == "cuda":
             xp.cuda.Device().synchronize()
+        if timings is not None:
+            timings["optimizer"] = timings.get("optimizer", 0.0) + time.perf_counter() - t1
+            timings["forward+backward"] = timings.get("forward+backward", 0.0) + t1 - t0
+    return step, config
 
+
+def _peak_memory(step):
+    """Peak bytes of NumPy memory allocated during one step (tracemalloc sees NumPy's
+    allocations), above what was allocated before it."""
+    import tracemalloc
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    before = tracemalloc.get_traced_memory()[0]
+    step()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak - before
+
+
+def bench_step(print_fn=print, device="cpu", steps=10, shape=None, profile=False):
+    """Training steps (forward + backward + AdamW) of a GPT of `shape` (default: the
+    reference configuration: vocab 2048, block 128, 4 layers, 4 heads, n_embd 128, batch
+    16 x 128): time per step, tokens/s, GFLOP/s, peak memory; with profile=True, the
+    cost ledger (where the time goes, op type by op type)."""
+    import os
+    shape = dict(SHAPES["reference"], **(shape or {}))
+    step, config = _training_step(shape, device)
+    B, T = shape["batch"], shape["T"]
     step()   # warm-up (allocations, kernel compilation)
     t = _best_of(step, steps)
     flops = model_flops_per_token(config, T) * B * T
-    print_fn(f"GPT training step, vocab {config.vocab_size}, block {T}, {config.n_layer} layers, "
-             f"{config.n_head} heads, n_embd {config.n_embd}, batch {B}, on {device}")
+    print_fn(f"GPT training step, vocab {config.vocab_size}, {config.n_layer} layers, {config.n_head} heads, "
+             f"n_embd {config.n_embd}, batch {B} x T {T}, on {device}")
     print_fn(f"  {t * 1e3:8.1f} ms/step   {B * T / t:10,.0f} tokens/s   {flops / t / 1e9:7.2f} GFLOP/s (model)")
-    if device == "cpu":
-        import os
-        print_fn(f"  BLAS threads: OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset (all cores)')}")
-        rate = matmul_rate()
-        print_fn(f"  NumPy float32 1024^3 matmul: {rate / 1e9:.2f} GFLOP/s  ->  the step runs at "
-                 f"{flops / t / rate:.0%} of it")
+    if device != "cpu":
+        return t
+    threads = os.environ.get("OPENBLAS_NUM_THREADS", "unset (all cores)")
+    rate = matmul_rate()
+    print_fn(f"  BLAS threads: OPENBLAS_NUM_THREADS={threads}; NumPy float32 1024^3 matmul: "
+             f"{rate / 1e9:.2f} GFLOP/s -> the step runs at {flops / t / rate:.0%} of it")
+    print_fn(f"  peak memory of a step (NumPy allocations above the model and optimizer): "
+             f"{_peak_memory(step) / 2**20:,.1f} MB")
+    if profile:
+        print_fn(ledger(step, max(1, steps // 3), rate))
     return t
+
+
+def ledger(step, n, matmul_rate):
+    """The cost ledger: `n` profiled steps, op type by op type, as a text table."""
+    from .tensor import profile
+    timings = {}
+    t0 = time.perf_counter()
+    with profile() as p:
+        for _ in range(n):
+            step(timings)
+    total = (time.perf_counter() - t0) / n
+    rows = sorted(p.ops.items(), key=lambda kv: -(kv[1]["forward_s"] + kv[1]["backward_s"]))
+    lines = [f"\ncost ledger ({n} steps, per step; matrix products at the machine's "
+             f"{matmul_rate / 1e9:.1f} GFLOP/s would take {{ideal}} ms)",
+             f"{'op':<18}{'calls':>6}{'forward ms':>12}{'backward ms':>13}{'share':>8}{'GFLOP':>8}{'GFLOP/s':>9}"]
+    ops_time, ideal = 0.0, 0.0
+    for name, e in rows:
+        spent = (e["forward_s"] + e["backward_s"]) / n
+        ops_time += spent
+        gflop = e["flops"] / n / 1e9
+        ideal += gflop / (matmul_rate / 1e9)
+        rate = f"{gflop / spent:9.1f}" if gflop else f"{'-':>9}"
+        lines.append(f"{name:<18}{e['calls'] // n:>6}{e['forward_s'] / n * 1e3:>12.1f}{e['backward_s'] / n * 1e3:>13.1f}"
+                     f"{spent / total:>8.1%}{gflop:>8.2f}{rate}")
+    optimizer = timings.get("optimizer", 0.0) / n
+    engine = total - ops_time - optimizer
+    lines.append(f"{'optimizer (AdamW)':<18}{'':>6}{'':>12}{'':>13}{optimizer / total:>8.1%}")
+    lines.append(f"{'engine and glue':<18}{'':>6}{'':>12}{'':>13}{engine / total:>8.1%}   (graph walk, "
+                 f"gradient sums, the Python between ops)")
+    lines.append(f"{'total':<18}{'':>6}{'':>12}{'':>13}{total * 1e3:>7.0f}ms")
+    lines[0] = lines[0].format(ideal=f"{ideal * 1e3:.0f}")
+    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -117,11 +190,20 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["engine", "step"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--shape", default="reference", choices=sorted(SHAPES),
+                        help="reference (vocab 2048, 4 x 128, batch 16 x 128), tiny, or gpt2 (124M, batch 4 x 256)")
+    for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "batch", "T"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, dest=name, help="override the shape's value")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (the best is reported)")
+    parser.add_argument("--profile", action="store_true", help="print the cost ledger: where the time goes")
     args = parser.parse_args(argv)
     if args.what == "engine":
         bench_engine()
-    else:
-        bench_step(device=args.device)
+        return
+    shape = dict(SHAPES[args.shape])
+    shape.update({k: getattr(args, k) for k in shape if getattr(args, k, None) is not None})
+    shape["block_size"] = max(shape["block_size"], shape["T"])
+    bench_step(device=args.device, steps=args.steps, shape=shape, profile=args.profile)
 
 
 if __name__ == "__main__":

@@ -158,6 +158,11 @@ class Linear(Function):
             y += bias
         return y
 
+    def flops(ctx, x, weight, bias=None):
+        """(forward, backward): 2 N In Out for the product, again for dx and for dweight."""
+        n = 2 * (x.size // x.shape[-1]) * weight.shape[0] * weight.shape[1]
+        return n, n * (ctx.needs_input_grad[0] + ctx.needs_input_grad[1])
+
     def backward(ctx, g):
         """dx = g @ weight^T,   dweight = x^T @ g and dbias = sum of g, both over every
         row of the leading axes (flattened into one matrix product).
@@ -364,6 +369,13 @@ class CausalAttention(Function):
         p /= p.sum(axis=-1, keepdims=True)                  # (B, H, Tq, Tk)
         ctx.save(q, k, v, p)
         return backend.matmul(p, v)                         # (B, H, Tq, D)
+
+    def flops(ctx, q, k, v):
+        """(forward, backward): q k^T and P v forward, four products back, each 2 B H Tq Tk D
+        as computed here (the masked half of the scores included)."""
+        B, H, Tq, D = q.shape
+        n = 2 * B * H * Tq * k.shape[-2] * D
+        return 2 * n, 4 * n if any(ctx.needs_input_grad) else 0
 
     def backward(ctx, g):
         """With S = q k^T * scale, P = softmax(S + mask), out = P v and G = dL/dout:

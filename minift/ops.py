@@ -7,6 +7,8 @@ way (a matrix product), they ask `backend` for it. Ops marked `@primitive` are t
 ones Tensor's operators and methods run (`a + b` is Add, `x.sum()` is Sum, ...); the
 functions at the bottom are the same ops for code that prefers calls (`exp(x)`).
 """
+import math
+
 import numpy as np
 
 from . import backend
@@ -191,6 +193,11 @@ class MatMul(Function):
                              f"(need ndim >= 2 and a.shape[-1] == b.shape[-2])")
         ctx.save(a, b)
         return backend.matmul(a, b)
+
+    def flops(ctx, a, b):
+        """(forward, backward) multiply-adds x 2: one product forward, one per input grad back."""
+        n = 2 * math.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2])) * a.shape[-2] * a.shape[-1] * b.shape[-1]
+        return n, n * sum(ctx.needs_input_grad)
 
     def backward(ctx, g):
         """For C = A @ B:  dA = G @ B^T,  dB = A^T @ G  (batch axes summed by the engine).

@@ -23,12 +23,14 @@ operator looks its op up by name when it runs.
 import itertools
 import operator
 from heapq import heappop, heappush
+from time import perf_counter
 
 import numpy as np
 
 from .backend import array_module, check_device, device_of, to_device, to_numpy
 
 _grad_enabled = True
+_profile = None      # the active `profile` (timing every op), or None: the hot path checks only this
 _next_seq = itertools.count().__next__  # creation order of tensors (see backward)
 
 
@@ -315,7 +317,7 @@ class Tensor:
             if ctx is None:  # a leaf: keep its gradient
                 t.grad = g if t.grad is None else t.grad + g
                 continue
-            input_grads = ctx.backward(g)
+            input_grads = ctx.backward(g) if _profile is None else _profile.backward(ctx, g)
             if type(input_grads) is not tuple:
                 input_grads = (input_grads,)
             for parent, gp, needed in zip(ctx.parents, input_grads, ctx.needs_input_grad):
@@ -333,6 +335,53 @@ class Tensor:
                     heappush(heap, (-parent._seq, key, parent))
                 else:
                     grads[key] = previous + gp
+
+
+class profile:
+    """Time every op while active, by op type: the cost ledger of
+    `python -m minift.bench step --profile` is made from it.
+
+        with profile() as p:
+            loss = model(x, y)[1]; loss.backward()
+        p.ops["Linear"]   # {"calls", "forward_s", "backward_s", "flops"}
+
+    FLOPs come from an op's optional `flops(ctx, *inputs)` -> (forward, backward) method
+    (the matrix products: MatMul, Linear, CausalAttention); other ops count 0, since
+    their cost is memory traffic. Timings are host wall time (CPU arrays)."""
+
+    def __init__(self):
+        self.ops = {}
+
+    def __enter__(self):
+        global _profile
+        self._previous, _profile = _profile, self
+        return self
+
+    def __exit__(self, *exc):
+        global _profile
+        _profile = self._previous
+
+    def _entry(self, ctx):
+        return self.ops.setdefault(type(ctx).__name__, {"calls": 0, "forward_s": 0.0, "backward_s": 0.0, "flops": 0})
+
+    def forward(self, ctx, raw, options):
+        t = perf_counter()
+        out = ctx.forward(*raw, **options)
+        entry = self._entry(ctx)
+        entry["forward_s"] += perf_counter() - t
+        entry["calls"] += 1
+        if hasattr(ctx, "flops"):
+            forward, ctx.backward_flops = ctx.flops(*raw)
+            entry["flops"] += forward
+        return out
+
+    def backward(self, ctx, g):
+        t = perf_counter()
+        grads = ctx.backward(g)
+        entry = self._entry(ctx)
+        entry["backward_s"] += perf_counter() - t
+        entry["flops"] += getattr(ctx, "backward_flops", 0)
+        return grads
 
 
 def unbroadcast(grad, shape):
@@ -385,7 +434,8 @@ class Function:
                 needs.append(False)
         ctx.needs_input_grad = needs
         out = _new(Tensor)
-        out.data, out.grad, out.name = ctx.forward(*raw, **options), None, None
+        out.data = ctx.forward(*raw, **options) if _profile is None else _profile.forward(ctx, raw, options)
+        out.grad, out.name = None, None
         out._seq = _next_seq()
         if _grad_enabled and True in needs:
             ctx.parents = inputs
