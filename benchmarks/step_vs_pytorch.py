@@ -54,8 +54,10 @@ def shape():
 
 
 def minift_step_fn(s):
+    from minift.backend import keep_freed_memory
     from minift.model import GPT, GPTConfig, param_groups
     from minift.optim import AdamW
+    keep_freed_memory()                      # as minift's Trainer does (it helps PyTorch's allocations too)
     config = GPTConfig(**{k: s[k] for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")})
     model = GPT(config, seed=0)
     opt = AdamW(param_groups(model, 0.1), lr=1e-4, betas=(0.9, 0.95))
@@ -64,8 +66,8 @@ def minift_step_fn(s):
     y = rng.integers(0, s["vocab_size"], (s["batch"], s["T"]))
 
     def step():
-        _, loss = model(x, y)
-        loss.backward()
+        loss = model(x, y)[1]                # the logits are not kept (the Trainer does not keep them)
+        loss.backward(keep_graph=False)      # as the Trainer does
         opt.step()
         opt.zero_grad()
     return step

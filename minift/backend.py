@@ -13,6 +13,9 @@ are only math. The CUDA kernels live in `minift.cuda`, the appendix read last: i
 registers them here when it is imported (`register_gpu`), and this module never
 imports it.
 """
+import ctypes
+import ctypes.util
+
 import numpy as np
 
 from .errors import MiniftError
@@ -160,12 +163,51 @@ def uniform(rng, shape, like):
     return device_rng.random_sample(shape, dtype=np.float32)
 
 
+_memory_kept = False
+
+
+def keep_freed_memory():
+    """Ask the C allocator (glibc's malloc, on Linux) to keep the memory the process
+    frees instead of handing it back to the operating system. A training step frees and
+    reallocates the same large arrays every step, and memory fresh from the system costs
+    a page fault per 4 KB on first touch: for GPT-2's shape that was a quarter of the
+    step. The Trainer calls this once; memory then stays at the run's high-water mark,
+    as with the caching allocators of other frameworks. A no-op elsewhere."""
+    global _memory_kept
+    if _memory_kept:
+        return
+    _memory_kept = True
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError, TypeError):
+        return                                   # not glibc: leave the allocator alone
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4        # from <malloc.h>
+    mallopt(M_MMAP_MAX, 0)                       # large blocks from the heap, not fresh mmaps
+    mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1)       # and never shrink the heap
+
+
 def scatter_add(out, index, values):
     """out[index] += values, where repeated indices add up (unlike `out[index] += v`,
     which keeps only one of them): the backward of gathering rows or elements."""
     if _is_cupy_array(out):
         import cupyx
         cupyx.scatter_add(out, index, values)
+    elif isinstance(index, np.ndarray) and index.ndim == 1 and values.ndim == out.ndim and len(index) > 1:
+        # Whole rows picked by one index array (an embedding's backward). np.add.at adds
+        # element by element in a slow generic loop; instead, number each row's repeats
+        # (0 for the first time an index occurs, 1 for the second, ...) and add one
+        # repeat rank at a time: within a rank no index repeats, so plain fancy-index
+        # `+=` is right, and the repeats still add in their original order (bit-identical
+        # to np.add.at).  reference: for i, row in enumerate(index): out[row] += values[i]
+        order = np.argsort(index, kind="stable")
+        rows = index[order]
+        first = np.concatenate(([True], rows[1:] != rows[:-1]))
+        rank = np.arange(len(rows)) - np.maximum.accumulate(np.where(first, np.arange(len(rows)), 0))
+        by_rank = order[np.argsort(rank, kind="stable")]
+        bounds = np.concatenate(([0], np.cumsum(np.bincount(rank))))
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            picked = by_rank[start:stop]
+            out[index[picked]] += values[picked]
     else:
         np.add.at(out, index, values)
 

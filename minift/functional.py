@@ -119,7 +119,11 @@ class CrossEntropy(Function):
         e, sum_exp, targets, scale = ctx.saved
         xp = array_module(e)
         row_scale = g * scale                               # (N,)
-        grad = e * (row_scale / sum_exp)[:, None]           # (N, V) scaled p
+        # The last backward through this node (backward(keep_graph=False)) may turn the
+        # saved exponentials into the gradient in place: the largest array of a language
+        # model's step is then not allocated twice.
+        grad = e if getattr(ctx, "last_backward", False) else e.copy()
+        grad *= (row_scale / sum_exp)[:, None]              # (N, V) scaled p
         grad[xp.arange(e.shape[0]), targets] -= row_scale   # minus the one-hot
         return grad, None
 
@@ -232,27 +236,37 @@ def layer_norm(x, weight, bias, eps=1e-5):
 _GELU_C = math.sqrt(2.0 / math.pi)
 
 
+def _sigmoid_2u(x):
+    """s = sigmoid(2u) = 1 / (1 + exp(-2u)),  u = c (x + 0.044715 x^3): GELU's gate,
+    built in one buffer with a few in-place passes over x."""
+    xp = array_module(x)
+    e = x * x
+    e *= -2 * _GELU_C * 0.044715
+    e -= 2 * _GELU_C
+    e *= x                                     # -2u
+    with np.errstate(over="ignore"):           # exp -> inf gives s = 0: the right limit
+        xp.exp(e, out=e)
+    e += 1.0
+    return xp.reciprocal(e, out=e)             # s
+
+
 class GELU(Function):
     """GPT-2's tanh approximation: y = 0.5 x (1 + tanh(u)),  u = c (x + 0.044715 x^3),
     c = sqrt(2/pi). Computed as y = x * sigmoid(2u), the same function (since
     0.5 (1 + tanh u) = sigmoid(2u)) with one exp instead of a tanh, which is slower.
     x, y: any shape ((B, T, 4C) in the GPT's MLP).
 
+    Only x is saved: backward computes the gate s again (one more exp) rather than
+    keeping a second array as large as the MLP's widest activation through the step.
+
     reference: y = 0.5 * x * (1 + tanh(c * (x + 0.044715 * x**3)))
     """
 
     def forward(ctx, x):
-        xp = array_module(x)
-        e = x * x                                  # built in place: few passes over x
-        e *= -2 * _GELU_C * 0.044715
-        e -= 2 * _GELU_C
-        e *= x                                     # -2u
-        with np.errstate(over="ignore"):           # exp -> inf gives s = 0: the right limit
-            xp.exp(e, out=e)
-        e += 1.0
-        s = xp.reciprocal(e, out=e)                # s = sigmoid(2u)
-        ctx.save(x, s)
-        return x * s
+        ctx.save(x)
+        y = _sigmoid_2u(x)
+        y *= x                                     # y = x * s, in s's buffer
+        return y
 
     def backward(ctx, g):
         """dy/dx = s + x s (1 - s) 2c (1 + 3 * 0.044715 x^2),  s = sigmoid(2u);
@@ -260,7 +274,8 @@ class GELU(Function):
 
         reference: dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2),
         t = tanh(u) (the same number)."""
-        x, s = ctx.saved
+        (x,) = ctx.saved
+        s = _sigmoid_2u(x)                         # the same numbers as in forward
         d = x * x
         d *= 3 * 0.044715
         d += 1.0

@@ -131,6 +131,9 @@ class SGD(Optimizer):
         p.data -= p.dtype.type(group["lr"]) * grad
 
 
+SCRATCH_ELEMENTS = 1 << 20      # AdamW updates large parameters in slices of about this many numbers
+
+
 class AdamW(Optimizer):
     """Adam with decoupled weight decay (Loshchilov & Hutter):
 
@@ -156,18 +159,49 @@ class AdamW(Optimizer):
             state["step"] = 0
         state["step"] += 1
         m, v, t = state["m"], state["v"], state["step"]
-        # in-place moment updates: one pass over each array, no temporaries kept
-        m *= b1
-        m += (1 - b1) * grad
-        v *= b2
-        v += (1 - b2) * (grad * grad)
+        dtype = p.dtype.type
+        # Every pass writes into m, v, p or one scratch array shared by all parameters, so a
+        # step allocates nothing (for a large model, fresh temporaries cost more than the
+        # arithmetic).  reference: m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+        #                          p -= lr wd p + lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
         lr = group["lr"]
         if group["weight_decay"]:
-            p.data *= p.dtype.type(1 - lr * group["weight_decay"])
-        step_size = lr / (1 - b1 ** t)
-        denom = xp.sqrt(v * p.dtype.type(1 / (1 - b2 ** t)))
-        denom += group["eps"]
-        p.data -= p.dtype.type(step_size) * (m / denom)
+            p.data *= dtype(1 - lr * group["weight_decay"])
+        # Large parameters go through in slices of rows, so the scratch array stays small.
+        n = len(p.data) if p.data.ndim else 1
+        rows = max(1, SCRATCH_ELEMENTS // max(1, p.data.size // max(n, 1)))
+        for start in range(0, n, rows):
+            part = slice(start, start + rows) if p.data.ndim else ...
+            self._adam_slice(p.data[part], grad[part], m[part], v[part], t, group, b1, b2, xp)
+
+    def _adam_slice(self, p, grad, m, v, t, group, b1, b2, xp):
+        """The Adam update of one slice of a parameter, in place (weight decay is applied
+        to the whole parameter before)."""
+        dtype = p.dtype.type
+        tmp = self._scratch(p)
+        m *= b1
+        m += xp.multiply(grad, dtype(1 - b1), out=tmp)
+        xp.multiply(grad, grad, out=tmp)
+        tmp *= dtype(1 - b2)
+        v *= b2
+        v += tmp
+        xp.multiply(v, dtype(1 / (1 - b2 ** t)), out=tmp)
+        xp.sqrt(tmp, out=tmp)
+        tmp += group["eps"]                                 # tmp is the denominator
+        xp.divide(m, tmp, out=tmp)
+        tmp *= dtype(group["lr"] / (1 - b1 ** t))
+        p -= tmp
+
+    def _scratch(self, like):
+        """A scratch array shaped like `like`: a view of one flat buffer per device and
+        dtype, grown to the largest slice and reused by every update."""
+        xp = array_module(like)
+        key = (xp.__name__, like.dtype.str)
+        buffers = self.__dict__.setdefault("_buffers", {})
+        flat = buffers.get(key)
+        if flat is None or flat.size < like.size:
+            flat = buffers[key] = xp.empty(like.size, dtype=like.dtype)
+        return flat[:like.size].reshape(like.shape)
 
 
 def clip_grad_norm(params, max_norm):

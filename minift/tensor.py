@@ -283,12 +283,16 @@ class Tensor:
         t._seq = _next_seq()
         return t
 
-    def backward(self, grad=None):
+    def backward(self, grad=None, keep_graph=True):
         """Accumulate d(self)/d(leaf) into `.grad` of every leaf that requires grad.
 
         `grad` is dL/d(self); it may be omitted only for a one-element tensor (then 1).
-        Calling backward twice adds the second gradient to the first, as in PyTorch:
-        reset with `zero_grad()` on the module or optimizer between steps.
+        Calling backward twice adds the second gradient to the first: reset with
+        `zero_grad()` on the module or optimizer between steps. With keep_graph=False each
+        node lets go of what it saved as soon as its backward has run, so activations are
+        freed during the backward pass rather than after it (PyTorch's default,
+        `retain_graph=False`); the graph can then not be walked again. The Trainer
+        uses it: it lowers the peak memory of a step.
         """
         if not self.requires_grad:
             raise RuntimeError("backward() called on a tensor that does not require grad "
@@ -304,30 +308,39 @@ class Tensor:
             if grad.shape != self.shape:
                 raise ValueError(f"backward(grad=...) has shape {grad.shape}, expected {self.shape}")
 
-        # A tensor is always created after its inputs, so visiting tensors newest first
+        if self._ctx is None:                    # a leaf: its own gradient, nothing to walk
+            self.grad = grad if self.grad is None else self.grad + grad
+            return
+        # A tensor is always created after its inputs, so visiting the graph newest first
         # (largest creation number `_seq`, from a heap) is a reverse topological order:
-        # when a tensor is popped, every tensor that used it has already sent it its
-        # gradient contribution.
-        grads = {id(self): grad}
-        heap = [(-self._seq, id(self), self)]
+        # when a node is popped, every node that used its output has already sent it its
+        # gradient contribution. The graph holds nodes (Functions, each standing for its
+        # output) and leaf tensors; gradients are keyed by either.
+        grads = {id(self._ctx): grad}
+        heap = [(-self._seq, id(self._ctx), self._ctx)]
         while heap:
-            t = heappop(heap)[2]
-            g = grads.pop(id(t))
-            ctx = t._ctx
-            if ctx is None:  # a leaf: keep its gradient
-                t.grad = g if t.grad is None else t.grad + g
+            node = heappop(heap)[2]
+            g = grads.pop(id(node))
+            if type(node) is Tensor or isinstance(node, Tensor):   # a leaf: keep its gradient
+                node.grad = g if node.grad is None else node.grad + g
                 continue
-            input_grads = ctx.backward(g) if _profile is None else _profile.backward(ctx, g)
+            if node.parents is None:
+                raise RuntimeError(f"backward() through a graph already freed by backward(keep_graph=False) "
+                                   f"(at {type(node).__name__}); run the forward pass again")
+            node.last_backward = not keep_graph            # may reuse its saved arrays in place
+            input_grads = node.backward(g) if _profile is None else _profile.backward(node, g)
             if type(input_grads) is not tuple:
                 input_grads = (input_grads,)
-            for parent, gp, needed in zip(ctx.parents, input_grads, ctx.needs_input_grad):
+            parents = node.parents
+            if not keep_graph:
+                node.saved, node.parents = None, None      # the saved arrays can go now
+            for parent, gp, needed in zip(parents, input_grads, node.needs_input_grad):
                 if not needed or gp is None:
                     continue
-                pdata = parent.data
-                if gp.shape != pdata.shape:
-                    gp = unbroadcast(gp, pdata.shape)
-                if gp.dtype != pdata.dtype:
-                    gp = gp.astype(pdata.dtype)
+                if gp.shape != parent.shape:
+                    gp = unbroadcast(gp, parent.shape)
+                if gp.dtype != parent.dtype:
+                    gp = gp.astype(parent.dtype)
                 key = id(parent)
                 previous = grads.get(key)
                 if previous is None:
@@ -410,10 +423,12 @@ class Function:
 
     on raw arrays. `ctx` is the node itself: one instance per call, kept alive by the
     output tensor until the graph is dropped. `ctx.needs_input_grad[i]` says whether
-    input i needs a gradient, so backward can skip work for frozen inputs.
+    input i needs a gradient, so backward can skip work for frozen inputs, and
+    `ctx.last_backward` whether this is the last backward through the node (the graph
+    is freed after it), so backward may reuse its saved arrays in place.
     """
 
-    __slots__ = ("parents", "needs_input_grad", "saved", "__dict__")
+    __slots__ = ("parents", "needs_input_grad", "saved", "_seq", "shape", "dtype", "last_backward", "__dict__")
 
     def save(ctx, *arrays):
         ctx.saved = arrays
@@ -422,23 +437,30 @@ class Function:
     def apply(cls, *inputs, **options):
         """Run forward on the raw arrays of `inputs` and, when grad mode is on and an
         input requires grad, return an output tensor that remembers this node.
+
+        The node links to its inputs' nodes (or, for leaves, to the leaf tensors), not
+        to the input tensors themselves: an intermediate array stays alive only while
+        the user holds its tensor or some node saved it for backward, as in PyTorch.
         (Written with plain loops: this is the hot path of every op.)"""
         ctx = _new(cls)
-        raw, needs = [], []
+        raw, needs, links = [], [], []
         for x in inputs:
             if isinstance(x, Tensor):
                 raw.append(x.data)
                 needs.append(x.requires_grad)
+                links.append(x if x._ctx is None else x._ctx)
             else:
                 raw.append(x)
                 needs.append(False)
+                links.append(None)
         ctx.needs_input_grad = needs
         out = _new(Tensor)
-        out.data = ctx.forward(*raw, **options) if _profile is None else _profile.forward(ctx, raw, options)
+        out.data = data = ctx.forward(*raw, **options) if _profile is None else _profile.forward(ctx, raw, options)
         out.grad, out.name = None, None
-        out._seq = _next_seq()
+        out._seq = seq = _next_seq()
         if _grad_enabled and True in needs:
-            ctx.parents = inputs
+            # What backward needs to know of the output, kept on the node (see above).
+            ctx.parents, ctx._seq, ctx.shape, ctx.dtype = links, seq, data.shape, data.dtype
             out.requires_grad, out._ctx = True, ctx
         else:
             out.requires_grad, out._ctx = False, None

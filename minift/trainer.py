@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from .backend import device_of, to_device, to_numpy
+from .backend import device_of, keep_freed_memory, to_device, to_numpy
 from .errors import MiniftError
 from .nn import reseed_dropout
 from .optim import clip_grad_norm
@@ -95,6 +95,7 @@ class Trainer:
         """Train up to `self.steps` (or stop early at step `until`, checkpointing there, as
         an interruption would). Returns the history."""
         stop = self.steps if until is None else min(until, self.steps)
+        keep_freed_memory()              # every step reallocates the same arrays: keep them warm
         self._clock = (time.perf_counter(), self.step, 0)
         if self.step == 0 and self.evaluate is not None and not self.history["eval"]:
             self._evaluate()
@@ -128,7 +129,7 @@ class Trainer:
             loss = self.loss_fn(self.model, batch)
             if self.grad_accum > 1:
                 loss = loss * (1.0 / self.grad_accum)
-            loss.backward()
+            loss.backward(keep_graph=False)      # activations are freed as backward passes them
             loss_sum = loss_sum + loss.data.astype(np.float64)   # a device scalar: no wait for the GPU
             self._count_tokens(batch[0].size)
         norm = clip_grad_norm(params, self.grad_clip if self.grad_clip else math.inf)

@@ -158,3 +158,40 @@ def test_cuda_request_without_cupy_is_one_clear_sentence():
         pytest.skip("a GPU is available here")
     with pytest.raises(RuntimeError, match="CUDA was requested"):
         minift.tensor([1.0]).to("cuda")
+
+
+def test_the_graph_holds_nodes_not_intermediate_values():
+    """An intermediate array lives only while its tensor is held or a node saved it: the
+    graph links nodes, as PyTorch's does (here, exp saves its output; the sum's input,
+    a product that nothing saved, is freed once the user drops it)."""
+    import tracemalloc
+    x = leaf(np.ones(250_000))
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    y = (x * 2.0).exp()                      # the product is not saved by exp (it saves its output)
+    loss = (y * 3.0).sum()                   # nor is the product y * 3 (Sum saves nothing)
+    del y
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert held < 1.5 * 8 * 250_000          # exp's output (2 MB), not the three 2 MB arrays
+    loss.backward()
+    np.testing.assert_allclose(x.grad, 6 * np.exp(2.0) * np.ones(250_000))
+
+
+def test_backward_without_keeping_the_graph_frees_it():
+    x = leaf([1.0, 2.0])
+    y = (x.exp() * x).sum()
+    node = y._ctx
+    y.backward(keep_graph=False)
+    np.testing.assert_allclose(x.grad, np.exp([1.0, 2.0]) * ([1.0, 2.0] + np.ones(2)))
+    assert node.saved is None and node.parents is None
+    with pytest.raises(RuntimeError, match="already freed by backward\\(keep_graph=False\\)"):
+        y.backward()
+    # keep_graph=False gives the same numbers, cross-entropy's in-place reuse included
+    logits = minift.tensor(np.random.default_rng(0).standard_normal((5, 7)), requires_grad=True)
+    targets = np.array([0, 6, 3, 3, 1])
+    minift.functional.cross_entropy(logits, targets).backward()
+    kept = logits.grad
+    logits.grad = None
+    minift.functional.cross_entropy(logits, targets).backward(keep_graph=False)
+    np.testing.assert_array_equal(logits.grad, kept)

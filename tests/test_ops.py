@@ -258,3 +258,19 @@ def test_pow_of_a_tensor_exponent_is_a_clear_error():
     t = leaf(np.ones(2))
     with pytest.raises(TypeError, match="constant exponent"):
         t ** t
+
+
+def test_row_scatter_add_is_np_add_at_bit_for_bit():
+    """backend.scatter_add's fast path for whole rows (an embedding's backward) adds the
+    repeats of an index in their original order, as np.add.at does."""
+    from minift import backend
+    rng = np.random.default_rng(0)
+    index = rng.integers(0, 30, 400)
+    index[:50] = 7                                            # one index repeated many times
+    values = rng.standard_normal((400, 6)).astype(np.float32)
+    start = rng.standard_normal((30, 6)).astype(np.float32)
+    expected = start.copy()
+    np.add.at(expected, index, values)
+    got = start.copy()
+    backend.scatter_add(got, index, values)
+    np.testing.assert_array_equal(got, expected)

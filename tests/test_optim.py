@@ -197,3 +197,20 @@ def test_optimizer_state_round_trip():
     np.testing.assert_array_equal(p.data, q.data)
     with pytest.raises(ValueError, match="shape"):
         AdamW([Parameter(np.ones(3))]).load_state_dict(state)
+
+
+def test_adamw_in_slices_equals_adamw_whole(monkeypatch):
+    """A large parameter is updated slice by slice (a small scratch array): the numbers
+    are those of one pass over the whole parameter, bit for bit."""
+    import minift.optim as optim
+    results = []
+    for scratch in (1 << 30, 7):                              # one pass; slices of one row
+        monkeypatch.setattr(optim, "SCRATCH_ELEMENTS", scratch)
+        w = Parameter(np.random.default_rng(1).standard_normal((13, 5)).astype(np.float32))
+        opt = AdamW([{"params": [w], "weight_decay": 0.1}], lr=1e-2)
+        for step in range(3):
+            w.grad = np.random.default_rng(step + 10).standard_normal((13, 5)).astype(np.float32)
+            opt.step()
+        results.append((w.data.copy(), opt.state[id(w)]["m"].copy(), opt.state[id(w)]["v"].copy()))
+    for whole, sliced in zip(*results):
+        np.testing.assert_array_equal(whole, sliced)
