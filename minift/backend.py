@@ -19,6 +19,7 @@ import ctypes.util
 import numpy as np
 
 from .errors import MiniftError
+from .parallel import split_rows
 
 _cupy = None          # the cupy module once imported
 _cupy_error = None    # why it could not be imported / used, as one sentence
@@ -115,35 +116,51 @@ def register_gpu(name, implementation):
 
 def matmul(a, b):
     """a @ b on raw arrays with ndim >= 2 (leading axes broadcast), by the fastest path
-    the arrays' device offers: NumPy's BLAS, with two tricks, on the CPU; on the GPU
-    minift's SGEMM kernel for float32 (when minift.cuda registered it), else CuPy's."""
+    the arrays' device offers: on the CPU, NumPy's BLAS with the tricks below, split over
+    minift's threads (minift.parallel); on the GPU minift's SGEMM kernel for float32 (when
+    minift.cuda registered it), else CuPy's."""
     if b.ndim == 2 and a.ndim > 2:
         # (..., K) @ (K, N) is one GEMM over all rows: much faster than NumPy's loop
         # over the batch, and the form the GPU kernel takes.
         return matmul(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
     if type(a) is np.ndarray:
-        if (a.ndim > 2 or b.ndim > 2) and not (a.flags.c_contiguous and b.flags.c_contiguous):
-            return _stacked_matmul(a, b)
-        return a @ b
+        return _stacked_matmul(a, b) if a.ndim > 2 or b.ndim > 2 else _matmul_2d(a, b)
     gpu_matmul = _gpu_implementations.get("matmul")
     if gpu_matmul is None or a.dtype != np.float32 or b.dtype != np.float32:
         return a @ b
     return gpu_matmul(a, b)
 
 
-def _stacked_matmul(a, b):
-    """a @ b for NumPy stacks of which one is a strided view (such as k.swapaxes(-1, -2)).
+def _matmul_2d(a, b):
+    """(M, K) @ (K, N) on the CPU, its rows split over minift's threads when large enough
+    (each block is one BLAS call on its rows; transposed operands are passed as they are)."""
+    M, K = a.shape
+    out = np.empty((M, b.shape[1]), dtype=np.result_type(a, b))
+    if M * K * b.shape[1] < 1 << 20:                        # too small to be worth a thread
+        return np.matmul(a, b, out=out)
+    split_rows(lambda rows: np.matmul(a[rows], b, out=out[rows]), M, min_rows=16)
+    return out
 
-    NumPy hands a stack of matrices to BLAS only when it is contiguous; a transposed
-    view falls to a generic loop about 100x slower. BLAS itself takes a transposed
-    2-D matrix at full speed, so multiply matrix by matrix (no copy of the operands).
+
+def _stacked_matmul(a, b):
+    """a @ b for NumPy stacks of matrices, matrix by matrix, the stack split over
+    minift's threads.
+
+    NumPy hands a stack to BLAS only when it is contiguous; a strided view (such as
+    k.swapaxes(-1, -2) of the (B, H, T, D) heads) falls to a generic loop about 100x
+    slower. BLAS itself takes a transposed 2-D matrix at full speed, so each matrix of
+    the stack is one BLAS call (no copy of the operands).
     """
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     a = np.broadcast_to(a, batch + a.shape[-2:])
     b = np.broadcast_to(b, batch + b.shape[-2:])
     out = np.empty(batch + (a.shape[-2], b.shape[-1]), dtype=np.result_type(a, b))
-    for i in np.ndindex(*batch):
-        np.matmul(a[i], b[i], out=out[i])
+    index = list(np.ndindex(*batch))
+
+    def block(rows):
+        for i in index[rows]:
+            np.matmul(a[i], b[i], out=out[i])
+    split_rows(block, len(index))
     return out
 
 

@@ -59,11 +59,13 @@ def bench_engine(print_fn=print):
 
 
 def matmul_rate(n=1024, repeats=5):
-    """FLOP/s of a float32 n x n NumPy matmul on this machine (best of `repeats`)."""
+    """FLOP/s of a float32 n x n matmul on this machine, as minift runs it (backend.matmul:
+    BLAS, split over minift's threads); best of `repeats`."""
+    from .backend import matmul
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, n)).astype(np.float32)
     y = rng.standard_normal((n, n)).astype(np.float32)
-    return 2 * n ** 3 / _best_of(lambda: x @ y, repeats)
+    return 2 * n ** 3 / _best_of(lambda: matmul(x, y), repeats)
 
 
 def model_flops_per_token(config, T):
@@ -132,7 +134,6 @@ def bench_step(print_fn=print, device="cpu", steps=10, shape=None, profile=False
     reference configuration: vocab 2048, block 128, 4 layers, 4 heads, n_embd 128, batch
     16 x 128): time per step, tokens/s, GFLOP/s, peak memory; with profile=True, the
     cost ledger (where the time goes, op type by op type)."""
-    import os
     shape = dict(SHAPES["reference"], **(shape or {}))
     step, config = _training_step(shape, device)
     B, T = shape["batch"], shape["T"]
@@ -144,9 +145,9 @@ def bench_step(print_fn=print, device="cpu", steps=10, shape=None, profile=False
     print_fn(f"  {t * 1e3:8.1f} ms/step   {B * T / t:10,.0f} tokens/s   {flops / t / 1e9:7.2f} GFLOP/s (model)")
     if device != "cpu":
         return t
-    threads = os.environ.get("OPENBLAS_NUM_THREADS", "unset (all cores)")
+    from .parallel import threads
     rate = matmul_rate()
-    print_fn(f"  BLAS threads: OPENBLAS_NUM_THREADS={threads}; NumPy float32 1024^3 matmul: "
+    print_fn(f"  {threads()} thread(s) (MINIFT_NUM_THREADS / OPENBLAS_NUM_THREADS); a float32 1024^3 matmul: "
              f"{rate / 1e9:.2f} GFLOP/s -> the step runs at {flops / t / rate:.0%} of it")
     print_fn(f"  peak memory of a step (NumPy allocations above the model and optimizer): "
              f"{_peak_memory(step) / 2**20:,.1f} MB")

@@ -1,20 +1,23 @@
-"""Fused ops with hand-written backward passes.
+"""Fused ops with hand-written backward passes: softmax, log_softmax, cross_entropy,
+linear, layer_norm, gelu, dropout, embedding (attention has its own module).
 
 Each could be written as a chain of primitives from `ops`, but a fused op is faster
 (one pass, few temporaries), numerically stable (softmax shifts by the row maximum),
 and it is the exact specification that the GPU kernels reproduce. Where a buffer is
 updated in place for speed, a "reference:" line gives the plain formula it computes.
+Row-wise work runs in row blocks over minift's threads (`parallel.rowwise`).
 
-Axes: B batch, T time (sequence; Tq queries, Tk keys in attention), C channels,
-V vocabulary or classes, H heads, D head size, N rows (leading axes flattened, B*T).
+Axes: B batch, T time, C channels, V vocabulary or classes, N rows (leading axes
+flattened, B*T).
 """
 import math
 
 import numpy as np
 
-from . import backend
-from .backend import array_module, scatter_add
-from .tensor import Function, Tensor
+from .. import backend
+from ..backend import array_module, scatter_add
+from ..parallel import rows, rowwise
+from ..tensor import Function, Tensor
 
 
 def _data(x):
@@ -103,12 +106,10 @@ class CrossEntropy(Function):
         # exp(logits - row max) in one buffer (the shift keeps exp finite); the division
         # by the row sum is left to backward, where it joins the scaling pass.
         # reference: p = softmax(logits, axis=1); nll = -log(p[rows, targets])
-        e = logits - logits.max(axis=1, keepdims=True)      # (N, V)
-        rows = xp.arange(n)
-        shifted_target = e[rows, safe_targets]              # (N,)
-        xp.exp(e, out=e)                                    # unnormalised probabilities
-        sum_exp = e.sum(axis=1)                             # (N,)
-        nll = xp.log(sum_exp) - shifted_target              # (N,) -log p[n, t_n]
+        e = xp.empty(logits.shape, dtype=logits.dtype)     # (N, V)
+        sum_exp = xp.empty(n, dtype=logits.dtype)           # (N,)
+        nll = xp.empty(n, dtype=logits.dtype)               # (N,) -log p[n, t_n]
+        rowwise(_cross_entropy_rows, (logits, safe_targets), (e, sum_exp, nll))
         ctx.save(e, sum_exp, safe_targets, row_weight / total)
         return (nll * row_weight).sum() / total
 
@@ -122,10 +123,24 @@ class CrossEntropy(Function):
         # The last backward through this node (backward(keep_graph=False)) may turn the
         # saved exponentials into the gradient in place: the largest array of a language
         # model's step is then not allocated twice.
-        grad = e if getattr(ctx, "last_backward", False) else e.copy()
-        grad *= (row_scale / sum_exp)[:, None]              # (N, V) scaled p
-        grad[xp.arange(e.shape[0]), targets] -= row_scale   # minus the one-hot
+        grad = e if getattr(ctx, "last_backward", False) else xp.empty(e.shape, dtype=e.dtype)
+
+        def block(e, row_factor, targets, row_scale, grad):
+            xp.multiply(e, row_factor[:, None], out=grad)    # (n, V) scaled p
+            grad[xp.arange(len(grad)), targets] -= row_scale  # minus the one-hot
+        rowwise(block, (e, row_scale / sum_exp, targets, row_scale), (grad,))
         return grad, None
+
+
+def _cross_entropy_rows(logits, targets, e, sum_exp, nll):
+    """Rows of CrossEntropy.forward: e = exp(logits - row max), its row sums, and
+    -log p[n, t_n] = log(sum_exp) - (logits - max)[n, t_n]."""
+    xp = array_module(logits)
+    xp.subtract(logits, logits.max(axis=1, keepdims=True), out=e)
+    shifted_target = e[xp.arange(len(e)), targets]        # (n,)
+    xp.exp(e, out=e)                                      # unnormalised probabilities
+    e.sum(axis=1, out=sum_exp)
+    xp.subtract(xp.log(sum_exp), shifted_target, out=nll)
 
 
 def cross_entropy(logits, targets, ignore_index=-100, weight=None):
@@ -174,10 +189,10 @@ class Linear(Function):
         dweight (In, Out); dbias (Out,)."""
         x, weight = ctx.saved
         need_x, need_w, need_b = ctx.needs_input_grad
-        rows = g.reshape(-1, g.shape[-1])                   # (N, Out)
+        g2 = g.reshape(-1, g.shape[-1])                     # (N, Out)
         dx = backend.matmul(g, weight.T) if need_x else None
-        dw = backend.matmul(x.reshape(-1, x.shape[-1]).T, rows) if need_w else None
-        db = rows.sum(axis=0) if need_b else None
+        dw = backend.matmul(x.reshape(-1, x.shape[-1]).T, g2) if need_w else None
+        db = g2.sum(axis=0) if need_b else None
         return dx, dw, db
 
 
@@ -196,14 +211,25 @@ class LayerNorm(Function):
 
     def forward(ctx, x, weight, bias, eps=1e-5):
         xp = array_module(x)
-        mu = x.mean(axis=-1, keepdims=True)                 # (..., 1)
-        xc = x - mu
-        var = (xc * xc).mean(axis=-1, keepdims=True)        # (..., 1)
-        rstd = 1.0 / xp.sqrt(var + eps)                     # (..., 1)
-        xhat = xc * rstd                                    # (..., C)
+        xhat = xp.empty(x.shape, dtype=x.dtype)             # (..., C), C order (written by rows)
+        rstd = xp.empty(x.shape[:-1] + (1,), dtype=x.dtype)  # (..., 1)
+        y = xp.empty(x.shape, dtype=x.dtype)
+
+        def block(x, xhat, rstd, y):                        # x (n, C): each row on its own
+            mu = x.mean(axis=-1, keepdims=True)             # (n, 1)
+            xc = x - mu
+            var = (xc * xc).mean(axis=-1, keepdims=True)    # (n, 1)
+            rstd[...] = 1.0 / xp.sqrt(var + eps)
+            xp.multiply(xc, rstd, out=xhat)
+            if weight is not None:
+                xp.multiply(xhat, weight, out=y)
+            else:
+                y[...] = xhat
+            if bias is not None:
+                y += bias
+        rowwise(block, (rows(x),), (rows(xhat), rows(rstd), rows(y)))
         ctx.save(xhat, rstd, weight)
-        y = xhat * weight if weight is not None else xhat
-        return y + bias if bias is not None else y
+        return y
 
     def backward(ctx, g):
         """With xhat = (x - mean) * rstd and dxhat = g * weight (means over the C axis):
@@ -217,14 +243,19 @@ class LayerNorm(Function):
         """
         xhat, rstd, weight = ctx.saved
         need_x, need_w, need_b = ctx.needs_input_grad
-        rows = tuple(range(g.ndim - 1))
-        dw = (g * xhat).sum(axis=rows) if need_w else None
-        db = g.sum(axis=rows) if need_b else None
+        leading = tuple(range(g.ndim - 1))                  # every axis but C
+        dw = (g * xhat).sum(axis=leading) if need_w else None
+        db = g.sum(axis=leading) if need_b else None
         dx = None
         if need_x:
-            dxhat = g * weight if weight is not None else g
-            dx = rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True)
-                         - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))
+            dx = array_module(g).empty(xhat.shape, dtype=xhat.dtype)
+
+            def block(g, xhat, rstd, dx):                   # (n, C), (n, C), (n, 1) -> (n, C)
+                dxhat = g * weight if weight is not None else g
+                t = dxhat - dxhat.mean(axis=-1, keepdims=True)
+                t -= xhat * (dxhat * xhat).mean(axis=-1, keepdims=True)
+                array_module(t).multiply(rstd, t, out=dx)
+            rowwise(block, (rows(g), rows(xhat), rows(rstd)), (rows(dx),))
         return dx, dw, db
 
 
@@ -236,11 +267,11 @@ def layer_norm(x, weight, bias, eps=1e-5):
 _GELU_C = math.sqrt(2.0 / math.pi)
 
 
-def _sigmoid_2u(x):
-    """s = sigmoid(2u) = 1 / (1 + exp(-2u)),  u = c (x + 0.044715 x^3): GELU's gate,
-    built in one buffer with a few in-place passes over x."""
+def _sigmoid_2u(x, out):
+    """out = sigmoid(2u) = 1 / (1 + exp(-2u)),  u = c (x + 0.044715 x^3): GELU's gate,
+    built in the buffer `out` with a few in-place passes."""
     xp = array_module(x)
-    e = x * x
+    e = xp.multiply(x, x, out=out)
     e *= -2 * _GELU_C * 0.044715
     e -= 2 * _GELU_C
     e *= x                                     # -2u
@@ -248,6 +279,23 @@ def _sigmoid_2u(x):
         xp.exp(e, out=e)
     e += 1.0
     return xp.reciprocal(e, out=e)             # s
+
+
+def _gelu_rows(x, y):
+    _sigmoid_2u(x, out=y)
+    y *= x                                     # y = x * s, in s's buffer
+
+
+def _gelu_grad_rows(x, g, d):
+    s = _sigmoid_2u(x, out=array_module(x).empty_like(x))   # the same numbers as in forward
+    array_module(x).multiply(x, x, out=d)
+    d *= 3 * 0.044715
+    d += 1.0
+    d *= x
+    d *= 2 * _GELU_C                           # 2 x du/dx
+    d *= s * (1.0 - s)
+    d += s
+    d *= g
 
 
 class GELU(Function):
@@ -264,26 +312,20 @@ class GELU(Function):
 
     def forward(ctx, x):
         ctx.save(x)
-        y = _sigmoid_2u(x)
-        y *= x                                     # y = x * s, in s's buffer
+        y = array_module(x).empty(x.shape, dtype=x.dtype)   # C order: written by rows
+        rowwise(_gelu_rows, (rows(x),), (rows(y),))
         return y
 
     def backward(ctx, g):
         """dy/dx = s + x s (1 - s) 2c (1 + 3 * 0.044715 x^2),  s = sigmoid(2u);
-        dL/dx = g * dy/dx, all of x's shape. The buffer d is built in place.
+        dL/dx = g * dy/dx, all of x's shape. The buffer d is built in place
+        (_gelu_grad_rows), the gate s computed again.
 
         reference: dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2),
         t = tanh(u) (the same number)."""
         (x,) = ctx.saved
-        s = _sigmoid_2u(x)                         # the same numbers as in forward
-        d = x * x
-        d *= 3 * 0.044715
-        d += 1.0
-        d *= x
-        d *= 2 * _GELU_C                           # 2 x du/dx
-        d *= s * (1.0 - s)
-        d += s
-        d *= g
+        d = array_module(x).empty(x.shape, dtype=x.dtype)
+        rowwise(_gelu_grad_rows, (rows(x), rows(g)), (rows(d),))
         return d
 
 
@@ -344,87 +386,3 @@ def embedding(ids, weight):
 
 
 # ----------------------------------------------------------------------------- attention
-
-_mask_cache = {}
-
-
-def _causal_bias(xp, tq, tk, dtype):
-    """(tq, tk) additive mask: 0 where query i may see key j, -inf where j is in its
-    future. Queries are the last tq positions of the tk keys (tq < tk when decoding
-    with a KV cache)."""
-    key = (xp.__name__, tq, tk, np.dtype(dtype).str)
-    bias = _mask_cache.get(key)
-    if bias is None:
-        future = xp.arange(tk)[None, :] > xp.arange(tk - tq, tk)[:, None]
-        bias = xp.where(future, xp.asarray(-np.inf, dtype=dtype), xp.asarray(0, dtype=dtype))
-        _mask_cache[key] = bias
-    return bias
-
-
-class CausalAttention(Function):
-    """out = softmax(q @ k^T / sqrt(D) + causal mask) @ v;  q (B, H, Tq, D),
-    k and v (B, H, Tk, D), out (B, H, Tq, D).
-
-    Keeps q, k, v and the (B, H, Tq, Tk) probabilities P for backward: O(T^2) memory
-    per head. The fused GPU kernels (minift.cuda.FusedCausalAttention, used instead
-    when they apply) keep only the output and one log-sum-exp per query row, and
-    recompute P tile by tile in backward (see kernels/attention_*.cu).
-    """
-
-    def forward(ctx, q, k, v):
-        xp = array_module(q)
-        scale = 1.0 / math.sqrt(q.shape[-1])
-        ctx.scale = scale
-        s = backend.matmul(q * q.dtype.type(scale), k.swapaxes(-1, -2))  # (B, H, Tq, Tk) scaled scores
-        s += _causal_bias(xp, q.shape[-2], k.shape[-2], q.dtype)
-        # Softmax over the keys in place: the score buffer becomes the probabilities.
-        # reference: p = softmax(s, axis=-1)
-        s -= s.max(axis=-1, keepdims=True)
-        p = xp.exp(s, out=s)
-        p /= p.sum(axis=-1, keepdims=True)                  # (B, H, Tq, Tk)
-        ctx.save(q, k, v, p)
-        return backend.matmul(p, v)                         # (B, H, Tq, D)
-
-    def flops(ctx, q, k, v):
-        """(forward, backward): q k^T and P v forward, four products back, each 2 B H Tq Tk D
-        as computed here (the masked half of the scores included)."""
-        B, H, Tq, D = q.shape
-        n = 2 * B * H * Tq * k.shape[-2] * D
-        return 2 * n, 4 * n if any(ctx.needs_input_grad) else 0
-
-    def backward(ctx, g):
-        """With S = q k^T * scale, P = softmax(S + mask), out = P v and G = dL/dout:
-
-            dv = P^T G                          (B, H, Tk, D)
-            dP = G v^T                          (B, H, Tq, Tk)
-            dS = P * (dP - sum_j(dP * P))       (B, H, Tq, Tk), softmax backward by rows
-            dq = dS k * scale                   (B, H, Tq, D)
-            dk = dS^T q * scale                 (B, H, Tk, D)
-
-        G is (B, H, Tq, D).
-        """
-        q, k, v, p = ctx.saved
-        need_q, need_k, need_v = ctx.needs_input_grad
-        dv = backend.matmul(p.swapaxes(-1, -2), g) if need_v else None   # (B, H, Tk, D)
-        # dP, then dS in the same buffer.  reference: ds = p * (dp - (dp * p).sum(-1, keepdims=True))
-        ds = backend.matmul(g, v.swapaxes(-1, -2))          # dP (B, H, Tq, Tk)
-        ds -= (ds * p).sum(axis=-1, keepdims=True)
-        ds *= p                                             # dS (B, H, Tq, Tk)
-        scale = q.dtype.type(ctx.scale)                     # applied to the small (T, D) results
-        dq = backend.matmul(ds, k) * scale if need_q else None
-        dk = backend.matmul(ds.swapaxes(-1, -2), q) * scale if need_k else None
-        return dq, dk, dv
-
-
-def causal_attention(q, k, v):
-    """Scaled dot-product attention with a causal mask; q (B, H, Tq, D), k and v
-    (B, H, Tk, D) with Tq <= Tk (queries are the last Tq positions). Returns (B, H, Tq, D).
-
-    `backend` says whether fused GPU kernels take these inputs; otherwise (always on
-    the CPU) the reference `CausalAttention` runs."""
-    if q.ndim != 4 or k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3] \
-            or q.shape[2] > k.shape[2]:
-        raise ValueError(f"causal_attention: expected q (B, H, Tq, D) and k, v (B, H, Tk, D) with "
-                         f"Tq <= Tk; got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
-    fused = backend.fused_causal_attention(_data(q), _data(k), _data(v))
-    return (fused or CausalAttention).apply(q, k, v)
