@@ -128,6 +128,7 @@ class Tensor:
     (`_ctx`, a Function instance) that created it."""
 
     __slots__ = ("data", "grad", "requires_grad", "_ctx", "name", "_seq")
+    is_node = False          # in the graph, a leaf tensor (Functions are the other nodes)
     # Make `ndarray + Tensor` call Tensor.__radd__ instead of NumPy broadcasting over it.
     __array_priority__ = 1000
 
@@ -318,34 +319,37 @@ class Tensor:
         # output) and leaf tensors; gradients are keyed by either.
         grads = {id(self._ctx): grad}
         heap = [(-self._seq, id(self._ctx), self._ctx)]
+        take, get, push, pop, profiling = grads.pop, grads.get, heappush, heappop, _profile   # locals: a hot loop
         while heap:
-            node = heappop(heap)[2]
-            g = grads.pop(id(node))
-            if type(node) is Tensor or isinstance(node, Tensor):   # a leaf: keep its gradient
+            node = pop(heap)[2]
+            g = take(id(node))
+            if not node.is_node:                           # a leaf tensor: keep its gradient
                 node.grad = g if node.grad is None else node.grad + g
                 continue
-            if node.parents is None:
+            parents = node.parents
+            if parents is None:
                 raise RuntimeError(f"backward() through a graph already freed by backward(keep_graph=False) "
                                    f"(at {type(node).__name__}); run the forward pass again")
-            node.last_backward = not keep_graph            # may reuse its saved arrays in place
-            input_grads = node.backward(g) if _profile is None else _profile.backward(node, g)
+            if not keep_graph:
+                node.last_backward = True                  # may reuse its saved arrays in place
+            input_grads = node.backward(g) if profiling is None else profiling.backward(node, g)
             if type(input_grads) is not tuple:
                 input_grads = (input_grads,)
-            parents = node.parents
             if not keep_graph:
-                node.saved, node.parents = None, None      # the saved arrays can go now
+                node.saved = node.parents = None           # the saved arrays can go now
             for parent, gp, needed in zip(parents, input_grads, node.needs_input_grad):
                 if not needed or gp is None:
                     continue
-                if gp.shape != parent.shape:
-                    gp = unbroadcast(gp, parent.shape)
-                if gp.dtype != parent.dtype:
-                    gp = gp.astype(parent.dtype)
+                shape, dtype = parent.shape, parent.dtype
+                if gp.shape != shape:
+                    gp = unbroadcast(gp, shape)
+                if gp.dtype is not dtype and gp.dtype != dtype:    # (identity first: dtypes are shared)
+                    gp = gp.astype(dtype)
                 key = id(parent)
-                previous = grads.get(key)
+                previous = get(key)
                 if previous is None:
                     grads[key] = gp
-                    heappush(heap, (-parent._seq, key, parent))
+                    push(heap, (-parent._seq, key, parent))
                 else:
                     grads[key] = previous + gp
 
@@ -429,6 +433,7 @@ class Function:
     """
 
     __slots__ = ("parents", "needs_input_grad", "saved", "_seq", "shape", "dtype", "last_backward", "__dict__")
+    is_node = True
 
     def save(ctx, *arrays):
         ctx.saved = arrays
@@ -441,14 +446,14 @@ class Function:
         The node links to its inputs' nodes (or, for leaves, to the leaf tensors), not
         to the input tensors themselves: an intermediate array stays alive only while
         the user holds its tensor or some node saved it for backward, as in PyTorch.
-        (Written with plain loops: this is the hot path of every op.)"""
+        (Written for speed: this is the hot path of every op.)"""
         ctx = _new(cls)
         raw, needs, links = [], [], []
         for x in inputs:
             if isinstance(x, Tensor):
                 raw.append(x.data)
                 needs.append(x.requires_grad)
-                links.append(x if x._ctx is None else x._ctx)
+                links.append(x._ctx or x)
             else:
                 raw.append(x)
                 needs.append(False)
@@ -459,7 +464,8 @@ class Function:
         out.grad, out.name = None, None
         out._seq = seq = _next_seq()
         if _grad_enabled and True in needs:
-            # What backward needs to know of the output, kept on the node (see above).
+            # The inputs' nodes (leaves themselves), and what backward needs to know of the
+            # output, kept on this node (see above).
             ctx.parents, ctx._seq, ctx.shape, ctx.dtype = links, seq, data.shape, data.dtype
             out.requires_grad, out._ctx = True, ctx
         else:
