@@ -89,10 +89,7 @@ def test_a_command_that_fails_its_checks_leaves_no_directory(tmp_path):
     ({"vocab_size": 301}, r"tokenizer.json has 300 tokens but the model in config.json was built for 301"),
 ])
 def test_config_json_is_checked_before_anything_is_built(tmp_path, pretrained, change, message):
-    run = tmp_path / "r"
-    run.mkdir()
-    for name in ("config.json", "tokenizer.json", WEIGHTS, "metrics.json"):
-        (run / name).write_bytes((pretrained / name).read_bytes())
+    run = copy_run(pretrained, tmp_path / "r", ("config.json", "tokenizer.json", WEIGHTS, "metrics.json"))
     cfg = json.loads((run / "config.json").read_text())
     cfg["model"].update(change)
     write_json(run / "config.json", cfg)
@@ -102,10 +99,7 @@ def test_config_json_is_checked_before_anything_is_built(tmp_path, pretrained, c
 
 
 def test_weights_that_do_not_fit_are_refused_by_their_header(tmp_path, pretrained):
-    run = tmp_path / "r"
-    run.mkdir()
-    for name in ("config.json", "tokenizer.json", "metrics.json"):
-        (run / name).write_bytes((pretrained / name).read_bytes())
+    run = copy_run(pretrained, tmp_path / "r", ("config.json", "tokenizer.json", "metrics.json"))
     arrays, _ = load_safetensors(pretrained / WEIGHTS)
     save_safetensors(run / WEIGHTS, {k: v for k, v in arrays.items() if k != "transformer.wpe.weight"})
     with pytest.raises(MiniftError, match="no tensor transformer.wpe.weight"):
@@ -119,10 +113,7 @@ def test_weights_that_do_not_fit_are_refused_by_their_header(tmp_path, pretraine
 # ----------------------------------------------------------------------------- repair, finished, remove
 
 def test_repair_brings_weights_and_metrics_back_to_the_checkpoint(tmp_path, pretrained):
-    run_path = tmp_path / "r"
-    run_path.mkdir()
-    for name in os_listdir(pretrained):
-        (run_path / name).write_bytes((pretrained / name).read_bytes())
+    run_path = copy_run(pretrained, tmp_path / "r")
     model_state, _, meta = RunDir(run_path).load_checkpoint()
     stale = {k: v + 1 for k, v in model_state.items()}
     with RunDir(run_path) as run:
@@ -141,6 +132,14 @@ def os_listdir(path):
     return [p.name for p in path.iterdir() if p.is_file()]
 
 
+def copy_run(src, dst, names=None):
+    """A copy of the run directory `src` (or of the files `names` of it) at `dst`."""
+    dst.mkdir()
+    for name in names or os_listdir(src):
+        (dst / name).write_bytes((src / name).read_bytes())
+    return dst
+
+
 def test_remove_only_deletes_runs_of_the_kinds_asked_for(tmp_path, pretrained):
     with pytest.raises(MiniftError, match="needs a fine-tuned run"):
         RunDir(pretrained).remove(FINETUNED_KINDS)
@@ -148,10 +147,7 @@ def test_remove_only_deletes_runs_of_the_kinds_asked_for(tmp_path, pretrained):
     (tmp_path / "notes" / "todo.txt").write_text("keep me")
     with pytest.raises(MiniftError, match="holds no run; not deleting it"):
         RunDir(tmp_path / "notes").remove(PRETRAINED_KINDS)
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    for name in os_listdir(pretrained):
-        (copy / name).write_bytes((pretrained / name).read_bytes())
+    copy = copy_run(pretrained, tmp_path / "copy")
     RunDir(copy).remove(PRETRAINED_KINDS)
     assert not copy.exists() and (tmp_path / "notes" / "todo.txt").exists()
 
@@ -255,10 +251,7 @@ def test_cli_refuses_non_finite_or_out_of_range_settings_before_writing(tmp_path
 # ----------------------------------------------------------------------------- --resume and its flags
 
 def test_resume_refuses_flags_that_contradict_the_run(tmp_path, pretrained, corpus_file, capsys):
-    run = tmp_path / "r"
-    run.mkdir()
-    for name in os_listdir(pretrained):
-        (run / name).write_bytes((pretrained / name).read_bytes())
+    run = copy_run(pretrained, tmp_path / "r")
     for flags, message in ((["--lr", "0.5"], "--lr 0.5 contradicts the run"),
                            (["--steps", "3"], "--steps 3 contradicts the run .* steps = 4"),
                            (["--seed", "7"], "--seed 7 contradicts"),
@@ -312,10 +305,7 @@ def test_generate_and_classify_refuse_the_wrong_kind_of_run(tmp_path, pretrained
 
 def test_a_weight_relabelled_to_an_integer_dtype_is_refused(tmp_path, pretrained):
     """F32 -> I32 keeps every byte count right, so only the loader's expectation catches it."""
-    run = tmp_path / "r"
-    run.mkdir()
-    for name in os_listdir(pretrained):
-        (run / name).write_bytes((pretrained / name).read_bytes())
+    run = copy_run(pretrained, tmp_path / "r")
     blob = (run / WEIGHTS).read_bytes()
     n = int.from_bytes(blob[:8], "little")
     header = json.loads(blob[8:8 + n])
@@ -356,10 +346,7 @@ def test_a_fine_tuned_runs_config_is_checked(tmp_path, pretrained, field, value,
 
 
 def test_a_tampered_checkpoint_is_one_sentence(tmp_path, pretrained):
-    run = tmp_path / "r"
-    run.mkdir()
-    for name in os_listdir(pretrained):
-        (run / name).write_bytes((pretrained / name).read_bytes())
+    run = copy_run(pretrained, tmp_path / "r")
     arrays, meta = load_safetensors(run / CHECKPOINT)
     minift_meta = json.loads(meta["minift"])
     minift_meta["step"] = 2
