@@ -1,6 +1,6 @@
 """minift: a from-scratch, readable framework for pretraining a small GPT and
 adapting it to a task. Read the modules in this order (each imports only those
-before it): errors, backend, files, tensor, ops, functional, gradcheck, nn, model,
+before it): errors, parallel, backend, files, tensor, ops, functional, gradcheck, nn, model,
 optim, data, runs, trainer, pretrain, adapt, generate, cli, bench, and last the GPU
 appendix, cuda (with bench_kernels)."""
 from . import cuda, functional   # cuda registers the GPU kernels with backend; no CuPy import

@@ -136,15 +136,16 @@ def pretrain(out_dir, config=None, *, resume=False, device="cpu", until=None, lo
     with claim(out_dir, "pretrain", resume, device) as run:
         if resume and run.holds_run():
             config, tokenizer, documents = reopen(run, config or {}, log)
+            ids = None                                      # from the token cache, if it is current
         else:
             if resume:
                 log(f"{out_dir} holds no run yet (it stopped before writing {run.file('config.json').name}): "
                     f"starting it")
             config = config if isinstance(config, PretrainConfig) else PretrainConfig(**(config or {}))
             run.require_new()
-            tokenizer, documents = start(run, config, log)
+            tokenizer, documents, ids = start(run, config, log)
         model_config = GPTConfig(vocab_size=tokenizer.vocab_size, **PRESETS[config.preset])
-        ids = tokenize_corpus(documents, tokenizer, cache_dir=run.path)
+        ids = tokenize_corpus(documents, tokenizer, cache_dir=run.path, ids=ids)
         train_ids, val_ids = split_tokens(ids, model_config.block_size, config)
         log(f"corpus: {len(ids):,} tokens ({len(train_ids):,} train, {len(val_ids):,} validation)")
 
@@ -168,17 +169,18 @@ def pretrain(out_dir, config=None, *, resume=False, device="cpu", until=None, lo
 
 def start(run, config, log):
     """A new run: corpus, tokenizer, and every check that needs them, then config.json
-    and tokenizer.json. Returns (tokenizer, documents)."""
+    and tokenizer.json. Returns (tokenizer, documents, token ids)."""
     documents = load_documents(config)
     log(f"training a {config.vocab_size}-token BPE tokenizer on {len(documents):,} documents")
     tokenizer = Tokenizer.train(documents, vocab_size=config.vocab_size)
     block_size = PRESETS[config.preset]["block_size"]
-    split_tokens(tokenize_corpus(documents, tokenizer), block_size, config)   # enough text? (nothing written yet)
+    ids = tokenize_corpus(documents, tokenizer)
+    split_tokens(ids, block_size, config)                   # enough text? (nothing is written yet)
     model_config = GPTConfig(vocab_size=tokenizer.vocab_size, **PRESETS[config.preset])
     run.save_tokenizer(tokenizer)
     run.write_config({"kind": "pretrain", "format": 2, "model": model_config, "train": config.to_dict(),
                       "tokenizer_fingerprint": tokenizer.fingerprint(), "corpus_sha256": corpus_sha256(documents)})
-    return tokenizer, documents
+    return tokenizer, documents, ids
 
 
 def reopen(run, insisted, log):

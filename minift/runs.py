@@ -226,10 +226,10 @@ class RunDir:
         header, _ = read_safetensors_header(self.file(WEIGHTS), expect_dtypes=FLOAT_DTYPES)
         check_weights_fit(config, header, self.file(WEIGHTS))
 
-    def save_weights(self, state, step, finished=False):
+    def save_weights(self, state, step):
         """model.safetensors: the weights alone, with the step they belong to."""
         self._require_lock()
-        meta = {"minift": json.dumps({"step": int(step), "final": bool(finished)})}
+        meta = {"minift": json.dumps({"step": int(step)})}
         save_safetensors(self.file(WEIGHTS), state, meta)
 
     def weights_step(self):

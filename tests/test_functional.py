@@ -202,6 +202,49 @@ def test_causal_attention_keeps_at_most_the_probabilities():
     assert biggest <= 2 * 2 * 6 * 6
 
 
+def test_causal_attention_in_several_tiles():
+    """Longer than one tile (functional/attention.py, 64 query rows): the same numbers as
+    the plain formula, exact gradients, queries fewer than keys too; the probabilities
+    saved for backward are the tiles' (never more than the full T x T)."""
+    rng = np.random.default_rng(1)
+    for tq, tk in ((70, 70), (67, 131)):
+        q = leaf(rng.standard_normal((1, 1, tq, 2)))
+        k, v = leaf(rng.standard_normal((1, 1, tk, 2))), leaf(rng.standard_normal((1, 1, tk, 2)))
+        out = F.causal_attention(q, k, v)
+        np.testing.assert_allclose(out.data, np_causal_attention(q.data, k.data, v.data), rtol=1e-10, atol=1e-12)
+        probabilities = out._ctx.saved[-1]
+        assert len(probabilities) == 2 and sum(p.size for p in probabilities) < tq * tk
+        assert gradcheck(F.causal_attention, [q, k, v])
+
+
+def test_row_blocks_on_several_threads_give_the_same_numbers(monkeypatch):
+    """With the work split into many row blocks over threads (minift.parallel), the
+    row-wise ops and attention's heads give bit for bit what one block gives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import minift.parallel as parallel
+    rng = np.random.default_rng(2)
+    x, w, b = rng.standard_normal((2, 9, 5)), rng.standard_normal(5), rng.standard_normal(5)
+    logits, targets = rng.standard_normal((18, 7)), rng.integers(0, 7, 18)
+    q, k, v = (rng.standard_normal((2, 3, 70, 4)) for _ in range(3))
+
+    def run():
+        inputs = [leaf(a.copy()) for a in (x, w, b, logits, q, k, v)]
+        tx, tw, tb, tl, tq, tk, tv = inputs
+        out = (F.layer_norm(tx, tw, tb) * 1.5).sum() + F.gelu(tx).sum() + F.cross_entropy(tl, targets) \
+            + (F.causal_attention(tq, tk, tv) ** 2).sum()
+        out.backward()
+        return [out.data] + [t.grad for t in inputs]
+
+    monkeypatch.setattr(parallel, "_threads", 1)
+    one_block = run()
+    monkeypatch.setattr(parallel, "_threads", 3)
+    monkeypatch.setattr(parallel, "_pool", ThreadPoolExecutor(2))
+    monkeypatch.setattr(parallel, "ROW_BLOCK_ELEMENTS", 1)           # one row per block where possible
+    for a, b_ in zip(one_block, run()):
+        np.testing.assert_array_equal(a, b_)
+
+
 def test_causal_attention_shape_errors():
     with pytest.raises(ValueError, match="causal_attention"):
         F.causal_attention(leaf(np.zeros((1, 1, 4, 2))), leaf(np.zeros((1, 1, 3, 2))), leaf(np.zeros((1, 1, 3, 2))))

@@ -279,7 +279,7 @@ def finish(run, task, model, encoded, y, labels, trainer, log):
     if has_lora(model):
         merge_lora(model)                        # the same function, plain GPT-2 names again
     step = trainer.step if trainer is not None else 0
-    run.save_weights(model.state_dict(), step, finished=True)
+    run.save_weights(model.state_dict(), step)
     results = {}
     for name in [n for n in encoded if n != "train"]:
         scores = task.scores(model, encoded[name])

@@ -75,7 +75,7 @@ def _load_cache(bin_path, meta_path, expected):
     return np.memmap(bin_path, dtype=dtype, mode="r", shape=(length,))
 
 
-def tokenize_corpus(documents, tokenizer, cache_dir=None):
+def tokenize_corpus(documents, tokenizer, cache_dir=None, ids=None):
     """Encode `documents` into one flat array of ids, with `tokenizer.eot_id` after each.
 
     The dtype is uint16 when the vocabulary fits (vocab_size <= 65536), else int32.
@@ -84,6 +84,8 @@ def tokenize_corpus(documents, tokenizer, cache_dir=None):
     (dtype, length, the sha256 of the documents and the tokenizer's fingerprint). A later
     call with the same documents and tokenizer returns the cached ids, memory-mapped
     read-only, without encoding again; a different corpus or tokenizer rebuilds them.
+    `ids`, when given, are these documents already encoded (by a call without a cache
+    directory): they are then only written to the cache, not encoded again.
     """
     if isinstance(documents, str):
         raise TypeError("tokenize_corpus expects a list of documents, not one string; "
@@ -109,7 +111,8 @@ def tokenize_corpus(documents, tokenizer, cache_dir=None):
     if cached is not None:
         return cached
 
-    ids = _encode_documents(documents, tokenizer, dtype)
+    if ids is None:
+        ids = _encode_documents(documents, tokenizer, dtype)
     # Remove the old description first: if we crash after writing tokens.bin, no
     # tokens.json is left that could vouch for the wrong ids.
     meta_path.unlink(missing_ok=True)
