@@ -14,6 +14,53 @@ import time
 
 import numpy as np
 
+from .tensor import set_profiler
+
+
+class profile:
+    """Time every op while active, by op type: the cost ledger of
+    `python -m minift.bench step --profile` is made from it.
+
+        with profile() as p:
+            loss = model(x, y)[1]; loss.backward()
+        p.ops["Linear"]   # {"calls", "forward_s", "backward_s", "flops"}
+
+    FLOPs come from an op's optional `flops(ctx, *inputs)` -> (forward, backward) method
+    (the matrix products: MatMul, Linear, CausalAttention); other ops count 0, since
+    their cost is memory traffic. Timings are host wall time (CPU arrays)."""
+
+    def __init__(self):
+        self.ops = {}
+
+    def __enter__(self):
+        self._previous = set_profiler(self)
+        return self
+
+    def __exit__(self, *exc):
+        set_profiler(self._previous)
+
+    def _entry(self, ctx):
+        return self.ops.setdefault(type(ctx).__name__, {"calls": 0, "forward_s": 0.0, "backward_s": 0.0, "flops": 0})
+
+    def forward(self, ctx, raw, options):
+        t = time.perf_counter()
+        out = ctx.forward(*raw, **options)
+        entry = self._entry(ctx)
+        entry["forward_s"] += time.perf_counter() - t
+        entry["calls"] += 1
+        if hasattr(ctx, "flops"):
+            forward, ctx.backward_flops = ctx.flops(*raw)
+            entry["flops"] += forward
+        return out
+
+    def backward(self, ctx, g):
+        t = time.perf_counter()
+        grads = ctx.backward(g)
+        entry = self._entry(ctx)
+        entry["backward_s"] += time.perf_counter() - t
+        entry["flops"] += getattr(ctx, "backward_flops", 0)
+        return grads
+
 
 def _best_of(fn, repeats, inner=1):
     """Best wall time of `repeats` runs of `inner` calls, per call, in seconds."""
@@ -158,7 +205,6 @@ def bench_step(print_fn=print, device="cpu", steps=10, shape=None, profile=False
 
 def ledger(step, n, matmul_rate):
     """The cost ledger: `n` profiled steps, op type by op type, as a text table."""
-    from .tensor import profile
     timings = {}
     t0 = time.perf_counter()
     with profile() as p:

@@ -23,7 +23,6 @@ operator looks its op up by name when it runs.
 import itertools
 import operator
 from heapq import heappop, heappush
-from time import perf_counter
 
 import numpy as np
 
@@ -89,7 +88,7 @@ def primitive(cls):
 
 def _scalar(x, like):
     """A Python number as `like`'s dtype, so float32 stays float32; anything else as is."""
-    return x if isinstance(x, Tensor) else like.data.dtype.type(x) if np.isscalar(x) else x
+    return like.data.dtype.type(x) if np.isscalar(x) else x
 
 
 def _binary(op_name, reflected=False):
@@ -100,7 +99,9 @@ def _binary(op_name, reflected=False):
             return _primitives[op_name].apply(_scalar(other, self), self)
     else:
         def method(self, other):
-            return _primitives[op_name].apply(self, _scalar(other, self))
+            if not isinstance(other, Tensor):
+                other = _scalar(other, self)
+            return _primitives[op_name].apply(self, other)
     return method
 
 
@@ -315,90 +316,66 @@ class Tensor:
         # A tensor is always created after its inputs, so visiting the graph newest first
         # (largest creation number `_seq`, from a heap) is a reverse topological order:
         # when a node is popped, every node that used its output has already sent it its
-        # gradient contribution. The graph holds nodes (Functions, each standing for its
-        # output) and leaf tensors; gradients are keyed by either.
-        grads = {id(self._ctx): grad}
-        heap = [(-self._seq, id(self._ctx), self._ctx)]
-        take, get, push, pop, profiling = grads.pop, grads.get, heappush, heappop, _profile   # locals: a hot loop
-        while heap:
-            node = pop(heap)[2]
-            g = take(id(node))
-            if not node.is_node:                           # a leaf tensor: keep its gradient
-                node.grad = g if node.grad is None else node.grad + g
+        # gradient contribution, summed in the node's `pending` slot. A leaf needs no
+        # visit: its contributions are added to its `.grad` as they arrive.
+        root = self._ctx
+        root.pending = grad
+        heap = [(-self._seq, root)]
+        try:
+            _walk(heap, keep_graph)
+        finally:
+            for _, node in heap:                 # only after an error: leave no stale sums
+                node.pending = None
+
+
+def _walk(heap, keep_graph):
+    """The loop of `backward`, over the heap of nodes that have received a gradient."""
+    push, pop, profiling = heappush, heappop, _profile       # locals: a hot loop
+    while heap:
+        node = pop(heap)[1]
+        g, node.pending = node.pending, None
+        parents = node.parents
+        if parents is None:
+            raise RuntimeError(f"backward() through a graph already freed by backward(keep_graph=False) "
+                               f"(at {type(node).__name__}); run the forward pass again")
+        if not keep_graph:
+            node.last_backward = True                      # may reuse its saved arrays in place
+        input_grads = node.backward(g) if profiling is None else profiling.backward(node, g)
+        if type(input_grads) is not tuple:
+            input_grads = (input_grads,)
+        if not keep_graph:
+            node.saved = node.parents = None               # the saved arrays can go now
+        for parent, gp, needed in zip(parents, input_grads, node.needs_input_grad):
+            if not needed or gp is None:
                 continue
-            parents = node.parents
-            if parents is None:
-                raise RuntimeError(f"backward() through a graph already freed by backward(keep_graph=False) "
-                                   f"(at {type(node).__name__}); run the forward pass again")
-            if not keep_graph:
-                node.last_backward = True                  # may reuse its saved arrays in place
-            input_grads = node.backward(g) if profiling is None else profiling.backward(node, g)
-            if type(input_grads) is not tuple:
-                input_grads = (input_grads,)
-            if not keep_graph:
-                node.saved = node.parents = None           # the saved arrays can go now
-            for parent, gp, needed in zip(parents, input_grads, node.needs_input_grad):
-                if not needed or gp is None:
-                    continue
-                shape, dtype = parent.shape, parent.dtype
-                if gp.shape != shape:
-                    gp = unbroadcast(gp, shape)
-                if gp.dtype is not dtype and gp.dtype != dtype:    # (identity first: dtypes are shared)
-                    gp = gp.astype(dtype)
-                key = id(parent)
-                previous = get(key)
-                if previous is None:
-                    grads[key] = gp
-                    push(heap, (-parent._seq, key, parent))
-                else:
-                    grads[key] = previous + gp
+            is_node = parent.is_node
+            like = parent if is_node else parent.data      # a node knows its output's shape and dtype
+            if gp.shape != like.shape or gp.dtype is not like.dtype:   # (dtypes are shared objects)
+                gp = _conform(gp, like.shape, like.dtype)
+            if not is_node:                                # a leaf tensor: keep its gradient
+                parent.grad = gp if parent.grad is None else parent.grad + gp
+            elif parent.pending is None:
+                parent.pending = gp
+                push(heap, (-parent._seq, parent))
+            else:
+                parent.pending = parent.pending + gp
 
 
-class profile:
-    """Time every op while active, by op type: the cost ledger of
-    `python -m minift.bench step --profile` is made from it.
+def set_profiler(profiler):
+    """Make `profiler` (or None) time every op from now on; returns the one it replaces.
+    A profiler has `forward(ctx, raw, options)` and `backward(ctx, g)`, which run the
+    op's own and time it: `bench.profile`, the cost ledger's, is one."""
+    global _profile
+    previous, _profile = _profile, profiler
+    return previous
 
-        with profile() as p:
-            loss = model(x, y)[1]; loss.backward()
-        p.ops["Linear"]   # {"calls", "forward_s", "backward_s", "flops"}
 
-    FLOPs come from an op's optional `flops(ctx, *inputs)` -> (forward, backward) method
-    (the matrix products: MatMul, Linear, CausalAttention); other ops count 0, since
-    their cost is memory traffic. Timings are host wall time (CPU arrays)."""
-
-    def __init__(self):
-        self.ops = {}
-
-    def __enter__(self):
-        global _profile
-        self._previous, _profile = _profile, self
-        return self
-
-    def __exit__(self, *exc):
-        global _profile
-        _profile = self._previous
-
-    def _entry(self, ctx):
-        return self.ops.setdefault(type(ctx).__name__, {"calls": 0, "forward_s": 0.0, "backward_s": 0.0, "flops": 0})
-
-    def forward(self, ctx, raw, options):
-        t = perf_counter()
-        out = ctx.forward(*raw, **options)
-        entry = self._entry(ctx)
-        entry["forward_s"] += perf_counter() - t
-        entry["calls"] += 1
-        if hasattr(ctx, "flops"):
-            forward, ctx.backward_flops = ctx.flops(*raw)
-            entry["flops"] += forward
-        return out
-
-    def backward(self, ctx, g):
-        t = perf_counter()
-        grads = ctx.backward(g)
-        entry = self._entry(ctx)
-        entry["backward_s"] += perf_counter() - t
-        entry["flops"] += getattr(ctx, "backward_flops", 0)
-        return grads
+def _conform(grad, shape, dtype):
+    """An input's gradient in the input's shape and dtype: summed over broadcast axes,
+    cast back where an op computed in another dtype."""
+    if grad.shape != shape:
+        grad = unbroadcast(grad, shape)
+    return grad if grad.dtype == dtype else grad.astype(dtype)
 
 
 def unbroadcast(grad, shape):
@@ -432,7 +409,8 @@ class Function:
     is freed after it), so backward may reuse its saved arrays in place.
     """
 
-    __slots__ = ("parents", "needs_input_grad", "saved", "_seq", "shape", "dtype", "last_backward", "__dict__")
+    __slots__ = ("parents", "needs_input_grad", "saved", "_seq", "shape", "dtype", "last_backward",
+                 "pending", "__dict__")
     is_node = True
 
     def save(ctx, *arrays):
@@ -448,25 +426,27 @@ class Function:
         the user holds its tensor or some node saved it for backward, as in PyTorch.
         (Written for speed: this is the hot path of every op.)"""
         ctx = _new(cls)
-        raw, needs, links = [], [], []
-        for x in inputs:
-            if isinstance(x, Tensor):
-                raw.append(x.data)
-                needs.append(x.requires_grad)
-                links.append(x._ctx or x)
-            else:
-                raw.append(x)
-                needs.append(False)
-                links.append(None)
+        if len(inputs) == 2 and type(inputs[0]) is Tensor and type(inputs[1]) is Tensor:
+            a, b = inputs                        # the most common case, without the loop
+            raw, needs, links = (a.data, b.data), (a.requires_grad, b.requires_grad), (a._ctx or a, b._ctx or b)
+        else:
+            raw, needs, links = _unpack(inputs)
         ctx.needs_input_grad = needs
         out = _new(Tensor)
-        out.data = data = ctx.forward(*raw, **options) if _profile is None else _profile.forward(ctx, raw, options)
-        out.grad, out.name = None, None
+        if _profile is not None:
+            data = _profile.forward(ctx, raw, options)
+        else:
+            data = ctx.forward(*raw, **options) if options else ctx.forward(*raw)
+        out.data, out.grad, out.name = data, None, None
         out._seq = seq = _next_seq()
         if _grad_enabled and True in needs:
             # The inputs' nodes (leaves themselves), and what backward needs to know of the
             # output, kept on this node (see above).
-            ctx.parents, ctx._seq, ctx.shape, ctx.dtype = links, seq, data.shape, data.dtype
+            ctx.parents = links
+            ctx._seq = seq
+            ctx.shape = data.shape
+            ctx.dtype = data.dtype
+            ctx.pending = None                   # backward's running sum of this output's gradient
             out.requires_grad, out._ctx = True, ctx
         else:
             out.requires_grad, out._ctx = False, None
@@ -477,6 +457,22 @@ class Function:
 
     def backward(ctx, g):
         raise NotImplementedError
+
+
+def _unpack(inputs):
+    """Each input's raw array, whether it requires grad, and its node (a leaf stands for
+    itself; a non-tensor input, such as a scalar, has none)."""
+    raw, needs, links = [], [], []
+    for x in inputs:
+        if isinstance(x, Tensor):
+            raw.append(x.data)
+            needs.append(x.requires_grad)
+            links.append(x._ctx or x)
+        else:
+            raw.append(x)
+            needs.append(False)
+            links.append(None)
+    return raw, needs, links
 
 
 def tensor(data, requires_grad=False, dtype=None):

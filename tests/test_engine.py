@@ -195,3 +195,36 @@ def test_backward_without_keeping_the_graph_frees_it():
     logits.grad = None
     minift.functional.cross_entropy(logits, targets).backward(keep_graph=False)
     np.testing.assert_array_equal(logits.grad, kept)
+
+
+def test_a_backward_that_fails_leaves_no_partial_sums_behind():
+    # Gradients in flight are summed on the nodes themselves; an error mid-walk must not
+    # leave one there for the next backward through the same nodes to pick up.
+    class Boom(minift.Function):
+        def forward(ctx, a):
+            return a.copy()
+
+        def backward(ctx, g):
+            raise ArithmeticError("boom")
+
+    x = leaf([1.0, 2.0])
+    y = x * 2.0
+    boom = Boom.apply(y)          # created before m: visited after it, when y's node holds m's part
+    m = y * 3.0
+    with pytest.raises(ArithmeticError):
+        (m + boom).sum().backward()
+    x.grad = None
+    (y * 5.0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [10.0, 10.0])
+
+
+def test_the_profiler_counts_each_op_and_its_matrix_flops():
+    from minift.bench import profile
+    a, b = leaf(np.ones((3, 4))), minift.tensor(np.ones((4, 5)))     # b is frozen
+    with profile() as p:
+        (a @ b).sum().backward()
+    (a @ b).sum()                                          # after the block: not counted
+    assert p.ops["MatMul"]["calls"] == 1 and p.ops["Sum"]["calls"] == 1
+    # 2 x 3 x 4 x 5 forward; backward computes a's gradient only
+    assert p.ops["MatMul"]["flops"] == 120 + 120
+    assert p.ops["MatMul"]["backward_s"] > 0
