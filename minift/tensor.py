@@ -30,7 +30,7 @@ from .backend import array_module, check_device, device_of, to_device, to_numpy
 
 _grad_enabled = True
 _profile = None      # the active `profile` (timing every op), or None: the hot path checks only this
-_next_seq = itertools.count().__next__  # creation order of tensors (see backward)
+_next_seq = itertools.count().__next__  # creation order of nodes (see backward)
 
 
 class no_grad:
@@ -77,12 +77,14 @@ def _as_array(data, dtype):
 # ----------------------------------------------------------------------------- operator helpers
 
 _primitives = {}   # op class name -> the class, filled by @primitive as ops.py is read
+_apply = {}        # op class name -> its `apply`, looked up once (operators are hot)
 
 
 def primitive(cls):
     """Class decorator of ops.py: enter the op in the table that Tensor's operators and
     methods take their op from (`a + b` runs `_primitives["Add"]`)."""
     _primitives[cls.__name__] = cls
+    _apply[cls.__name__] = cls.apply
     return cls
 
 
@@ -96,18 +98,18 @@ def _binary(op_name, reflected=False):
     `2 + a` (Python calls a.__radd__(2)) is Add(2, a)."""
     if reflected:
         def method(self, other):
-            return _primitives[op_name].apply(_scalar(other, self), self)
+            return _apply[op_name](_scalar(other, self), self)
     else:
         def method(self, other):
             if not isinstance(other, Tensor):
                 other = _scalar(other, self)
-            return _primitives[op_name].apply(self, other)
+            return _apply[op_name](self, other)
     return method
 
 
 def _unary(op_name):
     def method(self):
-        return _primitives[op_name].apply(self)
+        return _apply[op_name](self)
     return method
 
 
@@ -128,7 +130,7 @@ class Tensor:
     """An array plus what autograd needs: `requires_grad`, `.grad`, and the node
     (`_ctx`, a Function instance) that created it."""
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "name", "_seq")
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "name")
     is_node = False          # in the graph, a leaf tensor (Functions are the other nodes)
     # Make `ndarray + Tensor` call Tensor.__radd__ instead of NumPy broadcasting over it.
     __array_priority__ = 1000
@@ -141,7 +143,6 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         self._ctx = None
         self.name = name
-        self._seq = _next_seq()
 
     # -- basic properties -------------------------------------------------------
     @property
@@ -282,7 +283,6 @@ class Tensor:
         # The fast constructor used by every op: no checks, no conversion.
         t = Tensor.__new__(Tensor)
         t.data, t.grad, t.requires_grad, t._ctx, t.name = data, None, requires_grad, ctx, None
-        t._seq = _next_seq()
         return t
 
     def backward(self, grad=None, keep_graph=True):
@@ -313,14 +313,14 @@ class Tensor:
         if self._ctx is None:                    # a leaf: its own gradient, nothing to walk
             self.grad = grad if self.grad is None else self.grad + grad
             return
-        # A tensor is always created after its inputs, so visiting the graph newest first
-        # (largest creation number `_seq`, from a heap) is a reverse topological order:
+        # A node is always created after its inputs' nodes, so visiting the graph newest
+        # first (largest creation number `_seq`, from a heap) is a reverse topological order:
         # when a node is popped, every node that used its output has already sent it its
         # gradient contribution, summed in the node's `pending` slot. A leaf needs no
         # visit: its contributions are added to its `.grad` as they arrive.
         root = self._ctx
         root.pending = grad
-        heap = [(-self._seq, root)]
+        heap = [(-root._seq, root)]
         try:
             _walk(heap, keep_graph)
         finally:
@@ -438,12 +438,11 @@ class Function:
         else:
             data = ctx.forward(*raw, **options) if options else ctx.forward(*raw)
         out.data, out.grad, out.name = data, None, None
-        out._seq = seq = _next_seq()
         if _grad_enabled and True in needs:
             # The inputs' nodes (leaves themselves), and what backward needs to know of the
             # output, kept on this node (see above).
             ctx.parents = links
-            ctx._seq = seq
+            ctx._seq = _next_seq()
             ctx.shape = data.shape
             ctx.dtype = data.dtype
             ctx.pending = None                   # backward's running sum of this output's gradient
