@@ -1,0 +1,312 @@
+"""Hugging Face GPT-2 directories: read one as a minift GPT, and write any minift run as one.
+
+A GPT-2 directory is what `huggingface-cli download openai-community/gpt2 --local-dir DIR`
+or `GPT2LMHeadModel.save_pretrained(DIR)` leaves on disk:
+
+    config.json         "model_type": "gpt2" and the sizes under GPT-2's names
+    model.safetensors   the weights (read by minift's own safetensors reader: nothing is unpickled)
+    tokenizer.json      the byte-level BPE tokenizer (vocab.json + merges.txt will do too)
+
+minift's GPT is GPT-2: the same parameter names, and Linear weights stored (in, out) like
+GPT-2's Conv1D, so no weight is transposed either way. Only the names' prefix differs
+between the two layouts found in practice:
+
+    hub files          h.0.attn.c_attn.weight ...        no prefix; also the stale buffers
+                                                         h.N.attn.bias (the causal mask) and
+                                                         h.N.attn.masked_bias, which are skipped
+    save_pretrained    transformer.h.0.attn.c_attn.weight ...   minift's names exactly
+
+and the LM head: tied to the token embedding, it is left out of both. GPT-2's config
+fields map onto GPTConfig (n_positions -> block_size; n_ctx, the older name, when
+n_positions is absent). What minift does not compute is refused in one sentence: another
+activation than the tanh GELU (`gelu_new`), another LayerNorm epsilon, n_inner != 4 n_embd,
+unscaled or layer-scaled attention, cross-attention. GPT-2's dropout rates are not used
+(minift fine-tunes without dropout). GPT-2 has no padding token: minift pads with
+`<|endoftext|>`, which is harmless because padding is always masked out.
+
+Nothing is ever downloaded: a missing file is one sentence naming it and the command
+that fetches it.
+"""
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, pre_tokenizers
+
+from .data import Tokenizer
+from .data.tokenizer import EOT_TOKEN
+from .errors import MiniftError
+from .files import load_safetensors, read_json, read_safetensors_header, save_safetensors, write_json
+from .model import GPT, GPTConfig
+from .runs import FLOAT_DTYPES, RunDir
+
+CONFIG, WEIGHTS, TOKENIZER = "config.json", "model.safetensors", "tokenizer.json"
+DOWNLOAD = "huggingface-cli download openai-community/gpt2 --local-dir DIR"
+ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh")     # both are the tanh approximation minift's GELU computes
+STALE_BUFFERS = (".attn.bias", ".attn.masked_bias")  # causal masks old transformers versions saved
+HF_KIND = "huggingface-gpt2"                         # the "kind" load_hf_gpt2 reports
+
+
+def is_hf_model_dir(path):
+    """True when `path` is a directory whose config.json is a Hugging Face model's (it
+    names a "model_type"; a minift run's names a "kind"). Any model type counts, so
+    that a checkpoint of another architecture is refused with a sentence saying so, and
+    so do weights without a config.json (a minift run writes config.json before any
+    weights), so that the missing file is named."""
+    file = Path(path) / CONFIG
+    if not file.is_file():
+        return any((Path(path) / name).is_file() for name in (WEIGHTS, "pytorch_model.bin"))
+    try:
+        cfg = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(cfg, dict) and "model_type" in cfg and "kind" not in cfg
+
+
+# ----------------------------------------------------------------------------- config.json
+
+def gpt_config_from_hf(cfg, path):
+    """The GPTConfig of a GPT-2 config.json (a dict), every field minift relies on checked."""
+    def field(name, default=None):
+        return cfg.get(name, default)
+
+    if field("model_type") != "gpt2":
+        raise MiniftError(f"{path}: model_type {json.dumps(field('model_type'))} is not GPT-2; minift reads "
+                          f"GPT-2-architecture checkpoints only")
+    sizes = {"vocab_size": field("vocab_size"), "n_embd": field("n_embd"), "n_layer": field("n_layer"),
+             "n_head": field("n_head"), "n_positions": field("n_positions", field("n_ctx"))}
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise MiniftError(f"{path}: {name} must be a positive integer, found {json.dumps(value)}")
+    activation = field("activation_function", "gelu_new")
+    if activation not in ACTIVATIONS:
+        raise MiniftError(f"{path}: activation_function {json.dumps(activation)} is not supported; minift "
+                          f"computes GPT-2's tanh GELU only ({' or '.join(ACTIVATIONS)})")
+    unsupported = [
+        (not isinstance(field("layer_norm_epsilon", 1e-5), (int, float)) or
+         abs(field("layer_norm_epsilon", 1e-5) - 1e-5) > 1e-12, "layer_norm_epsilon", "1e-05"),
+        (field("n_inner") not in (None, 4 * sizes["n_embd"]), "n_inner", f"null or {4 * sizes['n_embd']}"),
+        (field("scale_attn_weights", True) is not True, "scale_attn_weights", "true"),
+        (field("scale_attn_by_inverse_layer_idx", False) is not False, "scale_attn_by_inverse_layer_idx", "false"),
+        (field("add_cross_attention", False) is not False, "add_cross_attention", "false"),
+        (sizes["n_embd"] % sizes["n_head"] != 0, "n_head", f"a divisor of n_embd {sizes['n_embd']}"),
+    ]
+    for bad, name, supported in unsupported:
+        if bad:
+            raise MiniftError(f"{path}: {name} {json.dumps(field(name))} is not supported; minift computes "
+                              f"GPT-2 with {name} {supported}")
+    tie = field("tie_word_embeddings", True)
+    if not isinstance(tie, bool):
+        raise MiniftError(f"{path}: tie_word_embeddings must be true or false, found {json.dumps(tie)}")
+    return GPTConfig(vocab_size=sizes["vocab_size"], block_size=sizes["n_positions"], n_layer=sizes["n_layer"],
+                     n_head=sizes["n_head"], n_embd=sizes["n_embd"], dropout=0.0, bias=True, tie_weights=tie)
+
+
+def hf_config(config, tokenizer):
+    """GPT-2's config.json for a minift GPTConfig (the fields save_pretrained writes)."""
+    pad = tokenizer.pad_id if tokenizer.pad_id != tokenizer.eot_id else None
+    return {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": config.vocab_size,
+            "n_positions": config.block_size, "n_ctx": config.block_size, "n_embd": config.n_embd,
+            "n_layer": config.n_layer, "n_head": config.n_head, "n_inner": None,
+            "activation_function": "gelu_new", "layer_norm_epsilon": 1e-05, "resid_pdrop": config.dropout,
+            "embd_pdrop": config.dropout, "attn_pdrop": 0.0, "initializer_range": 0.02,
+            "scale_attn_weights": True, "use_cache": True, "tie_word_embeddings": config.tie_weights,
+            "bos_token_id": tokenizer.eot_id, "eos_token_id": tokenizer.eot_id, "pad_token_id": pad,
+            "dtype": "float32"}
+
+
+# ----------------------------------------------------------------------------- weights
+
+def gpt2_shapes(config):
+    """{minift (= save_pretrained) name: shape} of every weight of the GPT-2 `config`
+    describes; Linear weights are (in, out)."""
+    C, V = config.n_embd, config.vocab_size
+    shapes = {"transformer.wte.weight": (V, C), "transformer.wpe.weight": (config.block_size, C)}
+    for i in range(config.n_layer):
+        for name, shape in (("ln_1.weight", (C,)), ("ln_1.bias", (C,)),
+                            ("attn.c_attn.weight", (C, 3 * C)), ("attn.c_attn.bias", (3 * C,)),
+                            ("attn.c_proj.weight", (C, C)), ("attn.c_proj.bias", (C,)),
+                            ("ln_2.weight", (C,)), ("ln_2.bias", (C,)),
+                            ("mlp.c_fc.weight", (C, 4 * C)), ("mlp.c_fc.bias", (4 * C,)),
+                            ("mlp.c_proj.weight", (4 * C, C)), ("mlp.c_proj.bias", (C,))):
+            shapes[f"transformer.h.{i}.{name}"] = shape
+    shapes.update({"transformer.ln_f.weight": (C,), "transformer.ln_f.bias": (C,)})
+    if not config.tie_weights:
+        shapes["lm_head.weight"] = (V, C)
+    return shapes
+
+
+def match_weights(header, config, path):
+    """{minift name: name in the file} for the weights in a safetensors header (name ->
+    (dtype, shape, offsets)), checked against `config` before any data is read: every
+    weight present with its shape, nothing unknown. Stale attention buffers are skipped;
+    a tied lm_head (some files keep a copy) is the token embedding and is skipped too."""
+    expected, found = gpt2_shapes(config), {}
+    for key, (code, shape, _) in header.items():
+        if key.endswith(STALE_BUFFERS):
+            continue
+        name = key if key.startswith(("transformer.", "lm_head.")) else "transformer." + key
+        if name == "lm_head.weight" and config.tie_weights and shape == (config.vocab_size, config.n_embd):
+            continue
+        if name not in expected:
+            raise MiniftError(f"{path}: unexpected tensor '{key}': the GPT-2 that {CONFIG} describes "
+                              f"({config.n_layer} layers, n_embd {config.n_embd}) has no such weight")
+        if tuple(shape) != expected[name]:
+            raise MiniftError(f"{path}: tensor '{key}' has shape {tuple(shape)}, but {CONFIG} (n_embd "
+                              f"{config.n_embd}, vocab {config.vocab_size}, {config.block_size} positions) "
+                              f"needs {expected[name]}")
+        if code not in FLOAT_DTYPES:
+            raise MiniftError(f"{path}: tensor '{key}' is {code}; GPT-2 weights are floats "
+                              f"({', '.join(FLOAT_DTYPES)})")
+        found[name] = key
+    missing = [name for name in expected if name not in found]
+    if missing:
+        prefix = "transformer." if any(k.startswith("transformer.") for k in header) else ""
+        shown = [prefix + m[len("transformer."):] if m.startswith("transformer.") else m for m in missing]
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise MiniftError(f"{path}: no tensor '{shown[0]}'{more}; the file does not hold the GPT-2 that "
+                          f"{CONFIG} describes")
+    return found
+
+
+def _require(directory, name, what):
+    file = directory / name
+    if file.is_file():
+        return file
+    if name == WEIGHTS and (directory / "model.safetensors.index.json").is_file():
+        what += "; sharded weights, model-0000N-of-0000M.safetensors, are not supported"
+    elif name == WEIGHTS and (directory / "pytorch_model.bin").is_file():
+        what += "; its pytorch_model.bin is a pickle, which minift never loads"
+    raise MiniftError(f"{directory} has no {name} ({what}); get a complete GPT-2 directory with "
+                      f"`{DOWNLOAD.replace('DIR', str(directory))}`")
+
+
+# ----------------------------------------------------------------------------- the tokenizer
+
+def load_hf_tokenizer(directory, vocab_size):
+    """The tokenizer of a GPT-2 directory: tokenizer.json, or else vocab.json + merges.txt
+    (GPT-2's byte-level BPE). It must hold `<|endoftext|>` and `vocab_size` ids."""
+    file = directory / TOKENIZER
+    if not file.is_file() and (directory / "vocab.json").is_file() and (directory / "merges.txt").is_file():
+        hf = HFTokenizer(models.BPE.from_file(str(directory / "vocab.json"), str(directory / "merges.txt")))
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        hf.decoder = decoders.ByteLevel()
+        hf.add_special_tokens([EOT_TOKEN])       # already in GPT-2's vocabulary: marks it special
+        file = directory / "vocab.json"
+    else:
+        hf = None
+        _require(directory, TOKENIZER, "the tokenizer")
+    try:
+        tokenizer = Tokenizer(hf) if hf is not None else Tokenizer.load(file)
+    except MiniftError:                          # not a tokenizer file: already one sentence
+        raise
+    except ValueError as e:                      # no <|endoftext|>
+        raise MiniftError(f"{file}: {e}") from None
+    if tokenizer.vocab_size != vocab_size:
+        raise MiniftError(f"{file} has {tokenizer.vocab_size} tokens but {directory / CONFIG} says "
+                          f"vocab_size {vocab_size}")
+    return tokenizer
+
+
+# ----------------------------------------------------------------------------- import
+
+def load_hf_gpt2(path, device="cpu"):
+    """(GPT, tokenizer, info) of the Hugging Face GPT-2 directory `path`, in eval mode.
+    info is a dict like a run's config: {"kind": HF_KIND, "model": GPTConfig, "source":
+    the directory, "notes": sentences a command may print (padding)}."""
+    directory = Path(path)
+    cfg = read_json(_require(directory, CONFIG, "the model's configuration"), what="config", expect=dict)
+    config = gpt_config_from_hf(cfg, directory / CONFIG)
+    weights = _require(directory, WEIGHTS, "the weights")
+    tokenizer = load_hf_tokenizer(directory, config.vocab_size)
+    header, _ = read_safetensors_header(weights)
+    names = match_weights(header, config, weights)          # before anything is allocated
+    model = GPT(config)
+    arrays, _ = load_safetensors(weights)
+    for name, p in model.named_parameters():                # a tied lm_head is wte, listed once
+        # The arrays just read become the parameters (no copy): at 124M a copy is 500 MB more.
+        p.data = arrays.pop(names[name]).astype(p.dtype, copy=False)
+    notes = []
+    if tokenizer.pad_id == tokenizer.eot_id:
+        notes.append(f"{directory}: GPT-2 has no padding token, so minift pads with {EOT_TOKEN} "
+                     f"(id {tokenizer.eot_id}); padding is masked out and changes no result")
+    info = {"kind": HF_KIND, "model": config, "source": str(directory.resolve()), "notes": notes}
+    return model.to(device).eval(), tokenizer, info
+
+
+# ----------------------------------------------------------------------------- export
+
+def export_hf_gpt2(source, out_dir):
+    """Write the GPT of `source` (a minift run directory of any kind, or a Hugging Face
+    GPT-2 directory) to `out_dir` as a GPT-2 directory that transformers'
+    GPT2LMHeadModel.from_pretrained and tokenizers' Tokenizer.from_file load as they are:
+    config.json, model.safetensors (save_pretrained's names), tokenizer.json,
+    tokenizer_config.json. Returns the notes a command prints (what was left out)."""
+    config, tokenizer, state, notes = _read_source(Path(source))
+    out = Path(out_dir)
+    _check_out_dir(out, Path(source))
+    save_safetensors(out / WEIGHTS, {k: np.asarray(v, dtype=np.float32) for k, v in state.items()},
+                     {"format": "pt"})                     # transformers refuses files without a known format
+    tokenizer.save(out / TOKENIZER)
+    special = {"bos_token": EOT_TOKEN, "eos_token": EOT_TOKEN, "unk_token": EOT_TOKEN}
+    if tokenizer.pad_id != tokenizer.eot_id:
+        special["pad_token"] = tokenizer.id_to_token(tokenizer.pad_id)
+    write_json(out / "tokenizer_config.json", {"tokenizer_class": "GPT2TokenizerFast", "add_prefix_space": False,
+                                               "model_max_length": config.block_size, **special})
+    write_json(out / CONFIG, hf_config(config, tokenizer))  # last: the directory is complete once it is there
+    return notes
+
+
+def _read_source(source):
+    """(GPTConfig, tokenizer, {save_pretrained name: array}, notes) of a run or a GPT-2 dir."""
+    if is_hf_model_dir(source):
+        model, tokenizer, info = load_hf_gpt2(source)
+        state = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight" or not info["model"].tie_weights}
+        return info["model"], tokenizer, state, []
+    run = RunDir(source)
+    cfg = run.read_config(command="export")
+    config, notes = cfg["model"], []
+    _check_exportable(config, run.file(CONFIG))
+    tokenizer = run.load_tokenizer(cfg)
+    run.check_weights(config)
+    arrays, _ = load_safetensors(run.file(WEIGHTS), expect_dtypes=FLOAT_DTYPES)
+    if cfg["kind"] == "classifier":
+        if not config.tie_weights:
+            raise MiniftError(f"{run.path} is a classifier run whose model had an untied LM head, which "
+                              f"fine-tuning left behind: there is no language model to export")
+        arrays = {k: v for k, v in arrays.items() if not k.startswith("head.")}
+        notes.append(f"{run.path} is a classifier: its backbone is exported, with the LM head tied to the "
+                     f"token embedding as in GPT-2; its classification head has no GPT-2 equivalent and is left out")
+    if any(".lora_" in k for k in arrays):
+        raise MiniftError(f"{run.path} stopped before its LoRA adapters were merged into the weights; finish "
+                          f"it first with `python -m minift finetune --resume --out {run.path}`")
+    if not run.is_finished():
+        notes.append(f"{run.path} has not finished training: its last checkpoint's weights are exported")
+    header = {k: ("F32", v.shape, None) for k, v in arrays.items()}
+    names = match_weights(header, config, run.file(WEIGHTS))
+    return config, tokenizer, {name: arrays[key] for name, key in names.items()}, notes
+
+
+def _check_exportable(config, path):
+    """GPT-2 has biases and nothing else that GPTConfig may describe (other architectures)."""
+    defaults = GPTConfig(vocab_size=1, block_size=1, n_layer=1, n_head=1, n_embd=1)
+    sizes = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "dropout", "tie_weights")
+    for f in fields(GPTConfig):
+        if f.name not in sizes and getattr(config, f.name) != getattr(defaults, f.name):
+            raise MiniftError(f"{path}: model.{f.name} = {json.dumps(getattr(config, f.name))} has no GPT-2 "
+                              f"equivalent (GPT-2 has {f.name} = {json.dumps(getattr(defaults, f.name))}); "
+                              f"this model cannot be exported as GPT-2")
+
+
+def _check_out_dir(out, source):
+    """--out is new, empty, or an earlier export (overwritten); never a run or the source."""
+    if out.exists() and not out.is_dir():
+        raise MiniftError(f"--out {out} is a file; choose a directory for the exported model")
+    if out.exists() and out.resolve() == source.resolve():
+        raise MiniftError(f"--out {out} is the directory being exported; choose another")
+    if (out / CONFIG).is_file() and not is_hf_model_dir(out):
+        raise MiniftError(f"--out {out} holds a minift run; export writes a new directory: choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not ((out / CONFIG).is_file() and is_hf_model_dir(out)):
+        raise MiniftError(f"--out {out} exists and is not empty; choose a new or empty directory")
