@@ -42,6 +42,9 @@ def generate(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, top
     window is full the cache is rebuilt from the last block_size tokens — the same
     context the uncached model sees, so both give the same tokens.
     """
+    if not model.config.causal:
+        raise MiniftError("generate needs a decoder (a GPT): this model is an encoder, pretrained to fill in "
+                          "masked tokens from both sides, which cannot continue a text")
     if len(prompt_ids) == 0:
         raise MiniftError("generate needs a non-empty prompt (start with the end-of-text id for none)")
     if not (temperature >= 0 and math.isfinite(temperature)) or max_new_tokens < 0 or \
@@ -70,5 +73,43 @@ def generate(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, top
             break
         seq.append(token)
         new.append(token)
+    model.train(was_training)
+    return new
+
+
+@no_grad()
+def generate_batch(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=0,
+                   eos_id=None):
+    """One sampled continuation per prompt, all decoded side by side as one batch.
+
+    `prompts` is a list of id lists of one length (no padding is needed, so the rows
+    see exactly what `generate` would show them); repeat a prompt to draw several
+    samples of it. Returns a list of new-id lists, each stopped before `eos_id`.
+    Decoding stops at the context's end (block_size) or when every row has ended;
+    rows are drawn in order from one seeded generator.
+    """
+    if not model.config.causal:
+        raise MiniftError("generate_batch needs a decoder (a GPT): an encoder cannot continue a text")
+    if not prompts or len({len(p) for p in prompts}) != 1 or not prompts[0]:
+        raise MiniftError("generate_batch needs non-empty prompts, all of one length")
+    was_training = model.training
+    model.eval()
+    xp = array_module(model.parameters()[0].data)
+    rng = np.random.default_rng(seed)
+    cache = KVCache(model.config.n_layer)
+    step_ids = np.array(prompts, dtype=np.int64)                        # (B, T) then (B, 1)
+    new = [[] for _ in prompts]
+    ended = [False] * len(prompts)
+    for _ in range(min(max_new_tokens, model.config.block_size - step_ids.shape[1] + 1)):
+        logits, _ = model(xp.asarray(step_ids), cache=cache)
+        last = to_numpy(logits.data[:, -1])                              # (B, V)
+        tokens = [_pick(row, temperature, top_k, top_p, rng) for row in last]
+        for i, token in enumerate(tokens):
+            ended[i] = ended[i] or token == eos_id
+            if not ended[i]:
+                new[i].append(token)
+        if all(ended) or cache.length == model.config.block_size:
+            break
+        step_ids = np.array(tokens, dtype=np.int64)[:, None]
     model.train(was_training)
     return new

@@ -50,7 +50,8 @@ FLOAT_DTYPES = ("F16", "F32", "F64")   # every tensor of weights and checkpoints
 OWNER = ".owner"             # who holds the lock (pid, command, time): only read to name the holder
 PRETRAINED_KINDS = ("pretrain",)
 FINETUNED_KINDS = ("classifier", "instruct", "prompt")
-LANGUAGE_MODEL_KINDS = ("pretrain", "instruct", "prompt")   # runs whose model has its LM head
+ALIGNED_KINDS = ("sft", "dpo")          # written by `align`
+LANGUAGE_MODEL_KINDS = ("pretrain", "instruct", "prompt") + ALIGNED_KINDS   # runs whose model has its LM head
 
 
 class RunDir:
@@ -168,9 +169,9 @@ class RunDir:
         path = self.file(CONFIG)
         cfg = read_json(path, what="run configuration", expect=dict)
         kind = cfg.get("kind")
-        if kind not in PRETRAINED_KINDS + FINETUNED_KINDS:
+        if kind not in PRETRAINED_KINDS + FINETUNED_KINDS + ALIGNED_KINDS:
             raise MiniftError(f"{path}: unknown run kind {json.dumps(kind)}; a minift run is one of "
-                              f"{list(PRETRAINED_KINDS + FINETUNED_KINDS)}")
+                              f"{list(PRETRAINED_KINDS + FINETUNED_KINDS + ALIGNED_KINDS)}")
         if kinds is not None and kind not in kinds:
             what = "a pretraining run" if kinds == PRETRAINED_KINDS else \
                 "a fine-tuned run" if kinds == FINETUNED_KINDS else f"a run of kind {' or '.join(kinds)}"

@@ -13,7 +13,7 @@ from .lexicon import (
 )
 from .world import (
     ASPECT_FRAMES, ATTRIBUTIVE_FRAMES, CLAUSE_FRAMES, CLOSER_FRAME, DOMAINS, MINOR_FRAMES,
-    NAMED_SLOTS, NEUTRAL_CLOSERS, PRODUCT_FRAMES, VERB_FRAMES, Domain,
+    NAMED_SLOTS, NEUTRAL_CLOSERS, PRODUCT_FRAMES, PRODUCTS, VERB_FRAMES, Domain,
 )
 
 
@@ -48,9 +48,12 @@ class _Product:
                          # one review does not say "Overall, ... Overall, ..." (membership only)
 
 
-def _pick_product(rng):
-    domain = rng.choice(DOMAINS)
-    noun, plural, own_facts = rng.choice(domain.products)
+def _pick_product(rng, noun=None):
+    if noun is None:
+        domain = rng.choice(DOMAINS)
+        noun, plural, own_facts = rng.choice(domain.products)
+    else:                               # a requested product (feedback.instructions)
+        domain, plural, own_facts = PRODUCTS[noun]
     name = _fill(rng.choice(domain.names), rng, {})
     words = {
         "noun": noun,
@@ -219,15 +222,18 @@ def _body_sentence(rng, product, part, polarity, first):
     return _minor(rng, product, part, polarity)
 
 
-def plan_review(rng, part, label):
-    """The sentence structures of one review of `part` ("A", "B" or "AB") with `label`."""
+def plan_review(rng, part, label, noun=None):
+    """The sentence structures of one review of `part` ("A", "B" or "AB") with `label`,
+    about a product drawn at random or, with `noun`, about that product (a PRODUCTS key)."""
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
     if label not in LABELS:
         raise ValueError(f"label must be one of {LABELS}, got {label!r}")
+    if noun is not None and noun not in PRODUCTS:
+        raise ValueError(f"noun must be one of {sorted(PRODUCTS)}, got {noun!r}")
     polarity = LABELS.index(label) - 1
     while True:
-        product = _pick_product(rng)
+        product = _pick_product(rng, noun)
         n_body = rng.choices((1, 2, 3), weights=(3, 5, 2))[0]
         sentences = [_body_sentence(rng, product, part, polarity, first=(i == 0))
                      for i in range(n_body)]
@@ -243,9 +249,10 @@ def plan_review(rng, part, label):
             return sentences
 
 
-def generate_review(rng, part, label=None):
-    """(text, label) of one review. `rng` is a random.Random; `label` None picks one."""
+def generate_review(rng, part, label=None, noun=None):
+    """(text, label) of one review. `rng` is a random.Random; `label` None picks one;
+    `noun` None lets the planner pick the product."""
     if label is None:
         label = rng.choice(LABELS)
-    sentences = plan_review(rng, part, label)
+    sentences = plan_review(rng, part, label, noun)
     return render_review(sentences), review_label(sentences)

@@ -272,6 +272,10 @@ DOMAINS = (
     ),
 )
 
+# Every product noun, with its domain, whether it is plural and the facts true of it
+# alone: PRODUCTS["kettle"] -> (the kitchen Domain, False, (...)). No noun is in two domains.
+PRODUCTS = {noun: (d, plural, facts) for d in DOMAINS for noun, plural, facts in d.products}
+
 # Closing remarks that carry no opinion at all.
 NEUTRAL_CLOSERS = ("Will update this review in a few weeks.",
                    "That is all for now.",
