@@ -87,7 +87,7 @@ class Trainer:
         self.step = 0
         self.seconds = 0.0          # training time so far, over every process that ran this run
         self.history = {"train": [], "eval": []}
-        self._pending = []          # (step, lr, loss, grad norm) not yet read back from the device
+        self._pending = []          # (step, lr, loss, grad norm, update ratios) not yet read back from the device
         self._clock = None          # (time, step, tokens) when this run() started
 
     # -- the loop -------------------------------------------------------------------------
@@ -133,10 +133,17 @@ class Trainer:
             loss_sum = loss_sum + loss.data.astype(np.float64)   # a device scalar: no wait for the GPU
             self._count_tokens(batch[0].size)
         norm = clip_grad_norm(params, self.grad_clip if self.grad_clip else math.inf)
+        # At log steps only, the weights before the update are copied, to measure it (the report draws it)
+        before = {id(p): p.data.copy() for p in params if p.requires_grad} if self._logs(self.step + 1) else None
         self.optimizer.step()
         self.optimizer.zero_grad()
         self.step += 1
-        self._pending.append((self.step, lr, loss_sum, norm))
+        ratios = update_ratios(self.model, before) if before is not None else None
+        self._pending.append((self.step, lr, loss_sum, norm, ratios))
+
+    def _logs(self, step):
+        """Whether `step` is a log step: the first, every progress line's and every evaluation's, the last."""
+        return step == 1 or step % self.progress.every == 0 or step % self.eval_every == 0 or step == self.steps
 
     def _stop_clock(self):
         t0, _, _ = self._clock
@@ -152,13 +159,15 @@ class Trainer:
         """Bring pending losses and gradient norms to the host, check they are finite,
         record them, and show the progress line if this step wants one."""
         pending, self._pending = self._pending, []
-        for step, lr, loss, norm in pending:
+        for step, lr, loss, norm, ratios in pending:
             loss, norm = float(to_numpy(loss)), float(to_numpy(norm))
             if not (math.isfinite(loss) and math.isfinite(norm)):
                 raise MiniftError(_non_finite_message(step, loss, norm, lr, self.run_dir))
             record = {"step": step, "loss": loss, "lr": lr}
             if self.grad_clip:
                 record["grad_norm"] = round(norm, 4)
+            if ratios:
+                record["update_ratio"] = ratios
             self.history["train"].append(record)
         if pending and self.progress.wants(self.step, self.steps):
             self._show(self.history["train"][-1])
@@ -222,6 +231,25 @@ class Trainer:
         self.seconds = float(meta.get("seconds", 0.0))
         self.history = history
         return self.step
+
+
+def update_ratios(model, before):
+    """{layer: |update| / |weight|} of the optimiser step just taken, from the weights
+    `before` it ({id(parameter): array}); the norms are over all of a layer's trainable
+    parameters. A layer is a block of a GPT (`h.3`) or any other top-level part (`wte`,
+    `head`). About 1e-3 is the usual healthy size of an update (see viz/report.py)."""
+    sums = {}
+    for name, p in model.named_parameters():
+        old = before.get(id(p))
+        if old is None:
+            continue
+        parts = name.split(".")[1:] if name.startswith("transformer.") else name.split(".")
+        layer = ".".join(parts[:2]) if parts[0] == "h" and len(parts) > 2 else parts[0]
+        change = p.data - old
+        total = sums.setdefault(layer, [0.0, 0.0])
+        total[0] += float((change * change).sum(dtype=np.float64))
+        total[1] += float((old * old).sum(dtype=np.float64))
+    return {layer: float(f"{math.sqrt(d / w):.4g}") for layer, (d, w) in sums.items() if w > 0}
 
 
 def _non_finite_message(step, loss, norm, lr, run_dir, weight=None):

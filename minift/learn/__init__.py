@@ -1,0 +1,22 @@
+"""Exercises: write a piece of minift yourself, and have it graded.
+
+    python -m minift.learn list                      the exercises, in the tour's order
+    python -m minift.learn start softmax my_work     my_work/softmax.py: a stub with a TODO
+    python -m minift.learn check softmax my_work     grade my_work/softmax.py
+    python -m minift.learn hint softmax              a nudge
+
+`check` loads your file from its path (never minift's own implementation), draws many
+examples (with hypothesis when it is installed: a failing example is then shrunk to the
+smallest it finds), and compares your results with minift's in float64: forward values,
+gradients, and minift.gradcheck on your backward. The first failing input is printed
+with the index where your answer differs, the expected value and yours.
+
+    exercises   the ten exercises: how examples are drawn and how each is graded
+    grading     comparing arrays and ops, drawing examples
+    runner      stubs, loading your file, running the examples, the report
+    solutions/  worked solutions, from which the stubs are cut (read them after trying)
+"""
+from .runner import check, exercise, start, stub
+from .exercises import EXERCISES
+
+__all__ = ["EXERCISES", "check", "exercise", "start", "stub"]

@@ -1,0 +1,47 @@
+"""Helpers for tests that keep documentation true (README.md, docs/tour.md): run a
+snippet as a learner would, and find the files and functions a text names."""
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_snippet(snippet, cwd, language="python", timeout=600):
+    """Run a ```python or ```bash snippet in `cwd` with minift importable and one BLAS
+    thread (bash finds this interpreter as `python`); returns the CompletedProcess."""
+    command = [sys.executable, "-c", snippet] if language == "python" else ["bash", "-e", "-c", snippet]
+    env = {"PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1",
+           "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def missing_paths(text):
+    """(paths named, those of them that do not exist): `minift/...`, `tests/...`,
+    `demos/...`, `kernels/...` in backquotes, and `python demos/x.py`."""
+    paths = set(re.findall(r"`((?:minift|tests|demos|kernels)/[\w/.]+)", text))
+    paths |= set(re.findall(r"python ((?:demos|tests)/\w+\.py)", text))
+    return paths, [p for p in sorted(paths) if not (ROOT / p.split("::")[0]).exists()]
+
+
+def missing_functions(text):
+    """(names, those that do not exist) of every `minift/file.py:Name` or
+    `minift/file.py:Class.method` in backquotes (found by parsing the file, not importing it)."""
+    names = set(re.findall(r"`(minift/[\w/]+\.py):([\w.]+)`", text))
+    return names, [f"{path}:{name}" for path, name in sorted(names) if not defines(ROOT / path, name)]
+
+
+def defines(path, qualified_name):
+    """Whether the Python file at `path` defines `qualified_name` (a function or class at top
+    level, or `Class.method`)."""
+    if not path.is_file():
+        return False
+    scope = ast.parse(path.read_text(encoding="utf-8")).body
+    for part in qualified_name.split("."):
+        found = [n for n in scope if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == part]
+        if not found:
+            return False
+        scope = found[0].body if isinstance(found[0], ast.ClassDef) else []
+    return True

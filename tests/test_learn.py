@@ -1,0 +1,110 @@
+"""The exercises (`python -m minift.learn`): every checker fails a planted wrong solution
+and passes the worked one, grading the learner's file (never minift's own code); `start`
+writes a stub with the signature, the docstring and a TODO."""
+import ast
+import subprocess
+import sys
+
+import pytest
+from doc_snippets import ROOT, defines
+
+from minift.learn import EXERCISES, check, stub
+from minift.learn.runner import solution_source
+
+# One planted mistake per exercise (text in the worked solution -> the wrong text): the
+# mistakes learners make (a forgotten keepdims, mean or bias correction, a transpose, an
+# off-by-one).
+MUTANTS = {
+    "unbroadcast": ("grad.sum(axis=grown, keepdims=True)", "grad.sum(axis=grown)"),
+    "softmax": ("(g * y).sum(", "g.sum("),
+    "cross_entropy": ("(g / len(targets))", "g"),
+    "layer_norm": ("\n                     - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))", ")"),
+    "gelu": ("(1.0 - t * t)", "(1.0 - t)"),
+    "causal_attention": ("ds.swapaxes(-1, -2) @ q", "ds @ q"),
+    "adamw": ("m / (1 - b1 ** t)", "m"),
+    "lora_merge": ("(alpha / rank)", "alpha"),
+    "last_token_pooling": ("lengths - 1]", "-1]"),
+    "loss_mask": ("y[:len(prompt) - 1]", "y[:len(prompt)]"),
+}
+
+
+def test_every_exercise_has_a_planted_mistake_and_names_minifts_own_code():
+    assert set(MUTANTS) == set(EXERCISES)
+    assert len(EXERCISES) >= 9
+    for ex in EXERCISES.values():
+        path, name = ex.reference.split(":")
+        assert defines(ROOT / path, name), f"{ex.name}: {ex.reference} does not exist"
+
+
+def write(directory, name, source):
+    (directory / f"{name}.py").write_text(source, encoding="utf-8")
+    return directory
+
+
+@pytest.mark.parametrize("use_hypothesis", [True, False], ids=["hypothesis", "seeded"])
+@pytest.mark.parametrize("name", list(EXERCISES))
+def test_the_worked_solution_passes_and_a_planted_mistake_fails(tmp_path, name, use_hypothesis):
+    source = solution_source(name)
+    passed, report = check(name, write(tmp_path, name, source), n=15, use_hypothesis=use_hypothesis)
+    assert passed, report
+    assert report.startswith(f"PASS  {name}")
+    right, wrong = MUTANTS[name]
+    assert source.count(right) == 1
+    passed, report = check(name, write(tmp_path, name, source.replace(right, wrong)), n=15,
+                           use_hypothesis=use_hypothesis)
+    assert not passed
+    assert "first failing input" in report, report
+    assert ("at index" in report and ", got " in report) or "has shape" in report, report
+    assert "expected" in report, report
+
+
+def test_a_stub_keeps_the_signatures_and_docstrings_and_leaves_a_todo():
+    for name in EXERCISES:
+        solution, started = ast.parse(solution_source(name)), ast.parse(stub(solution_source(name)))
+        assert ast.get_docstring(started) == ast.get_docstring(solution)
+
+        def defs(tree):
+            return {(n.name, ast.get_docstring(n), ast.dump(n.args) if hasattr(n, "args") else "")
+                    for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        assert defs(started) == defs(solution), name
+        text = stub(solution_source(name))
+        assert "# TODO: " in text and 'raise NotImplementedError("TODO' in text and "SOLUTION" not in text
+
+
+def learn(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "minift.learn", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+
+
+def test_start_check_and_hint_from_the_command_line(tmp_path):
+    done = learn("start", "layer_norm", "work", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    written = (tmp_path / "work" / "layer_norm.py").read_text(encoding="utf-8")
+    assert written == stub(solution_source("layer_norm"))
+    assert "def backward(ctx, g):" in written and "dL/dx_j" in written
+    done = learn("check", "layer_norm", "work", cwd=tmp_path)
+    assert done.returncode == 1 and "still the TODO" in done.stdout, done.stdout + done.stderr
+    again = learn("start", "layer_norm", "work", cwd=tmp_path)                   # never overwrites
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert (tmp_path / "work" / "layer_norm.py").read_text(encoding="utf-8") == written
+    (tmp_path / "work" / "layer_norm.py").write_text(solution_source("layer_norm"), encoding="utf-8")
+    done = learn("check", "layer_norm", "work", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.startswith("PASS"), done.stdout + done.stderr
+    done = learn("hint", "layer_norm", cwd=tmp_path)
+    assert done.returncode == 0 and "rstd" in done.stdout
+    done = learn("list", cwd=tmp_path)
+    assert all(name in done.stdout for name in EXERCISES)
+    for args in (["check", "no_such_exercise"], ["check", "softmax", "nowhere"]):
+        done = learn(*args, cwd=tmp_path)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_errors_in_the_learners_code_point_into_the_learners_file(tmp_path):
+    source = solution_source("softmax").replace("(y,) = ctx.saved", "(y,) = ctx.saved\n        y[5, 5, 5]")
+    passed, report = check("softmax", write(tmp_path, "softmax", source), n=5)
+    assert not passed and "your code raised IndexError" in report and "softmax.py" in report, report
+    assert 'y[5, 5, 5]' in report                        # the line of the learner's file, quoted
+    passed, report = check("softmax", write(tmp_path, "softmax", "import numpy as np\n1 / 0\n"), n=5)
+    assert not passed and "ZeroDivisionError" in report and "1 / 0" in report, report
+    passed, report = check("softmax", write(tmp_path, "softmax", "import numpy as np\n"), n=5)
+    assert not passed and "defines no `Softmax`" in report, report
