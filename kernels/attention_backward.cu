@@ -1,7 +1,9 @@
-// attention_backward.cu -- fused causal self-attention, backward pass (FlashAttention-2 style).
+// attention_backward.cu -- fused self-attention, causal or bidirectional with a key-padding
+// mask, backward pass (FlashAttention-2 style).
 //
 // The forward pass (attention_forward.cu) computed, per batch b and head h,
-//     s = scale * q @ k.T  (causal: s[i, j] = -inf for j > i),
+//     s = scale * q @ k.T  (padding: s[i, j] = -inf for j >= n = lengths[b];
+//                           causal: s[i, j] = -inf for j > i),
 //     p = exp(s - lse[:, None]),   o = p @ v,
 // and kept only o and lse. Given do = dL/do, the NumPy backward would be
 //
@@ -21,11 +23,14 @@
 //   attention_backward_dkdv        one block per tile of BC keys. It keeps its k and v
 //                                  tile in shared memory and its dk, dv sums in
 //                                  registers, and walks over the query tiles that can
-//                                  see those keys (from the diagonal to T):
+//                                  see those keys (from the diagonal, or from 0 when
+//                                  not causal, to T; none for a tile of padding keys,
+//                                  whose gradients are 0):
 //                                      dv_j += sum_i p_ij do_i
 //                                      dk_j += scale * sum_i ds_ij q_i
 //   attention_backward_dq          one block per tile of BR queries. It walks over the
-//                                  key tiles that those queries see (0 to the diagonal):
+//                                  key tiles that those queries see (0 to the diagonal
+//                                  or the last real key, whichever comes first):
 //                                      dq_i += scale * sum_j ds_ij k_j
 // Splitting dq into its own pass recomputes p and dp once more, but every output
 // element is then written by exactly one thread: no atomics, and the result is
@@ -40,10 +45,10 @@
 // Compile-time parameters (minift/cuda/loader.py prepends them): HEAD_DIM = D (1..128),
 // BR = BC (the tile; these kernels assume square tiles). Launches:
 //   preprocess: 256 threads (8 warps, 8 rows) per block, grid ceil(B*H*T / 8).
-//   dkdv: NUM_THREADS threads, grid (B*H, ceil(T/BC)), DKDV_SMEM_FLOATS*4 bytes of
-//         dynamic shared memory.   dq: NUM_THREADS threads, grid (B*H, ceil(T/BR)),
-//         DQ_SMEM_FLOATS*4 bytes. (attention_smem_bytes in minift/cuda/wrappers.py
-//         computes the same sizes.)
+//   dkdv: NUM_THREADS threads, grid (B*H, ceil(T/BC)) (blockIdx.x = b*H + h),
+//         DKDV_SMEM_FLOATS*4 bytes of dynamic shared memory.
+//   dq: NUM_THREADS threads, grid (B*H, ceil(T/BR)), DQ_SMEM_FLOATS*4 bytes.
+// (attention_smem_bytes in minift/cuda/wrappers.py computes the same sizes.)
 
 #include "attention_common.cuh"
 
@@ -73,7 +78,8 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS)
 attention_backward_dkdv(const float* __restrict__ q, const float* __restrict__ k,
                         const float* __restrict__ v, const float* __restrict__ dout,
                         const float* __restrict__ lse, const float* __restrict__ drow,
-                        float* __restrict__ dk, float* __restrict__ dv, int T, float scale) {
+                        float* __restrict__ dk, float* __restrict__ dv, const int* __restrict__ lengths,
+                        int T, int H, int causal, float scale) {
     extern __shared__ float4 smem4[];
     float* Ks = reinterpret_cast<float*>(smem4);   // [TILE][ROW]  this block's keys
     float* Vs = Ks + TILE * ROW;                   // [TILE][ROW]  and their values
@@ -87,6 +93,7 @@ attention_backward_dkdv(const float* __restrict__ q, const float* __restrict__ k
     const int tx = threadIdx.x % TX, ty = threadIdx.x / TX;
     const int k0 = blockIdx.y * TILE;   // tile 0 has the most query tiles: it starts first
     const long long head = (long long)blockIdx.x * T;
+    const int n_keys = lengths[blockIdx.x / H];         // keys 0 .. n_keys-1 are real
     q += head * HEAD_DIM; k += head * HEAD_DIM; v += head * HEAD_DIM; dout += head * HEAD_DIM;
     dk += head * HEAD_DIM; dv += head * HEAD_DIM; lse += head; drow += head;
 
@@ -98,8 +105,10 @@ attention_backward_dkdv(const float* __restrict__ q, const float* __restrict__ k
     zero_acc(dk_acc);
     zero_acc(dv_acc);
 
-    // Query tiles that see at least one of our keys: query k0 (the diagonal tile) to T.
-    for (int q0 = k0; q0 < T; q0 += TILE) {
+    // Query tiles that see at least one of our keys: query k0 (the diagonal tile) or 0 to
+    // T; none when all our keys are padding (their dk, dv stay 0).
+    const int first_query = k0 >= n_keys ? T : causal ? k0 : 0;
+    for (int q0 = first_query; q0 < T; q0 += TILE) {
         __syncthreads();   // the previous query tile is no longer being read
         load_rows(Qs, q, q0, TILE, T);
         load_rows(dOs, dout, q0, TILE, T);
@@ -121,9 +130,11 @@ attention_backward_dkdv(const float* __restrict__ q, const float* __restrict__ k
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
                 const int kj = k0 + ty * 4 + i;
-                // p = exp(scale s - lse), zero where the query cannot see the key
-                // (kj > qi, which also covers kj >= T) or the query does not exist.
-                p[i] = (kj <= qi && qi < T) ? exp2f(s[i][j] * qk_scale - Ls[qr]) : 0.f;
+                // p = exp(scale s - lse), zero where the query cannot see the key (a
+                // padding key, kj >= n_keys, which covers kj >= T; kj > qi when causal)
+                // or the query does not exist.
+                const bool seen = kj < n_keys && !(causal && kj > qi) && qi < T;
+                p[i] = seen ? exp2f(s[i][j] * qk_scale - Ls[qr]) : 0.f;
                 ds[i] = p[i] * (dp[i][j] - Ds[qr]);
             }
             *reinterpret_cast<float4*>(Ps + qr * P_ROW + ty * 4) = make_float4(p[0], p[1], p[2], p[3]);
@@ -145,7 +156,8 @@ extern "C" __global__ void __launch_bounds__(NUM_THREADS)
 attention_backward_dq(const float* __restrict__ q, const float* __restrict__ k,
                       const float* __restrict__ v, const float* __restrict__ dout,
                       const float* __restrict__ lse, const float* __restrict__ drow,
-                      float* __restrict__ dq, int T, float scale) {
+                      float* __restrict__ dq, const int* __restrict__ lengths, int T, int H, int causal,
+                      float scale) {
     extern __shared__ float4 smem4[];
     float* Qs = reinterpret_cast<float*>(smem4);   // [TILE][ROW]  this block's queries
     float* dOs = Qs + TILE * ROW;                  // [TILE][ROW]  their output gradients
@@ -156,6 +168,7 @@ attention_backward_dq(const float* __restrict__ q, const float* __restrict__ k,
     const int tx = threadIdx.x % TX, ty = threadIdx.x / TX;
     const int q0 = (gridDim.y - 1 - blockIdx.y) * TILE;   // longest rows first
     const long long head = (long long)blockIdx.x * T;
+    const int n_keys = lengths[blockIdx.x / H];         // keys 0 .. n_keys-1 are real
     q += head * HEAD_DIM; k += head * HEAD_DIM; v += head * HEAD_DIM; dout += head * HEAD_DIM;
     dq += head * HEAD_DIM; lse += head; drow += head;
 
@@ -173,8 +186,10 @@ attention_backward_dq(const float* __restrict__ q, const float* __restrict__ k,
     float dq_acc[4][D_GROUPS * 4];
     zero_acc(dq_acc);
 
-    const int last_query = min(q0 + TILE, T) - 1;
-    for (int k0 = 0; k0 <= last_query; k0 += TILE) {
+    // Key tiles up to the last visible key: the last real key, and when causal no
+    // later than the last query of this tile.
+    const int last_key = causal ? min(min(q0 + TILE, T), n_keys) - 1 : n_keys - 1;
+    for (int k0 = 0; k0 <= last_key; k0 += TILE) {
         __syncthreads();   // the previous key tile is no longer being read
         load_rows(Ks, k, k0, TILE, T);
         load_rows(Vs, v, k0, TILE, T);
@@ -192,14 +207,15 @@ attention_backward_dq(const float* __restrict__ q, const float* __restrict__ k,
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
                 const int qi = q0 + ty * 4 + i;
-                const float p = (kj <= qi && qi < T) ? exp2f(s[i][j] * qk_scale - L[i]) : 0.f;
+                const bool seen = kj < n_keys && !(causal && kj > qi) && qi < T;
+                const float p = seen ? exp2f(s[i][j] * qk_scale - L[i]) : 0.f;
                 ds[i] = p * (dp[i][j] - D[i]);
             }
             *reinterpret_cast<float4*>(dSt + kr * P_ROW + ty * 4) = make_float4(ds[0], ds[1], ds[2], ds[3]);
         }
         __syncthreads();
 
-        accumulate(dq_acc, dSt, Ks, min(TILE, T - k0), ty, tx);   // dq_i += sum_j ds_ij k_j
+        accumulate(dq_acc, dSt, Ks, min(TILE, n_keys - k0), ty, tx);   // dq_i += sum_j ds_ij k_j
     }
 
     store_rows(dq, dq_acc, scale, q0, T, ty, tx);

@@ -1,14 +1,18 @@
-// attention_forward.cu -- fused causal self-attention, forward pass (FlashAttention-2 style).
+// attention_forward.cu -- fused self-attention, causal or bidirectional with a key-padding
+// mask, forward pass (FlashAttention-2 style).
 //
 // What it computes, in NumPy terms, for every batch b and head h (q, k, v of shape
-// (B, H, T, D), float32, C-contiguous; scale = 1/sqrt(D)):
+// (B, H, T, D), float32, C-contiguous; scale = 1/sqrt(D); n = lengths[b], the real keys
+// of sequence b, 1..T):
 //
 //     s   = scale * q[b, h] @ k[b, h].T                 # (T, T) scores
-//     s[j > i] = -inf                                   # causal: query i sees keys 0..i
+//     s[:, j >= n] = -inf                               # padding: no query sees keys n..T-1
+//     s[j > i] = -inf          (when causal)            # causal: query i sees keys 0..i
 //     lse = log(sum(exp(s), axis=-1))                   # (T,)  log-sum-exp of each row
 //     o[b, h] = exp(s - lse[:, None]) @ v[b, h]         # (T, D) softmax(s) @ v
 //
-// and it returns o and lse (the backward pass rebuilds the softmax from lse).
+// and it returns o and lse (the backward pass rebuilds the softmax from lse). A GPT
+// runs it causal with n = T; an encoder not causal, with each sequence's length.
 //
 // The NumPy version materialises the T x T matrix s. This kernel never does: its
 // memory is O(T * D) per head, and each score lives only in registers.
@@ -23,7 +27,8 @@
 // by exp(m - m') before the new terms are added. After the last tile,
 // o = acc / l and lse = m + log(l): the same numbers as the NumPy version, up to
 // rounding. Tiles entirely above the diagonal (all keys later than all queries of
-// the block) are never loaded: that halves the work of causal attention.
+// the block) are never loaded: that halves the work of causal attention; nor are
+// tiles made only of padding keys.
 //
 // Work split inside a block (the tile layout of attention_common.cuh): (BR/4) x (BC/4)
 // threads. Thread (ty, tx) owns
@@ -44,7 +49,7 @@
 // Compile-time parameters (minift/cuda/loader.py prepends them): HEAD_DIM = D (any
 // 1..128; the kernel is compiled once per head size), BR, BC (tile sizes, multiples
 // of 4 with BC/4 a power of two <= 32). Launch: NUM_THREADS threads per block,
-// grid (B*H, ceil(T/BR)), and SMEM_FLOATS*4 bytes of dynamic shared memory
+// grid (B*H, ceil(T/BR)) (blockIdx.x = b*H + h), and SMEM_FLOATS*4 bytes of dynamic shared memory
 // (attention_smem_bytes in minift/cuda/wrappers.py computes the same number: keep
 // the two in step).
 
@@ -72,7 +77,7 @@ __device__ __forceinline__ float row_sum(float x) {
 extern "C" __global__ void __launch_bounds__(NUM_THREADS)
 attention_forward(const float* __restrict__ q, const float* __restrict__ k,
                   const float* __restrict__ v, float* __restrict__ o, float* __restrict__ lse,
-                  int T, float scale) {
+                  const int* __restrict__ lengths, int T, int H, int causal, float scale) {
     extern __shared__ float4 smem4[];          // declared as float4 for 16-byte alignment
     float* Qs = reinterpret_cast<float*>(smem4);   // [BR][ROW]  this block's queries
     float* Ks = Qs + BR * ROW;                     // [BC][ROW]  current key tile
@@ -84,6 +89,7 @@ attention_forward(const float* __restrict__ q, const float* __restrict__ k,
     // ones) start first and the short ones fill the gaps at the end.
     const int q0 = (gridDim.y - 1 - blockIdx.y) * BR;
     const long long head = (long long)blockIdx.x * T;   // first row of this (b, h)
+    const int n_keys = lengths[blockIdx.x / H];         // keys 0 .. n_keys-1 are real
     q += head * HEAD_DIM; k += head * HEAD_DIM; v += head * HEAD_DIM;
     o += head * HEAD_DIM; lse += head;
 
@@ -98,9 +104,10 @@ attention_forward(const float* __restrict__ q, const float* __restrict__ k,
     }
     zero_acc(acc);
 
-    // Key tiles 0 .. the one holding the last query of this block (causal).
-    const int last_query = min(q0 + BR, T) - 1;
-    const int num_tiles = last_query / BC + 1;
+    // Key tiles 0 .. the one holding the last visible key: the last real key, and
+    // when causal no later than the last query of this block.
+    const int last_key = causal ? min(min(q0 + BR, T), n_keys) - 1 : n_keys - 1;
+    const int num_tiles = last_key / BC + 1;
     for (int t = 0; t < num_tiles; ++t) {
         const int k0 = t * BC;
         __syncthreads();   // the previous tile's Ks, Vs, Pt are no longer being read
@@ -111,7 +118,7 @@ attention_forward(const float* __restrict__ q, const float* __restrict__ k,
         float s[4][4];
         tile_dots(s, Qs, Ks, ty, tx);   // s[i][j] = q_(ty*4+i) . k_(tx+j*TX)
 
-        // Causal mask and online-softmax update, one query row at a time.
+        // Padding and causal mask and online-softmax update, one query row at a time.
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
             const int qi = q0 + ty * 4 + i;
@@ -119,7 +126,7 @@ attention_forward(const float* __restrict__ q, const float* __restrict__ k,
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
                 const int kj = k0 + tx + j * TX;
-                s[i][j] = (kj > qi || kj >= T) ? neg_inf() : s[i][j] * qk_scale;
+                s[i][j] = (kj >= n_keys || (causal && kj > qi)) ? neg_inf() : s[i][j] * qk_scale;
                 tile_max = fmaxf(tile_max, s[i][j]);
             }
             const float m_new = fmaxf(m[i], row_max(tile_max));
@@ -147,9 +154,9 @@ attention_forward(const float* __restrict__ q, const float* __restrict__ k,
                 make_float4(s[0][j], s[1][j], s[2][j], s[3][j]);
         __syncthreads();
 
-        // acc += p @ v for the thread's 4 queries and its output columns; keys past T
-        // have p = 0: skip them.
-        accumulate(acc, Pt, Vs, min(BC, T - k0), ty, tx);
+        // acc += p @ v for the thread's 4 queries and its output columns; padding keys
+        // (and keys past T) have p = 0: skip them.
+        accumulate(acc, Pt, Vs, min(BC, n_keys - k0), ty, tx);
     }
 
     // o = acc / l and lse = m ln2 + ln l, for the rows that exist.

@@ -1,8 +1,8 @@
 """minift: a from-scratch, readable framework for pretraining a small GPT and
 adapting it to a task. Read the modules in this order (each imports only those
 before it): errors, parallel, backend, files, tensor, ops, functional, gradcheck, nn, model,
-optim, data, runs, trainer, pretrain, adapt, generate, cli, bench, and last the GPU
-appendix, cuda (with bench_kernels)."""
+optim, data, runs, hf_gpt2, trainer, pretrain, adapt, generate, align, viz, learn, cli, bench, and
+last the GPU appendix, cuda (with bench_kernels)."""
 from . import cuda, functional   # cuda registers the GPU kernels with backend; no CuPy import
 from .gradcheck import GradcheckError, gradcheck
 from .ops import concat, exp, log, masked_fill, matmul, relu, split, sqrt, stack, tanh, where

@@ -104,8 +104,8 @@ def to_numpy(x):
 # ----------------------------------------------------------------------------- device choices
 
 # What minift.cuda registered when it was imported: "matmul" -> f(a, b) for float32
-# CuPy arrays; "causal_attention" -> a Function class with `accepts(q, k, v)`. Never
-# consulted for NumPy arrays.
+# CuPy arrays; "causal_attention" and "padded_attention" -> a Function class with
+# `accepts(q, k, v)`. Never consulted for NumPy arrays.
 _gpu_implementations = {}
 
 
@@ -236,4 +236,12 @@ def fused_causal_attention(q, k, v):
     if not _is_cupy_array(q):
         return None
     fused = _gpu_implementations.get("causal_attention")
+    return fused if fused is not None and fused.accepts(q, k, v) else None
+
+
+def fused_padded_attention(q, k, v):
+    """The same for bidirectional attention with a key-padding mask (an encoder's)."""
+    if not _is_cupy_array(q):
+        return None
+    fused = _gpu_implementations.get("padded_attention")
     return fused if fused is not None and fused.accepts(q, k, v) else None

@@ -1,9 +1,13 @@
 """Command line: `python -m minift COMMAND ...` (also installed as `minift`).
 
-    pretrain   train a GPT on the built-in feedback corpus or your text files
+    pretrain   train a GPT (or an encoder) on the built-in feedback corpus or your text files
     generate   continue a prompt with a pretrained (or instruction-tuned) run
     finetune   adapt a pretrained run to a labeled classification task
     classify   label texts with a fine-tuned run
+    align      teach a language model to follow requests (sft), then to prefer responses that do (dpo)
+    export     write a run (or a GPT-2 directory) as a Hugging Face GPT-2 directory
+    report     one self-contained HTML page of a run: curves, confusion matrices, updates, attention
+    show       `show graph`: the autograd graph of a small expression, as text or SVG
 
 A mistake in what you asked for (a flag, a file, a run directory) is one line on stderr
 and exit code 2; an error of the operating system (disk full, permission denied) too,
@@ -16,6 +20,7 @@ import sys
 # argparse has even checked the command line (tests check these lists stay in step).
 STRATEGIES = ["full", "head", "top-k", "lora", "prompt", "instruct", "scratch"]
 POOLINGS = ["last", "mean"]
+METHODS = ["sft", "dpo"]
 
 
 def _add_device(p):
@@ -30,6 +35,9 @@ def _pretrain_parser(sub):
                    help="UTF-8 text files, documents separated by blank lines (default: the built-in "
                         "customer-feedback corpus)")
     p.add_argument("--preset", choices=["tiny", "small"], help="model size (default small)")
+    p.add_argument("--arch", choices=["decoder", "encoder"],
+                   help="decoder (default): a GPT, next-token prediction; encoder: bidirectional attention, "
+                        "masked-token prediction (BERT-style), for classifiers")
     p.add_argument("--steps", type=int, help="total optimisation steps (default: the preset's recipe)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="peak learning rate")
@@ -42,7 +50,8 @@ def _pretrain_parser(sub):
 
 def _generate_parser(sub):
     p = sub.add_parser("generate", help="continue a prompt with a pretrained run")
-    p.add_argument("--model", required=True, help="pretraining (or instruct/prompt) run directory")
+    p.add_argument("--model", required=True, help="pretraining (or instruct/prompt) run directory, or a Hugging "
+                                                   "Face GPT-2 directory")
     p.add_argument("--prompt", required=True)
     p.add_argument("--max-new-tokens", type=int, default=60)
     p.add_argument("--temperature", type=float, default=0.8, help="0 means greedy decoding")
@@ -56,7 +65,8 @@ def _finetune_parser(sub):
     p = sub.add_parser("finetune", help="adapt a pretrained run to a labeled classification task",
                        description="Fine-tune a pretrained run into a text classifier with one of the "
                                    "adaptation strategies (see minift/adapt/).")
-    p.add_argument("--init", metavar="PRETRAINED_RUN", help="pretraining run directory (not needed with --resume)")
+    p.add_argument("--init", metavar="PRETRAINED_RUN", help="pretraining run directory, or a Hugging Face GPT-2 "
+                                                             "directory (not needed with --resume)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write (or to resume)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint (other flags, if given, must "
@@ -78,7 +88,8 @@ def _finetune_parser(sub):
     p.add_argument("--lora-alpha", type=float)
     p.add_argument("--lora-mlp", action="store_true", default=None, help="adapters on the MLP too")
     p.add_argument("--pooling", choices=POOLINGS,
-                   help="which hidden state the head reads: the last real token (default), or the mean of all")
+                   help="which hidden state the head reads: the last real token (a decoder's default), or the "
+                        "mean of all (an encoder's default)")
     p.add_argument("--prompt-template", help="prompt and instruct: how a text is put to the language model, "
                                              "with {text} where the text goes (default \"Review: {text}\\n"
                                              "Sentiment:\", the built-in corpus's rated reviews)")
@@ -89,6 +100,44 @@ def _finetune_parser(sub):
                    help="weight the loss by inverse class frequency")
     p.add_argument("--seed", type=int)
     _add_device(p)
+
+
+def _align_parser(sub):
+    p = sub.add_parser("align", help="instruction tuning (sft) or preference tuning (dpo) of a language model",
+                       description="Align a language-model run (see minift/align/): sft teaches it to write a "
+                                   "response after \"Request: ...\\nReview:\"; dpo, started from the SFT run, "
+                                   "teaches it to prefer chosen responses over rejected ones.")
+    p.add_argument("--init", metavar="RUN", help="the run to start from: pretrained for sft, the SFT run for dpo "
+                                                 "(not needed with --resume)")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write (or to resume)")
+    p.add_argument("--method", choices=METHODS, help="sft (default) or dpo")
+    p.add_argument("--pairs", metavar="FILE", help="JSONL, one {\"prompt\", \"chosen\", \"rejected\"} per line "
+                                                   "(sft reads prompt and chosen); default: built-in requests")
+    p.add_argument("--pairs-from", choices=["judged", "world"],
+                   help="built-in dpo pairs: the init's own responses labeled by the exact judge (default), "
+                        "or pairs written by the world")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint (other flags, if given, must "
+                        "match the run)")
+    for flag, kind, what in (("--epochs", int, None), ("--lr", float, "peak learning rate"),
+                             ("--batch-size", int, "examples (sft) or pairs (dpo) per step"),
+                             ("--beta", float, "dpo: how far the policy may move from the reference (default 0.1)"),
+                             ("--samples", int, "judged pairs: responses sampled per training request (default 8)"),
+                             ("--examples", int, "built-in sft examples or world pairs"),
+                             ("--judge-samples", int, "responses judged per held-out request at the end (default 2)"),
+                             ("--seed", int, None)):
+        p.add_argument(flag, type=kind, help=what)
+    _add_device(p)
+
+
+def _picture_parsers(sub):
+    p = sub.add_parser("report", help="write one self-contained HTML page of a run (minift/viz/report.py)")
+    p.add_argument("run", metavar="RUN_DIR", help="any run directory (pretraining or fine-tuning)")
+    p.add_argument("--text", help="the text whose attention maps are drawn (default: a sample review)")
+    p.add_argument("--out", metavar="FILE", help="the HTML file to write (default RUN_DIR/report.html)")
+    p = sub.add_parser("show", help="draw the autograd graph of a small expression")
+    p.add_argument("what", choices=["graph"])
+    p.add_argument("--out", metavar="FILE", help="also write it as SVG (FILE.svg) or a page (FILE.html)")
 
 
 def build_parser():
@@ -102,6 +151,11 @@ def build_parser():
     p.add_argument("--model", required=True, metavar="RUN_DIR", help="run directory written by finetune")
     p.add_argument("texts", nargs="+", metavar="TEXT")
     _add_device(p)
+    p = sub.add_parser("export", help="write a run as a Hugging Face GPT-2 directory (transformers loads it)")
+    p.add_argument("--model", required=True, metavar="RUN_DIR", help="any minift run, or a GPT-2 directory")
+    p.add_argument("--out", required=True, metavar="DIR", help="the directory to write (new or empty)")
+    _align_parser(sub)
+    _picture_parsers(sub)
     return parser
 
 
@@ -112,7 +166,7 @@ def _given(args, names):
 
 def cmd_pretrain(args):
     from .pretrain import PretrainConfig, pretrain
-    given = _given(args, {"corpus": "corpus_files", "preset": "preset", "steps": "steps",
+    given = _given(args, {"corpus": "corpus_files", "preset": "preset", "arch": "arch", "steps": "steps",
                           "batch_size": "batch_size", "lr": "lr", "seed": "seed"})
     config = given if args.resume else PretrainConfig(**given)
     _, _, history = pretrain(args.out, config, resume=args.resume, device=args.device)
@@ -123,11 +177,12 @@ def cmd_pretrain(args):
 def cmd_generate(args):
     from .errors import MiniftError
     from .generate import generate
+    from .hf_gpt2 import HF_KIND
     from .pretrain import load_gpt
     from .runs import LANGUAGE_MODEL_KINDS, RunDir
-    model, tokenizer, _ = load_gpt(args.model, device=args.device, kinds=LANGUAGE_MODEL_KINDS,
-                                   command="generate")
-    if not RunDir(args.model).is_finished():
+    model, tokenizer, cfg = load_gpt(args.model, device=args.device, kinds=LANGUAGE_MODEL_KINDS,
+                                     command="generate")
+    if cfg["kind"] != HF_KIND and not RunDir(args.model).is_finished():
         print(f"note: {args.model} has not finished training; generating from its last checkpoint",
               file=sys.stderr)
     ids = tokenizer.encode(args.prompt)
@@ -169,13 +224,52 @@ def cmd_classify(args):
               file=sys.stderr)
 
 
+def cmd_align(args):
+    from .align import AlignConfig, align, judge_line
+    given = _given(args, {name: name for name in (
+        "method", "pairs_from", "epochs", "lr", "batch_size", "beta", "samples", "examples", "judge_samples", "seed")})
+    given.update(_given(args, {"pairs": "pairs_file"}))
+    config = given if args.resume else AlignConfig(**given)
+    _, _, metrics = align(args.init, args.out, config, resume=args.resume, device=args.device)
+    last = metrics["validation"]
+    shown = "  ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "step" and isinstance(v, float))
+    print(f"saved {args.out}  ({shown})" + (f"\njudged: {judge_line(metrics['judge'])}" if "judge" in metrics else ""))
+
+
+def cmd_export(args):
+    from .hf_gpt2 import export_hf_gpt2
+    for note in export_hf_gpt2(args.model, args.out):
+        print(f"note: {note}", file=sys.stderr)
+    print(f"saved {args.out}  (transformers: GPT2LMHeadModel.from_pretrained({str(args.out)!r}))")
+
+
+def cmd_report(args):
+    from .viz import write_report
+    print(f"wrote {write_report(args.run, out=args.out, text=args.text)}  (open it in a browser)")
+
+
+def cmd_show(args):
+    from .files import atomic_write
+    from .viz.graph import example_neuron, graph_svg, graph_text
+    output = example_neuron()
+    print("o = tanh(x1 * w1 + x2 * w2 + b), after o.backward():\n" + graph_text(output))
+    if args.out:
+        picture = graph_svg(output, standalone=not args.out.endswith(".html"))
+        if args.out.endswith(".html"):
+            picture = f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>autograd graph</title></head>" \
+                      f"<body>{picture}</body></html>"
+        atomic_write(args.out, picture.encode("utf-8"))
+        print(f"wrote {args.out}")
+
+
 COMMANDS = {"pretrain": cmd_pretrain, "generate": cmd_generate, "finetune": cmd_finetune,
-            "classify": cmd_classify}
+            "classify": cmd_classify, "align": cmd_align, "export": cmd_export,
+            "report": cmd_report, "show": cmd_show}
 
 
 def _interrupted(args):
     """What Ctrl-C leaves behind, in one sentence."""
-    if args.command not in ("pretrain", "finetune"):
+    if args.command not in ("pretrain", "finetune", "align"):
         return "interrupted"
     from .runs import RunDir
     run = RunDir(args.out)

@@ -1,10 +1,15 @@
-"""GPT: the GPT-2 architecture at toy size.
+"""GPT: the GPT-2 architecture at toy size, and the encoder made of the same blocks.
 
     idx (B, T) -> token embedding + position embedding -> n_layer x Block -> LayerNorm
                -> LM head -> logits (B, T, vocab_size)
 
-    Block:  x = x + attn(ln_1(x))        causal self-attention
+    Block:  x = x + attn(ln_1(x))        self-attention: causal (GPT), or bidirectional (encoder)
             x = x + mlp(ln_2(x))         Linear(C, 4C) -> GELU -> Linear(4C, C)
+
+A GPT (`causal=True`) predicts each next token from the ones before it. An encoder
+(`causal=False`, BERT-style) lets every position see the whole sequence, padding
+excepted, and is pretrained to fill in masked tokens (`Encoder`); the two differ only in
+the attention mask, so they share every module below.
 
 Parameter names are GPT-2's (`transformer.h.0.attn.c_attn.weight`, ...) and Linear
 weights are stored (in_features, out_features) as in GPT-2's checkpoints.
@@ -33,6 +38,7 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True        # biases in Linear and LayerNorm, as GPT-2
     tie_weights: bool = True  # LM head shares the token embedding matrix
+    causal: bool = True      # True: a GPT (each position sees the past); False: an encoder
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -43,6 +49,8 @@ class GPTConfig:
             raise ValueError(f"GPTConfig: n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
+        if not isinstance(self.causal, bool):
+            raise ValueError(f"GPTConfig.causal must be true or false, got {self.causal!r}")
 
     def to_dict(self):
         return asdict(self)
@@ -59,24 +67,30 @@ class GPTConfig:
         return json.dumps(self.to_dict(), indent=2)
 
 
-class CausalSelfAttention(Module):
+class SelfAttention(Module):
+    """Multi-head self-attention: causal in a GPT, bidirectional with a key-padding mask
+    (`lengths`, the real tokens of each right-padded row) in an encoder."""
+
     def __init__(self, config, rng, dtype):
         C = config.n_embd
-        self.n_head = config.n_head
+        self.n_head, self.causal = config.n_head, config.causal
         self.c_attn = Linear(C, 3 * C, bias=config.bias, init_std=0.02, rng=rng, dtype=dtype)
         # Residual projections start smaller (GPT-2): the residual stream sums 2 per layer.
         self.c_proj = Linear(C, C, bias=config.bias, init_std=0.02 / math.sqrt(2 * config.n_layer),
                              rng=rng, dtype=dtype)
         self.resid_dropout = Dropout(config.dropout)
 
-    def forward(self, x, cache=None):
+    def forward(self, x, cache=None, lengths=None):
         B, T, C = x.shape
         H = self.n_head
         q, k, v = split(self.c_attn(x), 3, axis=-1)               # 3 x (B, T, C)
         q, k, v = (t.reshape(B, T, H, C // H).transpose(0, 2, 1, 3) for t in (q, k, v))  # (B, H, T, D)
         if cache is not None:                                      # decoding: prepend the past keys/values
             k, v = cache.extend(k, v)                              # (B, H, T_past + T, D)
-        y = F.causal_attention(q, k, v)                            # (B, H, T, D)
+        if self.causal:          # right padding follows every real token: a causal query never sees it
+            y = F.causal_attention(q, k, v)                        # (B, H, T, D)
+        else:
+            y = F.padded_attention(q, k, v, lengths)               # (B, H, T, D)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)               # heads side by side again
         return self.resid_dropout(self.c_proj(y))
 
@@ -96,12 +110,12 @@ class MLP(Module):
 class Block(Module):
     def __init__(self, config, rng, dtype):
         self.ln_1 = LayerNorm(config.n_embd, bias=config.bias, dtype=dtype)
-        self.attn = CausalSelfAttention(config, rng, dtype)
+        self.attn = SelfAttention(config, rng, dtype)
         self.ln_2 = LayerNorm(config.n_embd, bias=config.bias, dtype=dtype)
         self.mlp = MLP(config, rng, dtype)
 
-    def forward(self, x, cache=None):
-        x = x + self.attn(self.ln_1(x), cache)
+    def forward(self, x, cache=None, lengths=None):
+        x = x + self.attn(self.ln_1(x), cache, lengths)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -117,8 +131,10 @@ class Transformer(Module):
         self.ln_f = LayerNorm(config.n_embd, bias=config.bias, dtype=dtype)
         self.block_size = config.block_size
 
-    def forward(self, idx, cache=None):
-        """idx (B, T) integer token ids -> final hidden states (B, T, C)."""
+    def forward(self, idx, cache=None, lengths=None):
+        """idx (B, T) integer token ids -> final hidden states (B, T, C). lengths (B,): the
+        real tokens of each right-padded row, which an encoder's attention needs (a GPT's
+        causal attention never sees padding anyway); None when no row is padded."""
         idx = idx.data if isinstance(idx, Tensor) else idx
         B, T = idx.shape
         start = cache.length if cache is not None else 0
@@ -128,7 +144,7 @@ class Transformer(Module):
         positions = array_module(idx).arange(start, start + T)
         x = self.drop(self.wte(idx) + self.wpe(positions))       # (B, T, C) + (T, C)
         for i, block in enumerate(self.h):
-            x = block(x, cache.layer(i) if cache is not None else None)
+            x = block(x, cache.layer(i) if cache is not None else None, lengths)
         if cache is not None:
             cache.length += T
         return self.ln_f(x)
@@ -168,6 +184,43 @@ class GPT(Module):
         if targets is not None:
             loss = F.cross_entropy(logits, targets)
         return logits, loss
+
+
+IGNORE = -100        # target of a position that is not scored (cross_entropy's ignore_index)
+
+
+class Encoder(GPT):
+    """The masked-language model (BERT-style): a GPT's backbone and tied LM head, with
+    bidirectional attention (config.causal False). Pretraining replaces some tokens of
+    the input (data.masked_lm) and the model predicts the originals from both sides.
+
+    model(idx (B, T), targets=None, lengths=None) -> (logits, loss or None)
+        targets (B, T): the original id at each scored position, IGNORE elsewhere; then
+            only the scored positions go through the LM head: logits (N, V) for the N
+            scored positions (row-major order) and their mean cross-entropy
+        no targets: logits (B, T, V) of every position
+        lengths (B,): real tokens of each right-padded row (padding is never attended to)
+    """
+
+    def __init__(self, config, seed=0, dtype=np.float32):
+        if config.causal:
+            raise ValueError("Encoder needs a GPTConfig with causal=False")
+        super().__init__(config, seed, dtype)
+
+    def forward(self, idx, targets=None, lengths=None):
+        x = self.transformer(idx, lengths=lengths)                # (B, T, C)
+        if targets is None:
+            return self.lm_head(x), None
+        xp = array_module(targets)
+        rows, cols = xp.nonzero(targets != IGNORE)                # the N scored positions
+        logits = self.lm_head(x[rows, cols])                      # (N, V)
+        return logits, F.cross_entropy(logits, targets[rows, cols])
+
+
+def language_model(config, seed=0, dtype=np.float32):
+    """The pretraining model a configuration describes: a GPT, or an Encoder when
+    config.causal is False."""
+    return (GPT if config.causal else Encoder)(config, seed=seed, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------- weight decay

@@ -1,7 +1,9 @@
-"""Pretraining: a GPT learns to predict the next token of a corpus.
+"""Pretraining: a GPT learns to predict the next token of a corpus (or an encoder, the
+masked tokens of it).
 
     python -m minift pretrain --out runs/small              # the built-in feedback corpus
     python -m minift pretrain --out runs/small --resume     # continue it after a crash
+    python -m minift pretrain --out runs/small-encoder --arch encoder     # BERT-style
 
 `pretrain()` below reads top to bottom like a training script: corpus -> tokenizer ->
 token ids -> model, optimiser, schedule, batch sampler -> the Trainer. Every setting is
@@ -16,11 +18,12 @@ import numpy as np
 
 from .backend import device_of, to_device
 from .data import (
-    BatchSampler, Tokenizer, corpus_sha256, feedback, read_text_files, split_documents, tokenize_corpus,
-    train_val_split,
+    BatchSampler, MaskedDocuments, Tokenizer, corpus_sha256, feedback, read_text_files, split_documents,
+    split_into_documents, tokenize_corpus, train_val_split,
 )
 from .errors import MiniftError
-from .model import GPT, PRESETS, GPTConfig, param_groups
+from .hf_gpt2 import is_hf_model_dir, load_hf_gpt2
+from .model import PRESETS, GPTConfig, language_model, param_groups
 from .optim import AdamW, WarmupCosine
 from .runs import PRETRAINED_KINDS, RunDir, claim, config_from_json, refuse_changes
 from .trainer import Trainer
@@ -31,16 +34,26 @@ PRETRAIN_RECIPES = {
     "tiny": dict(steps=300, batch_size=16, lr=2e-3, vocab_size=1024, corpus_bytes=1_000_000),
     "small": dict(steps=600, batch_size=16, lr=1e-3, vocab_size=2048, corpus_bytes=3_000_000),
 }
+# An encoder's changes to them: a batch is documents (about 26 tokens here, data.masking)
+# of which 15% are predicted, so it takes more of them and more steps to learn as much.
+ENCODER_RECIPES = {
+    "tiny": dict(steps=600, batch_size=32),
+    "small": dict(steps=1500, batch_size=32),
+}
 WEIGHT_DECAY = 0.1          # on matrices only (model.param_groups)
 BETAS = (0.9, 0.95)
 VAL_FRACTION = 0.1          # the last 10% of the token stream is validation
+ARCHS = ("decoder", "encoder")   # a GPT (next token), or an encoder (masked tokens, data.masking)
+VAL_MASK_SEED = 1234        # an encoder's validation documents and masks: drawn once, the same each time
 
 
 @dataclass
 class PretrainConfig:
     """Every setting of a pretraining run. Fields left None take the preset's recipe
-    (PRETRAIN_RECIPES); `corpus_files` empty means the built-in feedback corpus."""
+    (PRETRAIN_RECIPES, with ENCODER_RECIPES for an encoder); `corpus_files` empty means
+    the built-in feedback corpus."""
     preset: str = "small"
+    arch: str = "decoder"
     corpus_files: list[str] = field(default_factory=list)
     steps: int | None = None
     batch_size: int | None = None
@@ -54,7 +67,10 @@ class PretrainConfig:
     def __post_init__(self):
         if self.preset not in PRESETS:
             raise MiniftError(f"unknown preset {self.preset!r} (--preset); choose one of {sorted(PRESETS)}")
-        for key, value in PRETRAIN_RECIPES[self.preset].items():
+        if self.arch not in ARCHS:
+            raise MiniftError(f"unknown architecture {self.arch!r} (--arch); choose one of {list(ARCHS)}")
+        recipe = dict(PRETRAIN_RECIPES[self.preset], **(ENCODER_RECIPES[self.preset] if self.arch == "encoder" else {}))
+        for key, value in recipe.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
         if self.eval_every is None:
@@ -62,7 +78,8 @@ class PretrainConfig:
         self.corpus_files = [str(Path(f).resolve()) for f in self.corpus_files]
         for name, flag, low in (("steps", "--steps", 1), ("batch_size", "--batch-size", 1),
                                 ("grad_accum", "--grad-accum", 1), ("eval_every", "--eval-every", 1),
-                                ("vocab_size", "--vocab-size", 258), ("corpus_bytes", "--corpus-bytes", 1),
+                                ("vocab_size", "--vocab-size", 258 + (self.arch == "encoder")),
+                                ("corpus_bytes", "--corpus-bytes", 1),
                                 ("seed", "--seed", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -73,6 +90,10 @@ class PretrainConfig:
 
     def to_dict(self):
         return asdict(self)
+
+    def model_config(self, vocab_size):
+        """The GPTConfig of this run's model (an encoder is the same model, not causal)."""
+        return GPTConfig(vocab_size=vocab_size, causal=self.arch == "decoder", **PRESETS[self.preset])
 
 
 def load_documents(config):
@@ -101,27 +122,51 @@ def split_tokens(ids, block_size, config):
 
 
 def lm_loss(model, batch):
-    """Next-token cross-entropy of a (x, y) batch of token windows."""
-    x, y = batch
-    return model(x, y)[1]
+    """The model's own loss of a batch: next-token cross-entropy of (x, y) token windows
+    (a GPT), or masked-token cross-entropy of (inputs, targets, lengths) (an encoder)."""
+    return model(*batch)[1]
 
 
-def lm_evaluator(val_ids, batch_size, block_size, n_batches=8):
+def lm_evaluator(val_ids, batch_size, block_size, n_batches=8, masked=None):
     """evaluate(model) -> {'val_loss', 'val_ppl'} on fixed, evenly spaced windows of the
-    validation ids, so every evaluation sees the same text and losses are comparable."""
-    n_windows = batch_size * n_batches
-    starts = np.linspace(0, max(len(val_ids) - block_size - 1, 0), n_windows).astype(np.int64)
-    windows = np.asarray(val_ids)[starts[:, None] + np.arange(block_size + 1)].astype(np.int64)
+    validation ids, so every evaluation sees the same text and losses are comparable.
+    masked (an encoder's): the MaskedDocuments of the validation text; its first
+    n_batches batches, drawn once, are then the fixed batches, and the loss that of the
+    masked tokens."""
+    if masked is None:
+        n_windows = batch_size * n_batches
+        starts = np.linspace(0, max(len(val_ids) - block_size - 1, 0), n_windows).astype(np.int64)
+        windows = np.asarray(val_ids)[starts[:, None] + np.arange(block_size + 1)].astype(np.int64)
+        batches = [(windows[i:i + batch_size, :-1], windows[i:i + batch_size, 1:])     # the next token
+                   for i in range(0, n_windows, batch_size)]
+    else:
+        batches = [masked.next_batch() for _ in range(n_batches)]
 
     def evaluate(model):
         device = device_of(model.parameters()[0].data)
         total = 0.0
-        for i in range(0, n_windows, batch_size):
-            w = to_device(windows[i:i + batch_size], device)
-            total += float(model(w[:, :-1], w[:, 1:])[1].item())
+        for batch in batches:
+            total += float(model(*(to_device(np.ascontiguousarray(a), device) for a in batch))[1].item())
         loss = total / n_batches
         return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
     return evaluate
+
+
+def batches_and_evaluator(config, tokenizer, train_ids, val_ids, block_size):
+    """(training batches, evaluate): random token windows for a GPT; for an encoder,
+    random documents with BERT's masking (data.masking), whose validation batches are
+    drawn with a seed of their own."""
+    if config.arch == "decoder":
+        return (BatchSampler(train_ids, config.batch_size, block_size, seed=config.seed),
+                lm_evaluator(val_ids, config.batch_size, block_size))
+    # <|mask|> is the last special token (id 2), the regular tokens follow it
+    masking = dict(mask_id=tokenizer.mask_id, first_regular_id=tokenizer.mask_id + 1,
+                   vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id)
+    docs = {name: split_into_documents(ids, tokenizer.eot_id, block_size)
+            for name, ids in (("train", train_ids), ("val", val_ids))}
+    return (MaskedDocuments(docs["train"], config.batch_size, config.seed, **masking),
+            lm_evaluator(val_ids, config.batch_size, block_size,
+                         masked=MaskedDocuments(docs["val"], config.batch_size, VAL_MASK_SEED, **masking)))
 
 
 def pretrain(out_dir, config=None, *, resume=False, device="cpu", until=None, log=print, progress=None):
@@ -144,20 +189,19 @@ def pretrain(out_dir, config=None, *, resume=False, device="cpu", until=None, lo
             config = config if isinstance(config, PretrainConfig) else PretrainConfig(**(config or {}))
             run.require_new()
             tokenizer, documents, ids = start(run, config, log)
-        model_config = GPTConfig(vocab_size=tokenizer.vocab_size, **PRESETS[config.preset])
+        model_config = config.model_config(tokenizer.vocab_size)
         ids = tokenize_corpus(documents, tokenizer, cache_dir=run.path, ids=ids)
         train_ids, val_ids = split_tokens(ids, model_config.block_size, config)
         log(f"corpus: {len(ids):,} tokens ({len(train_ids):,} train, {len(val_ids):,} validation)")
 
-        model = GPT(model_config, seed=config.seed).to(device)
-        log(f"model: {model.num_parameters():,} parameters ({model_config.n_layer} layers, "
+        model = language_model(model_config, seed=config.seed).to(device)
+        log(f"model: {config.arch}, {model.num_parameters():,} parameters ({model_config.n_layer} layers, "
             f"{model_config.n_head} heads, n_embd {model_config.n_embd}, block {model_config.block_size})")
         optimizer = AdamW(param_groups(model, WEIGHT_DECAY), lr=config.lr, betas=BETAS)
         schedule = WarmupCosine(config.lr, warmup_steps=max(1, config.steps // 20), total_steps=config.steps)
-        sampler = BatchSampler(train_ids, config.batch_size, model_config.block_size, seed=config.seed)
+        sampler, evaluate = batches_and_evaluator(config, tokenizer, train_ids, val_ids, model_config.block_size)
         trainer = Trainer(model, optimizer, sampler, lm_loss, steps=config.steps, schedule=schedule,
-                          grad_accum=config.grad_accum, grad_clip=1.0,
-                          evaluate=lm_evaluator(val_ids, config.batch_size, model_config.block_size),
+                          grad_accum=config.grad_accum, grad_clip=1.0, evaluate=evaluate,
                           eval_every=config.eval_every, run=run, seed=config.seed, progress=progress)
         if resume and trainer.resume() is not None:
             log(f"resumed at step {trainer.step} of {config.steps}")
@@ -172,13 +216,13 @@ def start(run, config, log):
     and tokenizer.json. Returns (tokenizer, documents, token ids)."""
     documents = load_documents(config)
     log(f"training a {config.vocab_size}-token BPE tokenizer on {len(documents):,} documents")
-    tokenizer = Tokenizer.train(documents, vocab_size=config.vocab_size)
+    tokenizer = Tokenizer.train(documents, vocab_size=config.vocab_size, mask_token=config.arch == "encoder")
     block_size = PRESETS[config.preset]["block_size"]
     ids = tokenize_corpus(documents, tokenizer)
     split_tokens(ids, block_size, config)                   # enough text? (nothing is written yet)
-    model_config = GPTConfig(vocab_size=tokenizer.vocab_size, **PRESETS[config.preset])
     run.save_tokenizer(tokenizer)
-    run.write_config({"kind": "pretrain", "format": 2, "model": model_config, "train": config.to_dict(),
+    run.write_config({"kind": "pretrain", "format": 2, "model": config.model_config(tokenizer.vocab_size),
+                      "train": config.to_dict(),
                       "tokenizer_fingerprint": tokenizer.fingerprint(), "corpus_sha256": corpus_sha256(documents)})
     return tokenizer, documents, ids
 
@@ -199,10 +243,16 @@ def reopen(run, insisted, log):
 
 
 def load_gpt(run_dir, device="cpu", kinds=PRETRAINED_KINDS, command="this command", finished=False):
-    """(model, tokenizer, config dict) of a run whose model is a GPT with its LM head; the
-    weights come from model.safetensors (host arrays: a GPU run loads on a CPU). With
+    """(model, tokenizer, config dict) of a run whose model has its LM head (a GPT, or an
+    Encoder for a run pretrained with --arch encoder); the weights come from
+    model.safetensors (host arrays: a GPU run loads on a CPU). With
     finished=True, a run that has not completed is refused (fine-tuning starts only
-    from a finished pretraining run, never from whatever checkpoint is there)."""
+    from a finished pretraining run, never from whatever checkpoint is there).
+
+    `run_dir` may also be a Hugging Face GPT-2 directory (hf_gpt2.py): a finished language
+    model, whose config dict has kind "huggingface-gpt2" and notes to print."""
+    if is_hf_model_dir(run_dir):
+        return load_hf_gpt2(run_dir, device)
     run = RunDir(run_dir)
     cfg = run.read_config(kinds, command=command)
     if finished and not run.is_finished():
@@ -212,6 +262,6 @@ def load_gpt(run_dir, device="cpu", kinds=PRETRAINED_KINDS, command="this comman
                           f"`python -m minift pretrain --out {run.path} --resume`")
     tokenizer = run.load_tokenizer(cfg)
     run.check_weights(cfg["model"])                       # before the model is allocated
-    model = GPT(cfg["model"])
+    model = language_model(cfg["model"])
     run.load_weights(model)
     return model.to(device).eval(), tokenizer, cfg

@@ -184,8 +184,8 @@ def test_backward_stops_at_the_lowest_trainable_layer(tok, config):
         for block in model.transformer.h:
             forward = block.forward
 
-            def recording(x, cache=None, forward=forward):
-                y = forward(x, cache)
+            def recording(x, cache=None, lengths=None, forward=forward):
+                y = forward(x, cache, lengths)
                 seen.append(y.requires_grad)
                 return y
             block.forward = recording            # instance attribute: this model only

@@ -267,3 +267,64 @@ def test_linear(data, lead, n_in, n_out, with_bias):
 def test_linear_shape_error():
     with pytest.raises(ValueError, match=r"\(2, 3\).*\(4, 5\)"):
         F.linear(leaf(np.ones((2, 3))), leaf(np.ones((4, 5))))
+
+
+def np_padded_attention(q, k, v, lengths):
+    s = q @ k.swapaxes(-1, -2) / math.sqrt(q.shape[-1])                      # (B, H, Tq, Tk)
+    padding = np.arange(k.shape[-2])[None, :] >= np.asarray(lengths)[:, None]  # (B, Tk)
+    s = np.where(padding[:, None, None, :], -np.inf, s)
+    return np_softmax(s, -1) @ v
+
+
+@given(data=st.data(), b=st.integers(1, 3), h=st.integers(1, 2), tq=st.integers(1, 5), tk=st.integers(1, 5),
+       d=st.integers(1, 4))
+def test_padded_attention(data, b, h, tq, tk, d):
+    q = data.draw(leaves((b, h, tq, d)))
+    k, v = data.draw(leaves((b, h, tk, d))), data.draw(leaves((b, h, tk, d)))
+    lengths = np.array(data.draw(st.lists(st.integers(1, tk), min_size=b, max_size=b)))
+    out = F.padded_attention(q, k, v, lengths)
+    np.testing.assert_allclose(out.data, np_padded_attention(q.data, k.data, v.data, lengths), rtol=1e-10,
+                               atol=1e-12)
+    assert gradcheck(lambda q, k, v: F.padded_attention(q, k, v, lengths), [q, k, v])
+
+
+def test_padded_attention_without_lengths_sees_every_key():
+    rng = np.random.default_rng(3)
+    q, k, v = (leaf(rng.standard_normal((2, 2, 6, 3))) for _ in range(3))
+    np.testing.assert_allclose(F.padded_attention(q, k, v).data, np_padded_attention(q.data, k.data, v.data, [6, 6]),
+                               rtol=1e-12)
+    assert gradcheck(F.padded_attention, [q, k, v])
+
+
+def test_a_padded_batch_gives_each_sequence_its_result_alone():
+    """Row b of a right-padded batch, cut to its lengths[b] real positions, equals the
+    sequence attended alone (to float64 rounding: the sums run over wider rows), whatever
+    the padding holds; so do the gradients of a loss on the real positions, and padding
+    keys and values get none."""
+    rng = np.random.default_rng(4)
+    lengths = np.array([7, 3, 1, 5])
+    q, k, v = (rng.standard_normal((4, 2, 7, 3)) for _ in range(3))
+    padding = (np.arange(7)[None, :] >= lengths[:, None])[:, None, :, None]     # (B, 1, T, 1)
+    k, v = np.where(padding, 1e3, k), np.where(padding, -1e3, v)      # padding of large values: must not leak
+    q, k, v = leaf(q), leaf(k), leaf(v)
+    out = F.padded_attention(q, k, v, lengths)
+    real = 1.0 - padding                                # the loss reads real positions only
+    (out * out * real).sum().backward()
+    for b, n in enumerate(lengths):
+        alone = [leaf(t.data[b:b + 1, :, :n].copy()) for t in (q, k, v)]
+        y = F.padded_attention(*alone)
+        (y * y).sum().backward()
+        np.testing.assert_allclose(out.data[b, :, :n], y.data[0], rtol=1e-12, atol=1e-13)
+        for padded, single in zip((q, k, v), alone):
+            np.testing.assert_allclose(padded.grad[b, :, :n], single.grad[0], rtol=1e-10, atol=1e-12)
+        assert not k.grad[b, :, n:].any() and not v.grad[b, :, n:].any()
+
+
+def test_padded_attention_argument_errors():
+    q = leaf(np.zeros((2, 1, 3, 2)))
+    with pytest.raises(ValueError, match="padded_attention: lengths"):
+        F.padded_attention(q, q, q, np.array([3, 0]))
+    with pytest.raises(ValueError, match="padded_attention: lengths"):
+        F.padded_attention(q, q, q, np.array([4, 1]))
+    with pytest.raises(ValueError, match="padded_attention: expected"):
+        F.padded_attention(q, leaf(np.zeros((2, 1, 3, 3))), leaf(np.zeros((2, 1, 3, 3))))

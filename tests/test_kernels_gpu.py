@@ -1,5 +1,6 @@
 """minift's CUDA kernels against NumPy float64 references computed in this file, and
-the two ways the rest of minift reaches them (backend.matmul, F.causal_attention).
+the ways the rest of minift reaches them (backend.matmul, F.causal_attention,
+F.padded_attention).
 
 Needs CuPy and an NVIDIA GPU: without them every test here is skipped. Inputs are
 random, sizes are odd on purpose (1, 7, 33, 129, 257: not multiples of any tile),
@@ -166,12 +167,16 @@ def test_matmul_errors():
 
 # ----------------------------------------------------------------------------- attention
 
-def attention_reference(q, k, v):
-    """float64 causal attention: (o, lse, p)."""
+def attention_reference(q, k, v, lengths=None, causal=True):
+    """float64 attention, causal and/or hiding keys j >= lengths[b] of sequence b: (o, lse, p)."""
     q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
     T, D = q.shape[-2:]
     s = q @ k.swapaxes(-1, -2) / math.sqrt(D)
-    s = np.where(np.triu(np.ones((T, T), dtype=bool), 1), -np.inf, s)
+    if causal:
+        s = np.where(np.triu(np.ones((T, T), dtype=bool), 1), -np.inf, s)
+    if lengths is not None:
+        padding = np.arange(T)[None, :] >= np.asarray(lengths)[:, None]          # (B, T) keys
+        s = np.where(padding[:, None, None, :], -np.inf, s)
     m = s.max(-1, keepdims=True)
     e = np.exp(s - m)
     row_sum = e.sum(-1, keepdims=True)
@@ -179,11 +184,11 @@ def attention_reference(q, k, v):
     return p @ v, (m + np.log(row_sum))[..., 0], p
 
 
-def attention_reference_backward(q, k, v, do):
-    """float64 gradients (dq, dk, dv) of causal attention, the textbook way."""
+def attention_reference_backward(q, k, v, do, lengths=None, causal=True):
+    """float64 gradients (dq, dk, dv) of attention_reference, the textbook way."""
     q, k, v, do = (np.asarray(x, np.float64) for x in (q, k, v, do))
     scale = 1 / math.sqrt(q.shape[-1])
-    _, _, p = attention_reference(q, k, v)
+    _, _, p = attention_reference(q, k, v, lengths, causal)
     dv = p.swapaxes(-1, -2) @ do
     dp = do @ v.swapaxes(-1, -2)
     ds = p * (dp - (dp * p).sum(-1, keepdims=True))
@@ -266,6 +271,38 @@ def test_attention_non_contiguous_inputs():
         assert_close(got, ref, atol=2e-4, rtol=2e-3, what=name)
 
 
+PADDED_SHAPES = [(3, 2, 17, 32), (2, 1, 100, 80), (2, 2, 129, 17)]   # (B, H, T, D)
+if SMALL:
+    PADDED_SHAPES = [(3, 2, 17, 16), (2, 1, 100, 17)]
+
+
+def _lengths(rng, B, T):
+    """Real keys per sequence: the whole T, a single key, and random ones between."""
+    return np.array([T, 1] + list(rng.integers(1, T + 1, B - 2)))[:B].astype(np.int64)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("B,H,T,D", PADDED_SHAPES)
+def test_attention_with_padding(attention_tile, B, H, T, D, causal):
+    """Per-sequence key lengths, with or without the causal mask: forward (o, lse) and
+    backward against the float64 reference; padding keys get dk = dv = 0 exactly."""
+    rng = np.random.default_rng(T * 1000 + D + 2)
+    q, k, v = _qkv(rng, B, H, T, D)
+    do, lengths = randn(rng, B, H, T, D), _lengths(rng, B, T)
+    o, lse = cuda.attention_forward(cp.asarray(q), cp.asarray(k), cp.asarray(v), lengths, causal=causal)
+    o_ref, lse_ref, _ = attention_reference(q, k, v, lengths, causal)
+    assert_close(o, o_ref, atol=1e-4, rtol=1e-3, what=f"o {B, H, T, D} causal={causal}")
+    assert_close(lse, lse_ref, atol=1e-4, rtol=1e-3, what=f"lse {B, H, T, D} causal={causal}")
+    args = [cp.asarray(x.astype(np.float32)) for x in (q, k, v, o_ref, lse_ref, do)]
+    grads = cuda.attention_backward(*args, lengths=cp.asarray(lengths), causal=causal)
+    refs = attention_reference_backward(q, k, v, do, lengths, causal)
+    for name, got, ref in zip(("dq", "dk", "dv"), grads, refs):
+        assert_close(got, ref, atol=2e-4, rtol=2e-3, what=f"{name} {B, H, T, D} causal={causal}")
+    padding = np.arange(T)[None, :] >= lengths[:, None]
+    for name, got in zip(("dk", "dv"), grads[1:]):
+        assert not cp.asnumpy(got).transpose(0, 2, 1, 3)[padding].any(), f"{name} of padding keys"
+
+
 def test_attention_errors():
     x = cp.zeros((1, 1, 4, 129), dtype=np.float32)
     with pytest.raises(ValueError, match="129"):
@@ -275,6 +312,9 @@ def test_attention_errors():
         cuda.attention_forward(y, cp.zeros((1, 1, 5, 8), dtype=np.float32), y)
     with pytest.raises(TypeError, match="float32"):
         cuda.attention_forward(y.astype(np.float64), y, y)
+    for bad in ([0], [5], [1, 2]):
+        with pytest.raises(ValueError, match="lengths"):
+            cuda.attention_forward(y, y, y, np.array(bad), causal=False)
 
 
 # ----------------------------------------------------------------------------- through the rest of minift
@@ -308,6 +348,24 @@ def test_causal_attention_takes_the_fused_kernels_when_they_apply():
     big = cp.zeros((1, 1, 5, cuda.MAX_HEAD_DIM + 1), dtype=np.float32)
     assert minift.backend.fused_causal_attention(big, big, big) is None
     assert minift.backend.fused_causal_attention(*(cp.asnumpy(x) for x in (q, k, v))) is None
+
+
+def test_functional_padded_attention_on_the_gpu():
+    """F.padded_attention on GPU tensors runs the fused kernels without the causal mask:
+    output and gradients against the float64 reference."""
+    rng = np.random.default_rng(5)
+    q, k, v = _qkv(rng, 3, 2, 33, 16)
+    g, lengths = randn(rng, 3, 2, 33, 16), np.array([33, 1, 20])
+    assert minift.backend.fused_padded_attention(*(cp.asarray(x) for x in (q, k, v))) is cuda.FusedPaddedAttention
+    tq, tk, tv = (minift.tensor(cp.asarray(x), requires_grad=True) for x in (q, k, v))
+    out = F.padded_attention(tq, tk, tv, cp.asarray(lengths))
+    assert isinstance(out._ctx, cuda.FusedPaddedAttention)
+    assert_close(out.data, attention_reference(q, k, v, lengths, causal=False)[0], atol=1e-4, rtol=1e-3,
+                 what="out")
+    out.backward(cp.asarray(g))
+    refs = attention_reference_backward(q, k, v, g, lengths, causal=False)
+    for name, t, ref in zip(("dq", "dk", "dv"), (tq, tk, tv), refs):
+        assert_close(t.grad, ref, atol=2e-4, rtol=2e-3, what=name)
 
 
 def test_functional_causal_attention_on_the_gpu():

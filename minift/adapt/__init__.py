@@ -22,21 +22,22 @@ Read in this order:
     finetune   FinetuneConfig, finetune() and classify (load_finetuned)
 """
 from .finetune import (
-    DEFAULT_K, FINETUNE_RECIPES, FinetuneConfig, FinetunedModel, builtin_labeled_sets, finetune,
-    load_finetune_data, load_finetuned,
+    DEFAULT_K, FINETUNE_RECIPES, FinetuneConfig, FinetunedModel, builtin_labeled_sets, compare_strategies,
+    finetune, load_finetune_data, load_finetuned,
 )
 from .heads import POOLINGS, Classifier, make_scratch, pool, swap_head
 from .lora import CLASSIFIER_STRATEGIES, LoRALinear, add_lora, apply_strategy, has_lora, merge_lora
 from .metrics import classification_metrics, softmax_rows
 from .prompts import PromptFormat
-from .report import comparison_table, format_metrics
+from .report import comparison_table, format_metrics, mean_and_spread, seeds_table
 from .tasks import LM_STRATEGIES, STRATEGIES, ClassifierTask, EpochBatches, InstructTask, PromptTask
 
 __all__ = [
-    "finetune", "FinetuneConfig", "load_finetuned", "FinetunedModel", "load_finetune_data",
+    "finetune", "FinetuneConfig", "load_finetuned", "compare_strategies", "FinetunedModel", "load_finetune_data",
     "builtin_labeled_sets", "FINETUNE_RECIPES", "DEFAULT_K",
     "Classifier", "swap_head", "make_scratch", "pool", "POOLINGS",
     "LoRALinear", "add_lora", "merge_lora", "has_lora", "apply_strategy", "CLASSIFIER_STRATEGIES",
     "PromptFormat", "classification_metrics", "softmax_rows", "format_metrics", "comparison_table",
+    "seeds_table", "mean_and_spread",
     "STRATEGIES", "LM_STRATEGIES", "ClassifierTask", "InstructTask", "PromptTask", "EpochBatches",
 ]

@@ -11,14 +11,15 @@ before all inputs have been checked; a run stopped at any moment continues with
 """
 import hashlib
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..data import LabeledData, encode_labels, feedback, label_vocabulary, load_labeled, stratified_split
 from ..errors import MiniftError
-from ..model import GPT, param_groups
+from ..files import atomic_write, write_json
+from ..model import language_model, param_groups
 from ..optim import AdamW, WarmupCosine
 from ..pretrain import load_gpt
 from ..runs import FINETUNED_KINDS, RunDir, claim, config_from_json, refuse_changes
@@ -27,7 +28,7 @@ from .heads import POOLINGS
 from .lora import has_lora, merge_lora, parameter_counts
 from .metrics import classification_metrics, softmax_rows
 from .prompts import PromptFormat
-from .report import format_metrics
+from .report import comparison_table, format_metrics
 from .tasks import LM_STRATEGIES, STRATEGIES, make_task, task_from_config
 
 # Per-strategy recipes for the built-in data (about 430 training examples of 20-60
@@ -62,7 +63,7 @@ class FinetuneConfig:
     lora_rank: int = 8
     lora_alpha: float = 16.0
     lora_mlp: bool = False
-    pooling: str = "last"
+    pooling: str | None = None          # None: "last" for a decoder, "mean" for an encoder (heads.pool)
     epochs: int | None = None
     lr: float | None = None
     batch_size: int | None = None
@@ -74,7 +75,8 @@ class FinetuneConfig:
 
     def __post_init__(self):
         _choice(self.strategy, STRATEGIES, "strategy", "--strategy")
-        _choice(self.pooling, POOLINGS, "pooling", "--pooling")
+        if self.pooling is not None:
+            _choice(self.pooling, POOLINGS, "pooling", "--pooling")
         if self.class_weighting and self.strategy in LM_STRATEGIES:
             raise MiniftError(f"class weights (--class-weights) apply to a classification head; strategy "
                               f"{self.strategy!r} has none")
@@ -203,8 +205,12 @@ def finetune(init, out_dir, config=None, *, device="cpu", resume=False, until=No
             if init is None:
                 raise MiniftError("--init is required: the pretraining run to start from")
         train_data, tests = load_finetune_data(config)
-        gpt, tokenizer, _ = load_gpt(init, device, command="finetune --init", finished=True)
+        gpt, tokenizer, init_cfg = load_gpt(init, device, command="finetune --init", finished=True)
+        for note in init_cfg.get("notes", ()):              # a Hugging Face GPT-2 directory: padding
+            log(note)
         _check_against_model(config, gpt.config)
+        if config.pooling is None:          # measured: an encoder's classifier reads the mean better
+            config = replace(config, pooling="last" if gpt.config.causal else "mean")
         labels = label_vocabulary(train_data.labels)
         texts, y = split_data(train_data, tests, labels, config)
         task = make_task(config, labels, tokenizer, gpt.config, texts["train"], y["train"])
@@ -235,6 +241,10 @@ def finetune(init, out_dir, config=None, *, device="cpu", resume=False, until=No
 
 
 def _check_against_model(config, model_config):
+    if config.strategy in LM_STRATEGIES and not model_config.causal:
+        raise MiniftError(f"strategy {config.strategy!r} needs a decoder (a GPT pretrained on the next token): "
+                          f"it reads the language model's answer after a prompt, and --init is an encoder; "
+                          f"use full, head, top-k, lora or scratch")
     if config.strategy == "top-k" and not 1 <= config.k <= model_config.n_layer:
         raise MiniftError(f"--k {config.k}: top-k trains the last k blocks, so k must be between 1 and "
                           f"the model's {model_config.n_layer} blocks (k = 0 is the 'head' strategy)")
@@ -311,6 +321,27 @@ def reopen(run, init, insisted):
     return cfg["init"], config
 
 
+# ----------------------------------------------------------------------------- strategies side by side
+
+def compare_strategies(init, root, runs, common=None, *, device="cpu", log=print, progress=None):
+    """Fine-tune `init` once per (name, strategy, settings) in `runs`, each into its own
+    run directory under `root` (an earlier run of that name is replaced), with the
+    FinetuneConfig settings `common` plus the run's own. Writes root/summary.json and
+    root/summary.txt (the comparison table); returns ({name: metrics}, table text)."""
+    root, results = Path(root), {}
+    for name, strategy, settings in runs:
+        out = root / name.replace(" ", "-").replace("=", "")
+        log(f"\n=== {name} ===")
+        RunDir(out).remove(FINETUNED_KINDS)               # an earlier run of this comparison: rebuild it
+        config = FinetuneConfig(strategy=strategy, **{**(common or {}), **settings})
+        _, _, results[name] = finetune(init, out, config, device=device, log=log, progress=progress)
+    table = comparison_table(results)
+    keep = ("strategy", "trainable_parameters", "total_parameters", "train_seconds", "test")
+    write_json(root / "summary.json", {name: {k: m[k] for k in keep} for name, m in results.items()})
+    atomic_write(root / "summary.txt", table + "\n")
+    return results, table
+
+
 # ----------------------------------------------------------------------------- using a fine-tuned run
 
 class FinetunedModel:
@@ -344,6 +375,6 @@ def load_finetuned(run_dir, device="cpu"):
     tokenizer = run.load_tokenizer(cfg)
     task = task_from_config(cfg, tokenizer, run.file("config.json"))
     run.check_weights(cfg["model"])                   # before anything is allocated
-    model = task.inference_model(GPT(cfg["model"]))
+    model = task.inference_model(language_model(cfg["model"]))
     run.load_weights(model)
     return FinetunedModel(model.to(device).eval(), tokenizer, task, cfg)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..backend import array_module, to_numpy
 from ..data import pad_batch
-from ..model import GPT
+from ..model import language_model
 from ..nn import Linear, Module
 from ..tensor import no_grad
 
@@ -18,7 +18,7 @@ POOLINGS = ("last", "mean")
 
 
 class Classifier(Module):
-    """A GPT backbone with a classification head.
+    """A pretrained backbone (a GPT's, or an encoder's) with a classification head.
 
     model(ids (B, T), lengths (B,)) -> logits (B, num_labels)
 
@@ -43,21 +43,21 @@ class Classifier(Module):
         self.num_labels = num_labels
 
     def forward(self, ids, lengths):
-        hidden = self.transformer(ids)                     # (B, T, C)
+        hidden = self.transformer(ids, lengths=lengths)    # (B, T, C); an encoder's attention skips padding
         pooled = pool(hidden, lengths, self.pooling)       # (B, C)
         return self.head(pooled)                           # (B, L)
 
 
 def swap_head(gpt, num_labels, pooling="last", seed=0):
-    """The classifier made from a GPT: its backbone (the same module, weights
-    untouched) and a freshly initialised head; the GPT's LM head is left behind."""
+    """The classifier made from a GPT (or an Encoder): its backbone (the same module,
+    weights untouched) and a freshly initialised head; the LM head is left behind."""
     return Classifier(gpt.transformer, gpt.config, num_labels, pooling=pooling, seed=seed)
 
 
 def make_scratch(config, num_labels, pooling="last", seed=0, dtype=np.float32):
     """The no-pretraining baseline: the same classifier on a randomly initialised
-    backbone (GPT-2 init, `GPT(config, seed)`)."""
-    return swap_head(GPT(config, seed=seed, dtype=dtype), num_labels, pooling=pooling, seed=seed)
+    backbone (GPT-2 init, `GPT(config, seed)`, or an Encoder's for an encoder config)."""
+    return swap_head(language_model(config, seed=seed, dtype=dtype), num_labels, pooling=pooling, seed=seed)
 
 
 def pool(hidden, lengths, how="last"):
@@ -65,7 +65,8 @@ def pool(hidden, lengths, how="last"):
 
     last   hidden[b, lengths[b] - 1]: in a causal model the last real token is the only
            one that has seen the whole text (and padding, which comes after it, is
-           never seen by it)
+           never seen by it); in an encoder every token sees the whole text, and the
+           last, the `<|endoftext|>` every text ends with, serves as its summary token
     mean   the average over the real tokens 0 .. lengths[b] - 1
     """
     B, T, _ = hidden.shape

@@ -136,7 +136,11 @@ def _scoring_rows(tokenizer, fmt, texts, labels, shots, block):
 def label_log_likelihoods(gpt, tokenizer, texts, labels, fmt=PromptFormat(), shots=(), batch_size=48):
     """(N, L) NumPy array: log p(" label" | prompt) under the language model, summed
     over the label's tokens, for every text and every label. The prediction is the
-    label with the largest log-likelihood; softmax over a row gives probabilities."""
+    label with the largest log-likelihood; softmax over a row gives probabilities.
+
+    Only the positions that predict an answer token go through the LM head: at GPT-2's
+    vocabulary the head over every position would be a third of the work and a
+    (batch, T, 50257) array of logits."""
     was_training = gpt.training
     gpt.eval()
     xp = array_module(gpt.parameters()[0].data)
@@ -146,30 +150,46 @@ def label_log_likelihoods(gpt, tokenizer, texts, labels, fmt=PromptFormat(), sho
     for i in range(0, len(rows), batch_size):
         chunk = order[i:i + batch_size]
         ids, _ = pad_batch([rows[j] for j in chunk], tokenizer.pad_id)
-        logp = to_numpy(F.log_softmax(gpt(xp.asarray(ids))[0], axis=-1).data)   # (b, T, V)
-        for r, j in enumerate(chunk):
-            start, n = spans[j]
-            # the token at position t is predicted by the logits at position t - 1
-            positions = np.arange(start - 1, start - 1 + n)
-            scores[j] = logp[r, positions, rows[j][start:start + n]].sum()
+        # the token at position t is predicted at position t - 1: the P positions that score an answer
+        owner = np.concatenate([np.full(spans[j][1], r) for r, j in enumerate(chunk)])
+        positions = np.concatenate([np.arange(spans[j][0] - 1, sum(spans[j]) - 1) for j in chunk])
+        answers = np.concatenate([rows[j][spans[j][0]:sum(spans[j])] for j in chunk])
+        logits = _logits_at(gpt, xp.asarray(ids), xp.asarray(owner), xp.asarray(positions))   # (P, V)
+        logp = to_numpy(F.log_softmax(logits, axis=-1).data)
+        scores[chunk] = np.bincount(owner, logp[np.arange(len(answers)), answers], minlength=len(chunk))
     gpt.train(was_training)
     return scores.reshape(len(texts), len(labels))
 
 
-def instruction_example(tokenizer, fmt, text, label, block_size):
-    """(x, y) token arrays for instruction tuning on one example.
+def _logits_at(model, ids, rows, positions):
+    """Logits (P, V) of a language model at the (row, position) pairs of ids (B, T). A GPT's
+    backbone and LM head are called apart, so that only those positions go through the
+    head; any other model(ids) -> (logits, loss) is read whole."""
+    if hasattr(model, "transformer") and hasattr(model, "lm_head"):
+        return model.lm_head(model.transformer(ids)[rows, positions])     # (B, T, C) -> (P, C) -> (P, V)
+    return model(ids)[0][rows, positions]
+
+
+def masked_example(prompt, answer):
+    """(x, y) token arrays for learning to write `answer` after `prompt` (id lists).
 
     The sequence is prompt + answer; x is it without its last token and y without its
     first (next-token prediction). Every target that is part of the prompt is IGNORE,
-    so the loss is the model's error on the answer tokens alone: it is taught to
-    answer, not to write reviews.
+    so the loss is the model's error on the answer tokens alone.
     """
-    answer = answer_ids(tokenizer, label)
-    prompt = prompt_ids(tokenizer, fmt, text, block_size + 1 - len(answer))
     seq = np.array(prompt + answer, dtype=np.int64)
     x, y = seq[:-1], seq[1:].copy()
     y[:len(prompt) - 1] = IGNORE          # y[t] is token t+1: the first answer token is y[len(prompt)-1]
     return x, y
+
+
+def instruction_example(tokenizer, fmt, text, label, block_size):
+    """(x, y) for instruction tuning on one example: prompt + " label", the loss on the
+    answer tokens only (masked_example): the model is taught to answer, not to write
+    reviews."""
+    answer = answer_ids(tokenizer, label)
+    prompt = prompt_ids(tokenizer, fmt, text, block_size + 1 - len(answer))
+    return masked_example(prompt, answer)
 
 
 def instruction_batch(examples, pad_id):

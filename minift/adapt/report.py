@@ -35,3 +35,35 @@ def comparison_table(results):
             line += f"{r['accuracy']:>14.1%}{r['macro_f1']:>10.3f}" if r else f"{'-':>14}{'-':>10}"
         lines.append(line)
     return "\n".join(lines)
+
+
+def mean_and_spread(values):
+    """(mean, sample standard deviation) of a list of numbers; the spread of one value is 0."""
+    n = len(values)
+    mean = sum(values) / n
+    return mean, (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
+
+
+def seeds_table(results):
+    """comparison_table over several fine-tuning seeds: {name: [metrics of each seed]} ->
+    a text table whose accuracies read "mean ± standard deviation" across the seeds,
+    macro-F1 and training time their means."""
+    tests = list(dict.fromkeys(t for runs in results.values() for m in runs for t in m["test"]))
+    width = max([8] + [len(name) for name in results]) + 2
+    header = f"{'strategy':<{width}}{'seeds':>6}{'trainable params':>24}{'train time':>12}"
+    header += "".join(f"{t + ' acc':>18}{'macro-F1':>10}" for t in tests)
+    lines = [header, "-" * len(header)]
+    for name, runs in results.items():
+        m = runs[0]
+        share = m["trainable_parameters"] / m["total_parameters"]
+        seconds, _ = mean_and_spread([r["train_seconds"] for r in runs])
+        line = f"{name:<{width}}{len(runs):>6}{m['trainable_parameters']:>13,} ({share:>7.2%}){seconds:>11.1f}s"
+        for t in tests:
+            if any(t not in r["test"] for r in runs):
+                line += f"{'-':>18}{'-':>10}"
+                continue
+            acc, sd = mean_and_spread([r["test"][t]["accuracy"] for r in runs])
+            f1, _ = mean_and_spread([r["test"][t]["macro_f1"] for r in runs])
+            line += f"{acc:>11.1%} ±{sd * 100:>4.1f}{f1:>10.3f}"
+        lines.append(line)
+    return "\n".join(lines)

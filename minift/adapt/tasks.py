@@ -181,7 +181,8 @@ def make_task(config, labels, tokenizer, model_config, train_texts, train_y):
     lora = dict(rank=config.lora_rank, alpha=config.lora_alpha, mlp=config.lora_mlp) \
         if config.strategy == "lora" else None
     weight = class_weights(train_y, len(labels)) if config.class_weighting else None
-    return ClassifierTask(labels, tokenizer, max_len, config.strategy, config.pooling,
+    pooling = config.pooling or ("last" if model_config.causal else "mean")   # None: the model's default
+    return ClassifierTask(labels, tokenizer, max_len, config.strategy, pooling,
                           config.k if config.strategy == "top-k" else None, lora, weight, config.seed)
 
 

@@ -11,7 +11,8 @@ This package is the bridge from Python:
     here       is_available(), and the two ways the rest of minift uses the kernels,
                registered with `minift.backend` when this package is imported:
                the batched matmul behind every `@` and Linear layer, and
-               FusedCausalAttention, the Function behind functional.causal_attention
+               FusedCausalAttention and FusedPaddedAttention, the Functions behind
+               functional.causal_attention and functional.padded_attention
 
 The rest of minift never imports this package: `backend` asks its registry, which
 this package fills when `import minift` imports it. Importing it never imports CuPy;
@@ -29,7 +30,8 @@ from .wrappers import (ATTENTION_TILES, DEFAULT_DEFINES, MATMUL_LARGE, MATMUL_SM
 
 __all__ = [   # the appendix's public names, for tests and bench_kernels
     "ATTENTION_TILES", "COMPILE_OPTIONS", "DEFAULT_DEFINES", "INSTALLED_KERNEL_DIR", "KERNEL_DIR",
-    "MATMUL_LARGE", "MATMUL_SMALL", "MAX_HEAD_DIM", "FusedCausalAttention", "attention_backward",
+    "MATMUL_LARGE", "MATMUL_SMALL", "MAX_HEAD_DIM", "FusedCausalAttention", "FusedPaddedAttention",
+    "attention_backward",
     "attention_config", "attention_forward", "attention_smem_bytes", "batched_matmul",
     "compiled_kernels", "get_function", "is_available", "kernel_dir", "kernel_source", "launch",
     "load_module", "matmul", "matmul_config", "use_kernels",
@@ -88,5 +90,23 @@ class FusedCausalAttention(Function):
         return attention_backward(q, k, v, out, lse, g)
 
 
+class FusedPaddedAttention(FusedCausalAttention):
+    """out = softmax(q @ k^T / sqrt(D) + padding mask) @ v (no causal mask) on (B, H, T, D)
+    float32 GPU arrays, lengths (B,) the real keys of each sequence or None: the same
+    kernels run with causal = 0, the fused form of functional.PaddedAttention."""
+
+    def forward(ctx, q, k, v, lengths=None):
+        out, lse = attention_forward(q, k, v, lengths, causal=False)
+        ctx.lengths = lengths
+        ctx.save(q, k, v, out, lse)
+        return out
+
+    def backward(ctx, g):
+        """dq, dk, dv (B, H, T, D) of functional.PaddedAttention.backward; padding keys get 0."""
+        q, k, v, out, lse = ctx.saved
+        return attention_backward(q, k, v, out, lse, g, ctx.lengths, causal=False)
+
+
 backend.register_gpu("matmul", batched_matmul)
 backend.register_gpu("causal_attention", FusedCausalAttention)
+backend.register_gpu("padded_attention", FusedPaddedAttention)

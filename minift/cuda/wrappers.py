@@ -212,15 +212,30 @@ def _check_attention_inputs(cp, named, shape=None):
                          f"kernels take 1 <= D <= {MAX_HEAD_DIM} ({shapes})")
 
 
-def attention_forward(q, k, v):
-    """Fused causal attention: (o, lse) for q, k, v of shape (B, H, T, D), float32.
+def _key_lengths(cp, lengths, B, T):
+    """The (B,) int32 device array of real keys per sequence the kernels read: all T
+    when `lengths` is None, else `lengths` checked (integers from 1 to T)."""
+    if lengths is None:
+        return cp.asarray(np.full(B, T, dtype=np.int32))
+    host = np.asarray(cp.asnumpy(lengths) if isinstance(lengths, cp.ndarray) else lengths)
+    if host.shape != (B,) or host.dtype.kind not in "iu" or (B and (host.min() < 1 or host.max() > T)):
+        raise ValueError(f"lengths must be ({B},) integers from 1 to T = {T}; got shape {host.shape}, "
+                         f"dtype {host.dtype}")
+    return cp.asarray(host.astype(np.int32))
 
-    o = softmax(q @ k.T / sqrt(D) + causal mask) @ v, shape (B, H, T, D);
+
+def attention_forward(q, k, v, lengths=None, causal=True):
+    """Fused attention: (o, lse) for q, k, v of shape (B, H, T, D), float32.
+
+    o = softmax(q @ k.T / sqrt(D) + mask) @ v, shape (B, H, T, D);
     lse = log(sum(exp(scores))) of each query row (natural log), shape (B, H, T).
+    The mask hides key j from query i when j > i (causal) and when j >= lengths[b]
+    (padding; lengths (B,) integers from 1 to T, None: no padding).
     """
     cp = get_cupy()
     _check_attention_inputs(cp, [("q", q), ("k", k), ("v", v)])
     B, H, T, D = q.shape
+    n_keys = _key_lengths(cp, lengths, B, T)
     o = cp.empty((B, H, T, D), dtype=np.float32)
     lse = cp.empty((B, H, T), dtype=np.float32)
     if o.size == 0:
@@ -229,17 +244,20 @@ def attention_forward(q, k, v):
     defines = attention_config(D, _max_smem())
     tile = defines["BR"]
     launch("attention_forward", "attention_forward", (B * H, math.ceil(T / tile)),
-           ((tile // 4) ** 2,), (q, k, v, o, lse, np.int32(T), np.float32(1 / math.sqrt(D))),
+           ((tile // 4) ** 2,), (q, k, v, o, lse, n_keys, np.int32(T), np.int32(H), np.int32(causal),
+                                 np.float32(1 / math.sqrt(D))),
            defines=defines, shared_mem=attention_smem_bytes(D, tile)["forward"])
     return o, lse
 
 
-def attention_backward(q, k, v, o, lse, do):
-    """Gradients (dq, dk, dv) of causal attention, given the forward's inputs, its
-    outputs o and lse, and do = dL/do; all (B, H, T, D) float32 but lse (B, H, T)."""
+def attention_backward(q, k, v, o, lse, do, lengths=None, causal=True):
+    """Gradients (dq, dk, dv) of attention, given the forward's inputs and mask (lengths,
+    causal), its outputs o and lse, and do = dL/do; all (B, H, T, D) float32 but lse
+    (B, H, T). Padding keys get dk = dv = 0."""
     cp = get_cupy()
     _check_attention_inputs(cp, [("q", q), ("k", k), ("v", v), ("o", o), ("do", do)])
     B, H, T, D = q.shape
+    n_keys = _key_lengths(cp, lengths, B, T)
     _require_float32(cp, lse, "lse")
     if lse.shape != (B, H, T):
         raise ValueError(f"lse must have shape {(B, H, T)} for q {tuple(q.shape)}; "
@@ -260,9 +278,9 @@ def attention_backward(q, k, v, o, lse, do):
     launch("attention_backward", "attention_backward_preprocess", (math.ceil(rows / 8),), (256,),
            (o, do, drow, np.int64(rows)), defines=defines)
     launch("attention_backward", "attention_backward_dkdv", (B * H, math.ceil(T / tile)),
-           (threads,), (q, k, v, do, lse, drow, dk, dv, np.int32(T), scale),
+           (threads,), (q, k, v, do, lse, drow, dk, dv, n_keys, np.int32(T), np.int32(H), np.int32(causal), scale),
            defines=defines, shared_mem=smem["dkdv"])
     launch("attention_backward", "attention_backward_dq", (B * H, math.ceil(T / tile)),
-           (threads,), (q, k, v, do, lse, drow, dq, np.int32(T), scale),
+           (threads,), (q, k, v, do, lse, drow, dq, n_keys, np.int32(T), np.int32(H), np.int32(causal), scale),
            defines=defines, shared_mem=smem["dq"])
     return dq, dk, dv

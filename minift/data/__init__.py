@@ -5,21 +5,27 @@ Read in this order (each module imports only those above it):
     tokenizer  byte-level BPE over HF `tokenizers`, special tokens <|endoftext|> and <|pad|>
     corpus     documents -> one stream of token ids (cached) -> random (x, y) windows
     labeled    CSV / TSV / JSONL labeled text, label ids, stratified splits, padding
+    masking    masked-language-model batches of documents for an encoder (BERT's 80/10/10)
+    preferences  JSONL preference pairs (prompt, chosen, rejected) for alignment
     feedback   the built-in "embedded world" of customer reviews (a sub-package: lexicon,
-               world, grammar, planner, datasets), so the demos need no download
+               world, grammar, planner, datasets, judge, instructions), so the demos need
+               no download
 """
 from .corpus import BatchSampler, corpus_sha256, tokenize_corpus, train_val_split
 from .labeled import (
     LabeledData, class_weights, encode_labels, encode_texts, label_vocabulary,
     load_labeled, pad_batch, stratified_split,
 )
+from .masking import MaskedDocuments, mask_tokens, split_into_documents
+from .preferences import PAIR_KEYS, load_pairs, write_pairs
 from .text import read_text_files, split_documents
 from .tokenizer import Tokenizer
 
 __all__ = [
     "Tokenizer",
     "read_text_files", "split_documents", "tokenize_corpus", "corpus_sha256", "train_val_split",
-    "BatchSampler",
+    "BatchSampler", "MaskedDocuments", "mask_tokens", "split_into_documents",
     "LabeledData", "load_labeled", "label_vocabulary", "encode_labels",
     "stratified_split", "class_weights", "encode_texts", "pad_batch",
+    "PAIR_KEYS", "load_pairs", "write_pairs",
 ]

@@ -8,6 +8,8 @@ this class fixes the choices minift relies on and gives them names:
 
     id 0  <|endoftext|>   ends every document in the pretraining stream
     id 1  <|pad|>         fills the end of shorter sequences in a classification batch
+    id 2  <|mask|>        (an encoder's tokenizer only, `mask_token=True`) stands for the
+                          tokens a masked-language model must fill in
 
     tok = Tokenizer.train(texts, vocab_size=2048)
     ids = tok.encode("The battery died.")     # list of ints
@@ -30,11 +32,12 @@ from ..errors import MiniftError
 from ..files import atomic_write
 from .text import decode_utf8, read_text_files
 
-__all__ = ["Tokenizer", "EOT_TOKEN", "PAD_TOKEN"]
+__all__ = ["Tokenizer", "EOT_TOKEN", "PAD_TOKEN", "MASK_TOKEN"]
 
 EOT_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
-SPECIAL_TOKENS = [EOT_TOKEN, PAD_TOKEN]      # in this order: ids 0 and 1
+MASK_TOKEN = "<|mask|>"
+SPECIAL_TOKENS = [EOT_TOKEN, PAD_TOKEN]      # in this order: ids 0 and 1 (then MASK_TOKEN, id 2, if asked)
 TOKENIZER_FILE = "tokenizer.json"
 
 
@@ -56,6 +59,7 @@ class Tokenizer:
         # A tokenizer from elsewhere (GPT-2's, say) may lack a pad token. Padding is
         # always masked out, so reusing EOT is harmless, as GPT-2 users commonly do.
         self._pad_id = eot if pad is None else pad
+        self._mask_id = hf_tokenizer.token_to_id(MASK_TOKEN)      # None unless trained for an encoder
         # A second copy in which special-token strings are ordinary text: used for
         # encoding by default, so user text can never produce a special id.
         self._hf_plain = HFTokenizer.from_str(hf_tokenizer.to_str())
@@ -64,7 +68,7 @@ class Tokenizer:
     # ------------------------------------------------------------------ building
 
     @classmethod
-    def train(cls, texts=None, *, files=None, vocab_size=2048, min_frequency=2):
+    def train(cls, texts=None, *, files=None, vocab_size=2048, min_frequency=2, mask_token=False):
         """Train a byte-level BPE tokenizer on `texts` and/or `files`.
 
         texts: an iterable of strings (the texts themselves); an item that is a
@@ -73,13 +77,15 @@ class Tokenizer:
         vocab_size: the largest vocabulary, including the 256 bytes and the 2 special
                tokens; a small corpus may stop earlier (see `.vocab_size`).
         min_frequency: a pair must occur at least this often to be merged.
+        mask_token: add `<|mask|>` (id 2) for masked-language-model pretraining.
 
         Training is deterministic: the same input gives the same tokenizer.
         """
-        smallest = 256 + len(SPECIAL_TOKENS)
+        special = SPECIAL_TOKENS + ([MASK_TOKEN] if mask_token else [])
+        smallest = 256 + len(special)
         if vocab_size < smallest:
             raise ValueError(f"vocab_size must be at least {smallest} (256 byte tokens + "
-                             f"{len(SPECIAL_TOKENS)} special tokens), got {vocab_size}")
+                             f"{len(special)} special tokens), got {vocab_size}")
         if texts is None and files is None:
             raise ValueError("Tokenizer.train needs texts=... or files=...")
         if isinstance(texts, (str, os.PathLike)):
@@ -93,7 +99,7 @@ class Tokenizer:
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size,
             min_frequency=min_frequency,
-            special_tokens=SPECIAL_TOKENS,
+            special_tokens=special,
             # All 256 bytes, even those absent from the corpus: any string can be encoded.
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
@@ -154,6 +160,11 @@ class Tokenizer:
     def pad_id(self):
         """Id of `<|pad|>` (1 for a tokenizer trained by minift)."""
         return self._pad_id
+
+    @property
+    def mask_id(self):
+        """Id of `<|mask|>` (2), or None for a tokenizer trained without it."""
+        return self._mask_id
 
     @property
     def vocab_size(self):

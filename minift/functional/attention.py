@@ -1,4 +1,5 @@
-"""Causal self-attention, the fused op every GPT block runs, with its hand-written backward.
+"""Attention with hand-written backward: causal (every GPT block, tile by tile) and
+bidirectional with a key-padding mask (an encoder's blocks, `padded_attention`).
 
 Axes: B batch, H heads, Tq queries, Tk keys (Tq < Tk when decoding with a KV cache),
 D head size.
@@ -137,3 +138,108 @@ def causal_attention(q, k, v):
                          f"Tq <= Tk; got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
     fused = backend.fused_causal_attention(_data(q), _data(k), _data(v))
     return (fused or CausalAttention).apply(q, k, v)
+
+
+# ----------------------------------------------------------------------------- bidirectional, with padding
+
+def _padding_bias(xp, lengths, tk, dtype):
+    """(B, 1, tk) additive mask: 0 for the real keys j < lengths[b] of row b, -inf for
+    its padding (keys at positions lengths[b] .. tk - 1)."""
+    padding = xp.arange(tk)[None, :] >= lengths[:, None]                    # (B, tk)
+    return xp.where(padding, xp.asarray(-np.inf, dtype=dtype), xp.asarray(0, dtype=dtype))[:, None, :]
+
+
+class PaddedAttention(Function):
+    """out = softmax(q @ k^T / sqrt(D) + padding mask) @ v;  q (B, H, Tq, D), k and v
+    (B, H, Tk, D), lengths (B,) or None, out (B, H, Tq, D).
+
+    No causal mask: every query sees every real key of its sequence, before and after
+    it, as in an encoder (BERT). A batch of right-padded sequences holds lengths[b]
+    real keys in row b; the padding keys after them get probability exactly 0
+    (exp(-inf) = 0), so a sequence gets from a padded batch the result it gets alone,
+    and padding receives no gradient. Queries at padded positions still compute an
+    output (from the real keys); whatever reads the result ignores them.
+    Keeps q, k, v and the probabilities P (B, H, Tq, Tk) for backward.
+
+    reference: p = softmax(q @ k^T / sqrt(D) + mask, axis=-1);  out = p @ v
+    """
+
+    def forward(ctx, q, k, v, lengths=None):
+        xp = array_module(q)
+        B, H, Tq, D = q.shape
+        Tk = k.shape[2]
+        scale = q.dtype.type(1.0 / math.sqrt(D))
+        q, k, v = (xp.ascontiguousarray(t).reshape(B * H, -1, D) for t in (q, k, v))   # (BH, T, D) stacks
+        bias = None if lengths is None else xp.repeat(_padding_bias(xp, lengths, Tk, q.dtype), H, axis=0)
+        p = xp.empty((B * H, Tq, Tk), dtype=q.dtype)        # (BH, Tq, Tk) probabilities
+        out = xp.empty(q.shape, dtype=q.dtype)              # (BH, Tq, D)
+
+        def heads(h):                                       # a block of the BH heads
+            s = xp.matmul(q[h] * scale, k[h].swapaxes(-1, -2), out=p[h])    # scaled scores
+            if bias is not None:
+                s += bias[h]                                # (h, 1, Tk): the same for every query
+            s -= s.max(axis=-1, keepdims=True)              # softmax, in place: scores -> probabilities
+            xp.exp(s, out=s)
+            s /= s.sum(axis=-1, keepdims=True)
+            xp.matmul(s, v[h], out=out[h])
+        split(heads, B * H, 1, q)
+        ctx.scale, ctx.shape4 = scale, (B, H, Tq, D)
+        ctx.save(q, k, v, p)
+        return out.reshape(B, H, Tq, D)
+
+    def flops(ctx, q, k, v, lengths=None):
+        """(forward, backward): q k^T and P v forward, four products back."""
+        B, H, Tq, D = q.shape
+        n = 2 * B * H * Tq * k.shape[2] * D
+        return 2 * n, 4 * n if any(ctx.needs_input_grad) else 0
+
+    def backward(ctx, g):
+        """With S = q k^T * scale, P = softmax(S + mask), out = P v and G = dL/dout
+        (B, H, Tq, D):
+
+            dv = P^T G                          (B, H, Tk, D)
+            dP = G v^T                          (B, H, Tq, Tk)
+            dS = P * (dP - sum_j(dP * P))       softmax backward by rows; 0 where P is 0 (padding)
+            dq = dS k * scale                   (B, H, Tq, D)
+            dk = dS^T q * scale                 (B, H, Tk, D)
+        """
+        q, k, v, p = ctx.saved
+        xp = array_module(q)
+        g = xp.ascontiguousarray(g).reshape(q.shape)       # (BH, Tq, D)
+        dq, dk, dv = (xp.empty(t.shape, dtype=t.dtype) for t in (q, k, v))
+
+        def heads(h):
+            ph, gh = p[h], g[h]
+            xp.matmul(ph.swapaxes(-1, -2), gh, out=dv[h])
+            ds = xp.matmul(gh, v[h].swapaxes(-1, -2))      # dP, then dS in the same buffer
+            ds -= (ds * ph).sum(axis=-1, keepdims=True)
+            ds *= ph
+            xp.matmul(ds, k[h], out=dq[h])
+            xp.matmul(ds.swapaxes(-1, -2), q[h], out=dk[h])
+            dq[h] *= ctx.scale
+            dk[h] *= ctx.scale
+        split(heads, q.shape[0], 1, q)
+        need_q, need_k, need_v = ctx.needs_input_grad
+        B, H, Tq, D = ctx.shape4
+        return (dq.reshape(B, H, Tq, D) if need_q else None, dk.reshape(B, H, -1, D) if need_k else None,
+                dv.reshape(B, H, -1, D) if need_v else None)
+
+
+def padded_attention(q, k, v, lengths=None):
+    """Bidirectional scaled dot-product attention with a key-padding mask, an encoder's
+    attention: q (B, H, Tq, D), k and v (B, H, Tk, D); lengths (B,) integers in 1..Tk,
+    the real keys of each row (right padding), or None when no row is padded. Returns
+    (B, H, Tq, D). See `PaddedAttention`; on the GPU the fused kernels take it when they
+    apply (`backend`)."""
+    if q.ndim != 4 or k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3]:
+        raise ValueError(f"padded_attention: expected q (B, H, Tq, D) and k, v (B, H, Tk, D); got "
+                         f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+    if lengths is not None:
+        xp = array_module(_data(q))
+        lengths = xp.asarray(_data(lengths))
+        if lengths.shape != (q.shape[0],) or lengths.dtype.kind not in "iu" or \
+                int(lengths.min()) < 1 or int(lengths.max()) > k.shape[2]:
+            raise ValueError(f"padded_attention: lengths must be ({q.shape[0]},) integers from 1 to "
+                             f"Tk = {k.shape[2]}; got shape {tuple(lengths.shape)}, dtype {lengths.dtype}")
+    fused = backend.fused_padded_attention(_data(q), _data(k), _data(v))
+    return (fused or PaddedAttention).apply(q, k, v, lengths=lengths)

@@ -14,6 +14,9 @@ Reading order
     grammar    review structure, the label rule, rendering to text
     planner    plan_review: a review aimed at a requested label; generate_review
     datasets   the corpus stream (with rated reviews) and the labeled sets
+    judge      the exact judge: a text's sentiment by the label rule, and its products
+    instructions  requests ("Write a negative review of the blender."), responses that
+               follow them, preference pairs (for alignment)
 
 What a review is made of
 ------------------------
@@ -85,7 +88,7 @@ from .lexicon import (
 )
 from .world import (
     ASPECT_FRAMES, ATTRIBUTIVE_FRAMES, CLAUSE_FRAMES, CLOSER_FRAME, DOMAINS, MINOR_FRAMES,
-    NAMED_SLOTS, NEUTRAL_CLOSERS, PRODUCT_FRAMES, VERB_FRAMES, Domain, shared_phrases,
+    NAMED_SLOTS, NEUTRAL_CLOSERS, PRODUCT_FRAMES, PRODUCTS, VERB_FRAMES, Domain, shared_phrases,
 )
 from .grammar import (
     Contrast, Fact, Judgement, Opinion, opinion_phrase, opinion_score, render_clause,
@@ -94,7 +97,12 @@ from .grammar import (
 from .planner import generate_review, plan_review
 from .datasets import (
     DOCUMENT_SEPARATOR, MAX_TRAIN, RATED_FRACTION, RATED_REVIEW_TEMPLATE,
-    corpus_documents, corpus_text, labeled_sets, rated_review,
+    budget_train_set, corpus_documents, corpus_text, labeled_sets, rated_review,
+)
+from .judge import Verdict, judge
+from .instructions import (
+    REJECTION_KINDS, REQUEST_LABELS, REQUEST_TEMPLATES, Request, all_requests, preference_pairs,
+    rejected_response, request_split, respond, sft_examples,
 )
 
 __all__ = [
@@ -103,7 +111,7 @@ __all__ = [
     "BOOSTERS", "VERB_BOOSTERS", "DOWNTONERS", "HEDGES", "NEGATORS",
     # world
     "CLAUSE_FRAMES", "ASPECT_FRAMES", "PRODUCT_FRAMES", "ATTRIBUTIVE_FRAMES", "VERB_FRAMES",
-    "MINOR_FRAMES", "CLOSER_FRAME", "NAMED_SLOTS", "Domain", "DOMAINS", "NEUTRAL_CLOSERS",
+    "MINOR_FRAMES", "CLOSER_FRAME", "NAMED_SLOTS", "Domain", "DOMAINS", "PRODUCTS", "NEUTRAL_CLOSERS",
     "shared_phrases",
     # grammar
     "Opinion", "Judgement", "Contrast", "Fact",
@@ -113,5 +121,10 @@ __all__ = [
     "plan_review", "generate_review",
     # datasets
     "DOCUMENT_SEPARATOR", "RATED_FRACTION", "MAX_TRAIN", "RATED_REVIEW_TEMPLATE",
-    "rated_review", "corpus_documents", "corpus_text", "labeled_sets",
+    "rated_review", "corpus_documents", "corpus_text", "labeled_sets", "budget_train_set",
+    # judge
+    "Verdict", "judge",
+    # instructions
+    "REQUEST_TEMPLATES", "REQUEST_LABELS", "REJECTION_KINDS", "Request", "all_requests", "request_split",
+    "respond", "rejected_response", "sft_examples", "preference_pairs",
 ]

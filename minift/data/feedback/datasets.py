@@ -85,3 +85,15 @@ def labeled_sets(seed=0, n_train=480, n_test=300):
     test_b = _labeled_split(random.Random(f"minift-feedback-test_b-{seed}"), "B", n_test, seen)
     train = _labeled_split(random.Random(f"minift-feedback-train-{seed}"), "A", n_train, seen)
     return {"train": train, "test_a": test_a, "test_b": test_b}
+
+
+def budget_train_set(n_train, seed=0, n_test=300):
+    """`n_train` labeled part-A reviews, as many as asked (the label-budget demo, which
+    goes past MAX_TRAIN): labeled_sets' train split drawn at another size, so no text of
+    labeled_sets(seed, n_test=n_test)'s test sets is among them, and n_train = 480
+    gives the built-in training set itself."""
+    if n_train < 0:
+        raise ValueError(f"n_train must be >= 0, got {n_train}")
+    tests = labeled_sets(seed, n_train=0, n_test=n_test)
+    seen = {text for name in ("test_a", "test_b") for text, _ in tests[name]}
+    return _labeled_split(random.Random(f"minift-feedback-train-{seed}"), "A", n_train, seen)

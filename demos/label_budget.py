@@ -1,0 +1,212 @@
+"""The label-budget curve: how many labels does pretraining save, and when does it stop
+mattering?
+
+    python demos/label_budget.py             # the full curve (see README for its duration)
+    python demos/label_budget.py --quick     # a coarse curve in under 10 minutes
+
+For N labeled reviews of the built-in world (sentiment lexicon part A; 10% of them held
+out for validation), from a few dozen to a few thousand, it fine-tunes the pretrained
+decoder (runs/small) and encoder (runs/small-encoder) with `full`, `lora` and `scratch`,
+asks the decoder with `prompt` (zero-shot: it uses no label, so its line is flat), and
+tests on part A and on part B (words that only the unlabeled corpus contains). Each
+point is the mean of --seeds fine-tuning seeds, with their standard deviation. It
+prints one table per test set and, with matplotlib installed, draws the curves
+(runs/label_budget/label_budget.png).
+
+Training length: each run trains for its strategy's recipe epochs (the encoder's full
+and scratch: 15, as in demos/adaptation_strategies.py), but for at least MIN_STEPS and at
+most MAX_STEPS optimisation steps (a few dozen labels would otherwise stop after a
+handful of updates; thousands would make LoRA's 30 epochs last an hour).
+
+What to look for:
+  * part A: `scratch` catches up with `full` as labels grow: given enough labels of
+    the very words the test uses, pretraining stops mattering;
+  * part B: it never does: no number of part-A labels says what "stellar" means.
+"""
+import argparse
+import csv
+import io
+import math
+import sys
+import time
+from pathlib import Path
+
+from minift.adapt import FINETUNE_RECIPES, FinetuneConfig, finetune, mean_and_spread
+from minift.data import feedback
+from minift.errors import MiniftError
+from minift.files import atomic_write, write_json
+from minift.runs import FINETUNED_KINDS, RunDir
+from minift.trainer import Progress
+
+BUDGETS = [60, 160, 480, 1440, 4320]     # labeled reviews; 90% train: 54 ... 432 (the built-in set) ... 3888
+QUICK_BUDGETS = [60, 480, 1440]
+STRATEGIES = ["full", "lora", "prompt", "scratch"]
+ENCODER_EPOCHS = {"full": 15, "scratch": 15}      # demos/adaptation_strategies.py says why
+MIN_STEPS, MAX_STEPS = 150, 1500
+QUICK_MAX_STEPS = 400
+VAL_FRACTION = 0.1
+
+
+def write_labeled(path, rows):
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["text", "label"])
+    writer.writerows(rows)
+    atomic_write(path, out.getvalue().encode("utf-8"))
+    return path
+
+
+def data_files(root, budgets):
+    """{N: train file}, [test_a file, test_b file]: the built-in world's reviews, written once."""
+    tests = feedback.labeled_sets(seed=0, n_train=0)
+    test_files = [write_labeled(root / "data" / f"{name}.csv", tests[name]) for name in ("test_a", "test_b")]
+    train = {n: write_labeled(root / "data" / f"train-{n}.csv", feedback.budget_train_set(n)) for n in budgets}
+    return train, test_files
+
+
+def epochs_for(arch, strategy, n_labels, max_steps):
+    """The recipe's epochs, stretched to MIN_STEPS or cut to max_steps optimisation steps."""
+    recipe = FINETUNE_RECIPES[strategy]
+    per_epoch = math.ceil(n_labels * (1 - VAL_FRACTION) / recipe["batch_size"])
+    epochs = ENCODER_EPOCHS.get(strategy, recipe["epochs"]) if arch == "encoder" else recipe["epochs"]
+    epochs = max(epochs, math.ceil(MIN_STEPS / per_epoch))
+    return max(1, min(epochs, max_steps // per_epoch))
+
+
+def run_one(init, out, arch, strategy, train_file, test_files, n_labels, seed, max_steps, device):
+    RunDir(out).remove(FINETUNED_KINDS)                    # an earlier run of this demo: rebuild it
+    settings = {"epochs": epochs_for(arch, strategy, n_labels, max_steps)} if strategy != "prompt" else {"k": 0}
+    config = FinetuneConfig(strategy=strategy, train_file=str(train_file), test_files=[str(f) for f in test_files],
+                            seed=seed, val_fraction=VAL_FRACTION, **settings)
+    _, _, metrics = finetune(init, out, config, device=device, log=lambda *a: None,
+                             progress=Progress(stream=io.StringIO()))
+    return {"n_train": metrics["data"]["train"], "train_seconds": metrics["train_seconds"],
+            "accuracy": {name: m["accuracy"] for name, m in metrics["test"].items()}}
+
+
+def curves(args, budgets, train, test_files, root):
+    """{(arch, strategy): {N: [result of each seed]}}, printing one line per run."""
+    out = {}
+    for arch, init in (("decoder", Path(args.decoder)), ("encoder", Path(args.encoder))):
+        if not RunDir(init).is_finished():
+            print(f"{arch}: no finished pretraining run in {init}; skipping its curves (make one with "
+                  f"`python -m minift pretrain --out {init}{' --arch encoder' if arch == 'encoder' else ''}`)")
+            continue
+        for strategy in args.strategies:
+            if strategy == "prompt" and arch == "encoder":
+                continue                                    # an encoder has no next-token answer to read
+            # prompt uses no label: one run, drawn flat across the budgets
+            sizes = budgets[:1] if strategy == "prompt" else budgets
+            for n in sizes:
+                seeds = [0] if strategy == "prompt" else range(args.seeds)
+                for seed in seeds:
+                    t0 = time.time()
+                    result = run_one(init, root / arch / strategy / f"n{n}-seed{seed}", arch, strategy, train[n],
+                                     test_files, n, seed, args.max_steps, args.device)
+                    out.setdefault((arch, strategy), {}).setdefault(n, []).append(result)
+                    print(f"{arch:<8} {strategy:<8} N={n:>5} ({result['n_train']:>4} train) seed {seed}: "
+                          f"part A {result['accuracy']['test_a']:.1%}  part B {result['accuracy']['test_b']:.1%}  "
+                          f"({time.time() - t0:.0f} s)", flush=True)
+    return out
+
+
+def table(results, budgets, test):
+    """Accuracy on `test` ("test_a"/"test_b"): one row per (arch, strategy), one column per budget."""
+    n_train = {n: r[0]["n_train"] for points in results.values() for n, r in points.items()}
+    header = f"{'model':<18}" + "".join(f"{str(n_train.get(n, n)) + ' labels':>15}" for n in budgets)
+    lines = [header, "-" * len(header)]
+    for (arch, strategy), points in results.items():
+        line = f"{arch + ' ' + strategy:<18}"
+        for n in budgets:
+            runs = points.get(n) or points[min(points)]     # prompt: the same at every budget
+            mean, sd = mean_and_spread([r["accuracy"][test] for r in runs])
+            line += f"{100 * mean:>9.1f} ±{100 * sd:>4.1f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def verdict(results, budgets):
+    """Where scratch catches up with full on part A (within 2 points), and the part-B gap."""
+    lines = []
+    for arch in ("decoder", "encoder"):
+        full, scratch = results.get((arch, "full")), results.get((arch, "scratch"))
+        if not full or not scratch:
+            continue
+        mean = lambda runs, t: mean_and_spread([r["accuracy"][t] for r in runs])[0]   # noqa: E731
+        caught = [n for n in budgets if mean(full[n], "test_a") - mean(scratch[n], "test_a") <= 0.02]
+        where = f"at {full[caught[0]][0]['n_train']} labels" if caught else "at none of these budgets"
+        gap_b = [100 * (mean(full[n], "test_b") - mean(scratch[n], "test_b")) for n in budgets]
+        lines.append(f"{arch}: scratch comes within 2 points of full on part A {where}; on part B full leads "
+                     f"by {min(gap_b):+.1f} to {max(gap_b):+.1f} points at every budget")
+    return "\n".join(lines)
+
+
+def plot(results, budgets, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib not installed: no picture, the tables above are the result)")
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, test, title in ((axes[0], "test_a", "part A (words in the labels)"),
+                            (axes[1], "test_b", "part B (words only in pretraining)")):
+        for (arch, strategy), points in results.items():
+            xs = [points[n][0]["n_train"] for n in budgets if n in points]
+            stats = [mean_and_spread([r["accuracy"][test] for r in points[n]]) for n in budgets if n in points]
+            style = dict(ls="--" if arch == "encoder" else "-", marker="o", ms=3, capsize=2)
+            if strategy == "prompt":
+                ax.axhline(stats[0][0], color="gray", ls=":", label="decoder prompt (no labels)")
+                continue
+            ax.errorbar(xs, [m for m, _ in stats], yerr=[s for _, s in stats], label=f"{arch} {strategy}", **style)
+        ax.axhline(1 / 3, color="lightgray", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("training labels")
+        ax.set_title(title)
+    axes[0].set_ylabel("accuracy")
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle("minift: the label-budget curve (mean and standard deviation over fine-tuning seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"picture: {path}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--decoder", default="runs/small", help="pretrained decoder run (default runs/small)")
+    parser.add_argument("--encoder", default="runs/small-encoder",
+                        help="pretrained encoder run (default runs/small-encoder)")
+    parser.add_argument("--runs", default="runs/label_budget", help="where the fine-tuned runs go")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"budgets {QUICK_BUDGETS}, one seed, at most {QUICK_MAX_STEPS} steps a run")
+    parser.add_argument("--budgets", type=int, nargs="+", help=f"labeled reviews per run (default {BUDGETS})")
+    parser.add_argument("--seeds", type=int, help="fine-tuning seeds per point (default 3; --quick 1)")
+    parser.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=STRATEGIES)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    args = parser.parse_args()
+    budgets = sorted(args.budgets or (QUICK_BUDGETS if args.quick else BUDGETS))
+    args.seeds = args.seeds or (1 if args.quick else 3)
+    args.max_steps = QUICK_MAX_STEPS if args.quick else MAX_STEPS
+    if min(budgets) < 30 or args.seeds < 1:
+        sys.exit("--budgets must be at least 30 labeled reviews (10 of each label) and --seeds at least 1")
+    root, t0 = Path(args.runs), time.time()
+    try:
+        train, test_files = data_files(root, budgets)
+        results = curves(args, budgets, train, test_files, root)
+    except MiniftError as e:
+        sys.exit(f"error: {e}")
+    if not results:
+        sys.exit("nothing was run: no pretrained model (see the lines above)")
+    title = f"accuracy %, mean ± sd over {args.seeds} fine-tuning seed(s)"
+    text = "\n\n".join(part for part in [f"part A test: {title}", table(results, budgets, "test_a"),
+                        f"part B test: {title}", table(results, budgets, "test_b"), verdict(results, budgets)] if part)
+    print("\n" + text + f"\n\ntotal time {time.time() - t0:.0f} s")
+    write_json(root / "summary.json", {f"{arch} {strategy}": {str(n): runs for n, runs in points.items()}
+                                       for (arch, strategy), points in results.items()})
+    atomic_write(root / "summary.txt", text + "\n")
+    plot(results, budgets, root / "label_budget.png")
+
+
+if __name__ == "__main__":
+    main()
