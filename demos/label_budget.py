@@ -73,13 +73,27 @@ def epochs_for(arch, strategy, n_labels, max_steps):
     return max(1, min(epochs, max_steps // per_epoch))
 
 
-def run_one(init, out, arch, strategy, train_file, test_files, n_labels, seed, max_steps, device):
-    RunDir(out).remove(FINETUNED_KINDS)                    # an earlier run of this demo: rebuild it
-    settings = {"epochs": epochs_for(arch, strategy, n_labels, max_steps)} if strategy != "prompt" else {"k": 0}
+def finished_with(run, init, config):
+    """Whether `run` holds a finished fine-tuning of `init` with these settings (--reuse)."""
+    if not run.is_finished():
+        return False
+    cfg = run.read_config(FINETUNED_KINDS)
+    settings = {k: v for k, v in config.to_dict().items() if k != "pooling"}   # stored resolved
+    return cfg.get("init") == str(Path(init).resolve()) and \
+        {k: v for k, v in cfg.get("finetune", {}).items() if k != "pooling"} == settings
+
+
+def run_one(init, out, arch, strategy, train_file, test_files, n_labels, seed, args):
+    settings = {"epochs": epochs_for(arch, strategy, n_labels, args.max_steps)} if strategy != "prompt" else {"k": 0}
     config = FinetuneConfig(strategy=strategy, train_file=str(train_file), test_files=[str(f) for f in test_files],
                             seed=seed, val_fraction=VAL_FRACTION, **settings)
-    _, _, metrics = finetune(init, out, config, device=device, log=lambda *a: None,
-                             progress=Progress(stream=io.StringIO()))
+    run = RunDir(out)
+    if args.reuse and finished_with(run, init, config):
+        metrics = run.read_metrics()
+    else:
+        run.remove(FINETUNED_KINDS)                         # an earlier run of this demo: rebuild it
+        _, _, metrics = finetune(init, out, config, device=args.device, log=lambda *a: None,
+                                 progress=Progress(stream=io.StringIO()))
     return {"n_train": metrics["data"]["train"], "train_seconds": metrics["train_seconds"],
             "accuracy": {name: m["accuracy"] for name, m in metrics["test"].items()}}
 
@@ -102,7 +116,7 @@ def curves(args, budgets, train, test_files, root):
                 for seed in seeds:
                     t0 = time.time()
                     result = run_one(init, root / arch / strategy / f"n{n}-seed{seed}", arch, strategy, train[n],
-                                     test_files, n, seed, args.max_steps, args.device)
+                                     test_files, n, seed, args)
                     out.setdefault((arch, strategy), {}).setdefault(n, []).append(result)
                     print(f"{arch:<8} {strategy:<8} N={n:>5} ({result['n_train']:>4} train) seed {seed}: "
                           f"part A {result['accuracy']['test_a']:.1%}  part B {result['accuracy']['test_b']:.1%}  "
@@ -183,6 +197,9 @@ def main():
     parser.add_argument("--budgets", type=int, nargs="+", help=f"labeled reviews per run (default {BUDGETS})")
     parser.add_argument("--seeds", type=int, help="fine-tuning seeds per point (default 3; --quick 1)")
     parser.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=STRATEGIES)
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the finished runs in --runs that have the same settings (to finish an "
+                             "interrupted demo; delete the runs of a pretrained model you replaced)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     budgets = sorted(args.budgets or (QUICK_BUDGETS if args.quick else BUDGETS))

@@ -36,9 +36,11 @@ PRETRAIN_RECIPES = {
 }
 # An encoder's changes to them: a batch is documents (about 26 tokens here, data.masking)
 # of which 15% are predicted, so it takes more of them and more steps to learn as much.
+# Measured on "small" (3 fine-tuning seeds, demos/adaptation_strategies.py): after 1,500
+# steps its `full` classifier reached 94.4% on part A, after 3,000 steps 96.6%.
 ENCODER_RECIPES = {
     "tiny": dict(steps=600, batch_size=32),
-    "small": dict(steps=1500, batch_size=32),
+    "small": dict(steps=3000, batch_size=32),
 }
 WEIGHT_DECAY = 0.1          # on matrices only (model.param_groups)
 BETAS = (0.9, 0.95)
