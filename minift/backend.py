@@ -15,11 +15,12 @@ imports it.
 """
 import ctypes
 import ctypes.util
+from functools import partial
 
 import numpy as np
 
 from .errors import MiniftError
-from .parallel import split_rows
+from .parallel import run_tasks, split_rows, threads
 
 _cupy = None          # the cupy module once imported
 _cupy_error = None    # why it could not be imported / used, as one sentence
@@ -134,12 +135,33 @@ def matmul(a, b):
 def _matmul_2d(a, b):
     """(M, K) @ (K, N) on the CPU, its rows split over minift's threads when large enough
     (each block is one BLAS call on its rows; transposed operands are passed as they are)."""
-    M, K = a.shape
-    out = np.empty((M, b.shape[1]), dtype=np.result_type(a, b))
-    if M * K * b.shape[1] < 1 << 20:                        # too small to be worth a thread
-        return np.matmul(a, b, out=out)
-    split_rows(lambda rows: np.matmul(a[rows], b, out=out[rows]), M, min_rows=16)
-    return out
+    return matmuls((a, b))[0]
+
+
+def matmuls(*pairs, also=()):
+    """[a @ b for (a, b) in pairs] for independent 2-D products (a layer's two gradient
+    products, say). On the CPU the row blocks of all of them go to minift's threads in
+    one split, with the tasks `also` (see parallel.run_tasks): one wake-up of the
+    helpers instead of one per product."""
+    if any(type(a) is not np.ndarray or a.ndim != 2 or b.ndim != 2 for a, b in pairs):
+        results = [matmul(a, b) for a, b in pairs]
+        for task in also:
+            task()
+        return results
+    outs, tasks = [], []
+    for a, b in pairs:
+        M, K = a.shape
+        out = np.empty((M, b.shape[1]), dtype=np.result_type(a, b))
+        outs.append(out)
+        k = max(min(threads(), M // 16), 1) if M * K * b.shape[1] >= 1 << 20 else 1   # small: one block
+        bounds = [M * i // k for i in range(k + 1)]
+        tasks += [partial(_matmul_rows, a, b, out, slice(bounds[i], bounds[i + 1])) for i in range(k)]
+    run_tasks(tasks + list(also))
+    return outs
+
+
+def _matmul_rows(a, b, out, rows):
+    np.matmul(a[rows], b, out=out[rows])
 
 
 def _stacked_matmul(a, b):

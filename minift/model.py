@@ -83,15 +83,14 @@ class SelfAttention(Module):
     def forward(self, x, cache=None, lengths=None):
         B, T, C = x.shape
         H = self.n_head
-        q, k, v = split(self.c_attn(x), 3, axis=-1)               # 3 x (B, T, C)
-        q, k, v = (t.reshape(B, T, H, C // H).transpose(0, 2, 1, 3) for t in (q, k, v))  # (B, H, T, D)
-        if cache is not None:                                      # decoding: prepend the past keys/values
+        qkv = self.c_attn(x)                                       # (B, T, 3C): q, k, v side by side
+        if cache is None:
+            # Right padding follows every real token: a causal query never sees it.
+            y = F.self_attention(qkv, H, causal=self.causal, lengths=lengths)   # (B, T, C)
+        else:                                                      # decoding: prepend the past keys/values
+            q, k, v = (t.reshape(B, T, H, C // H).transpose(0, 2, 1, 3) for t in split(qkv, 3, axis=-1))
             k, v = cache.extend(k, v)                              # (B, H, T_past + T, D)
-        if self.causal:          # right padding follows every real token: a causal query never sees it
-            y = F.causal_attention(q, k, v)                        # (B, H, T, D)
-        else:
-            y = F.padded_attention(q, k, v, lengths)               # (B, H, T, D)
-        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)               # heads side by side again
+            y = F.causal_attention(q, k, v).transpose(0, 2, 1, 3).reshape(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
 

@@ -19,28 +19,34 @@ and BLAS keeps whatever threads it was given.
 import ctypes
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 ROW_BLOCK_ELEMENTS = 1 << 15      # fewer numbers than this in a block is not worth a thread
 _threads = None                   # decided on first use
-_pool = None
+_workers = []                     # threads() - 1 helper threads (_Worker)
+_dispatch = threading.Lock()      # held while the helpers run blocks for one caller
 _inside = threading.local()       # set while a thread runs a block: blocks never split again
 
 
 def threads():
     """How many threads minift splits large CPU work over (decided once)."""
-    global _threads, _pool
     if _threads is None:
         wanted = os.environ.get("MINIFT_NUM_THREADS") or os.environ.get("OPENBLAS_NUM_THREADS")
         n = int(wanted) if wanted and wanted.isdigit() and int(wanted) > 0 else len(os.sched_getaffinity(0))
         if n > 1 and not _single_threaded_blas():
             n = 1                                  # BLAS keeps its own threads; splitting would fight them
-        if n > 1:
-            _pool = ThreadPoolExecutor(n - 1, thread_name_prefix="minift")
-        _threads = n
+        set_threads(n)
     return _threads
+
+
+def set_threads(n):
+    """Split work over n threads from now on (tests use it; MINIFT_NUM_THREADS is the
+    way to choose). Helpers that are no longer needed stay parked."""
+    global _threads
+    while len(_workers) < n - 1:
+        _workers.append(_Worker())
+    _threads = n
 
 
 def _single_threaded_blas():
@@ -66,25 +72,100 @@ def _single_threaded_blas():
 
 def split_rows(fn, n, min_rows=1):
     """Call fn(rows) for consecutive slices `rows` that together cover range(n), each at
-    least `min_rows` long, on up to threads() threads at once; return when all are done.
-    fn must write its results in place (into the rows it was given)."""
-    k = min(threads(), n // max(min_rows, 1))
-    if k <= 1 or getattr(_inside, "busy", False):
-        fn(slice(0, n))
-        return
+    least `min_rows` long, one per thread on up to threads() threads; return when all
+    are done. fn must write its results in place (into the rows it was given)."""
+    run_tasks(blocks(fn, n, min_rows))
+
+
+def blocks(fn, n, min_rows=1):
+    """The tasks split_rows runs: fn(rows) for up to threads() consecutive blocks of
+    range(n), each at least `min_rows` long (one block when n is too small to split).
+
+    One block per thread, not more: a block's small NumPy calls (on (n, 1) row
+    statistics, say) hold Python's lock, and more blocks would make the threads wait
+    for it in turn."""
+    k = max(min(threads(), n // max(min_rows, 1)), 1)
     bounds = [n * i // k for i in range(k + 1)]
-    futures = [_pool.submit(_run_block, fn, slice(bounds[i], bounds[i + 1])) for i in range(1, k)]
-    _run_block(fn, slice(bounds[0], bounds[1]))            # the calling thread takes the first block
-    for f in futures:
-        f.result()                                          # re-raises a block's exception
+    return [_Block(fn, slice(bounds[i], bounds[i + 1])) for i in range(k)]
 
 
-def _run_block(fn, rows):
+def run_tasks(tasks):
+    """Run the callables `tasks` (each writes its own results in place) over up to
+    threads() threads, the calling one included; return when all are done. A task
+    that raises stops nothing else: the first exception is raised at the end."""
+    helpers = _workers[:max(min(threads(), len(tasks)) - 1, 0)]
+    if not helpers or getattr(_inside, "busy", False) or not _dispatch.acquire(blocking=False):
+        for task in tasks:                    # (a task of a task, or another user thread
+            task()                            # holds the helpers: run them here, in order)
+        return
+    try:
+        queue = iter(tasks)                   # shared: next() on it is atomic under the GIL
+        for worker in helpers:
+            worker.start(queue)
+        error = _drain(queue)
+        for worker in helpers:                # wait for every task, even after an error
+            error = worker.wait() or error
+        if error is not None:
+            raise error
+    finally:
+        _dispatch.release()
+
+
+class _Block:
+    """fn(rows) as a task without arguments."""
+    __slots__ = ("fn", "rows")
+
+    def __init__(self, fn, rows):
+        self.fn, self.rows = fn, rows
+
+    def __call__(self):
+        self.fn(self.rows)
+
+
+def _drain(queue):
+    """Run tasks from the shared iterator until it is empty; return the first exception
+    a task raised (the remaining tasks still run), or None."""
+    error = None
     _inside.busy = True
     try:
-        fn(rows)
+        for task in queue:
+            try:
+                task()
+            except BaseException as e:
+                error = error or e
     finally:
         _inside.busy = False
+    return error
+
+
+class _Worker:
+    """A helper thread that drains a task queue when told to. It is told through two
+    plain locks, the cheapest wake-up Python has (a thread pool's queue and futures cost
+    more per call: much of a millisecond-long task's gain on a virtual machine, where
+    waking a sleeping core is slow)."""
+
+    def __init__(self):
+        self.go, self.done = threading.Lock(), threading.Lock()
+        self.go.acquire()                     # released by start(): "drain this queue"
+        self.done.acquire()                   # released by the helper: "the queue is empty"
+        self.queue = self.error = None
+        threading.Thread(target=self._loop, name="minift", daemon=True).start()
+
+    def _loop(self):
+        while True:
+            self.go.acquire()
+            self.error = _drain(self.queue)
+            self.done.release()
+
+    def start(self, queue):
+        self.queue, self.error = queue, None
+        self.go.release()
+
+    def wait(self):
+        """Block until the helper has emptied its queue; return a task's exception, or None."""
+        self.done.acquire()
+        self.queue = None
+        return self.error
 
 
 def split(fn, n, min_rows, like):
@@ -101,12 +182,20 @@ def rows(x):
     return x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
 
 
-def rowwise(fn, inputs, outputs):
+def rowwise(fn, inputs, outputs, also=()):
     """fn(*(a[r] for a in inputs), *(o[r] for o in outputs)) over blocks r of rows, split
     over the threads. Every array is (N, ...) with the same N; each block writes only its
     own rows of the outputs, so the numbers do not depend on the split. The fused ops of
-    minift.functional run their row-wise math through this."""
+    minift.functional run their row-wise math through this. `also`: more tasks to run
+    in the same split (a weight gradient's column sums, say: see `blocks`)."""
     n = len(outputs[0])
     width = max(outputs[0].size // max(n, 1), 1)
-    split(lambda r: fn(*(a[r] for a in inputs), *(o[r] for o in outputs)), n,
-          max(1, ROW_BLOCK_ELEMENTS // width), outputs[0])
+
+    def on_rows(r):
+        fn(*(a[r] for a in inputs), *(o[r] for o in outputs))
+    if type(outputs[0]) is np.ndarray:
+        run_tasks(blocks(on_rows, n, max(1, ROW_BLOCK_ELEMENTS // width)) + list(also))
+    else:                                     # GPU kernels are parallel already
+        on_rows(slice(0, n))
+        for task in also:
+            task()

@@ -220,29 +220,57 @@ def test_causal_attention_in_several_tiles():
 def test_row_blocks_on_several_threads_give_the_same_numbers(monkeypatch):
     """With the work split into many row blocks over threads (minift.parallel), the
     row-wise ops and attention's heads give bit for bit what one block gives."""
-    from concurrent.futures import ThreadPoolExecutor
-
     import minift.parallel as parallel
     rng = np.random.default_rng(2)
     x, w, b = rng.standard_normal((2, 9, 5)), rng.standard_normal(5), rng.standard_normal(5)
     logits, targets = rng.standard_normal((18, 7)), rng.integers(0, 7, 18)
     q, k, v = (rng.standard_normal((2, 3, 70, 4)) for _ in range(3))
+    qkv, lengths = rng.standard_normal((3, 70, 12)), np.array([70, 9, 33])
+    # wide enough that weight and bias gradients are summed by blocks of columns (a split
+    # matrix product rounds differently from a whole one: BLAS takes other paths)
+    x2, w2, b2 = rng.standard_normal((2, 40, 64)), rng.standard_normal(64), rng.standard_normal(64)
+    x3, w3, b3 = rng.standard_normal((2, 8, 64)), rng.standard_normal((64, 64)), rng.standard_normal(64)
 
     def run():
-        inputs = [leaf(a.copy()) for a in (x, w, b, logits, q, k, v)]
-        tx, tw, tb, tl, tq, tk, tv = inputs
+        inputs = [leaf(a.copy()) for a in (x, w, b, logits, q, k, v, qkv, x2, w2, b2, x3, w3, b3)]
+        tx, tw, tb, tl, tq, tk, tv, tqkv, tx2, tw2, tb2, tx3, tw3, tb3 = inputs
         out = (F.layer_norm(tx, tw, tb) * 1.5).sum() + F.gelu(tx).sum() + F.cross_entropy(tl, targets) \
-            + (F.causal_attention(tq, tk, tv) ** 2).sum()
+            + (F.causal_attention(tq, tk, tv) ** 2).sum() + (F.self_attention(tqkv, 2) ** 2).sum() \
+            + (F.self_attention(tqkv, 2, causal=False, lengths=lengths) ** 2).sum() \
+            + (F.layer_norm(tx2, tw2, tb2) ** 2).sum() + (F.linear(tx3, tw3, tb3) ** 2).sum()
         out.backward()
         return [out.data] + [t.grad for t in inputs]
 
     monkeypatch.setattr(parallel, "_threads", 1)
     one_block = run()
+    monkeypatch.setattr(parallel, "_workers", [parallel._Worker(), parallel._Worker()])
     monkeypatch.setattr(parallel, "_threads", 3)
-    monkeypatch.setattr(parallel, "_pool", ThreadPoolExecutor(2))
     monkeypatch.setattr(parallel, "ROW_BLOCK_ELEMENTS", 1)           # one row per block where possible
     for a, b_ in zip(one_block, run()):
         np.testing.assert_array_equal(a, b_)
+
+
+def test_tasks_on_several_threads_all_run_and_an_error_comes_back_after_them(monkeypatch):
+    import threading
+
+    import minift.parallel as parallel
+    monkeypatch.setattr(parallel, "_workers", [parallel._Worker(), parallel._Worker()])
+    monkeypatch.setattr(parallel, "_threads", 3)
+    done, ran_on = [0] * 40, set()
+
+    def task(i):
+        def run():
+            ran_on.add(threading.get_ident())
+            parallel.split_rows(lambda rows: None, 100)     # a split inside a task runs inline
+            done[i] += 1
+            if i == 3:
+                raise KeyError("task 3")
+        return run
+    with pytest.raises(KeyError, match="task 3"):
+        parallel.run_tasks([task(i) for i in range(40)])
+    assert done == [1] * 40                                  # every task once, the failing one too
+    parallel.run_tasks([task(i) for i in range(4, 40)])     # the helpers are free again
+    assert done == [1] * 4 + [2] * 36
 
 
 def test_causal_attention_shape_errors():
@@ -328,3 +356,47 @@ def test_padded_attention_argument_errors():
         F.padded_attention(q, q, q, np.array([4, 1]))
     with pytest.raises(ValueError, match="padded_attention: expected"):
         F.padded_attention(q, leaf(np.zeros((2, 1, 3, 3))), leaf(np.zeros((2, 1, 3, 3))))
+
+
+def composed_self_attention(qkv, n_head, causal, lengths=None):
+    """The plain way QKVAttention replaces: split, heads to their own axis, attention, back."""
+    B, T, C = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+    q, k, v = (t.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3) for t in minift.ops.split(qkv, 3))
+    y = F.causal_attention(q, k, v) if causal else F.padded_attention(q, k, v, lengths)
+    return y.transpose(0, 2, 1, 3).reshape(B, T, C)
+
+
+@given(data=st.data(), b=st.integers(1, 3), h=st.integers(1, 3), t=st.integers(1, 5), d=st.integers(1, 3),
+       causal=st.booleans())
+def test_self_attention_from_the_projection(data, b, h, t, d, causal):
+    qkv = data.draw(leaves((b, t, 3 * h * d)))
+    lengths = None if causal else np.array(data.draw(st.lists(st.integers(1, t), min_size=b, max_size=b)))
+    out = F.self_attention(qkv, h, causal=causal, lengths=lengths)
+    assert type(out._ctx).__name__ == "QKVAttention"
+    np.testing.assert_allclose(out.data, composed_self_attention(qkv, h, causal, lengths).data, rtol=1e-12,
+                               atol=1e-13)
+    assert gradcheck(lambda x: F.self_attention(x, h, causal=causal, lengths=lengths), [qkv])
+
+
+def test_self_attention_matches_the_composed_ops_in_several_tiles_with_their_gradients():
+    rng = np.random.default_rng(5)
+    lengths = np.array([70, 41])
+    for causal in (True, False):
+        qkv = rng.standard_normal((2, 70, 3 * 2 * 3))
+        g = rng.standard_normal((2, 70, 6))
+        grads = []
+        for fn in (F.self_attention, composed_self_attention):
+            x = leaf(qkv.copy())
+            y = fn(x, 2, causal=causal, lengths=lengths)
+            (y * g).sum().backward()
+            grads.append((y.data, x.grad))
+        np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-10, atol=1e-12)
+    assert gradcheck(lambda x: F.self_attention(x, 2), [leaf(rng.standard_normal((1, 67, 6)))])
+
+
+def test_self_attention_argument_errors():
+    with pytest.raises(ValueError, match=r"self_attention: expected qkv \(B, T, 3C\)"):
+        F.self_attention(leaf(np.zeros((2, 3, 10))), 2)
+    with pytest.raises(ValueError, match="self_attention: lengths"):
+        F.self_attention(leaf(np.zeros((2, 3, 6))), 1, causal=False, lengths=np.array([3, 4]))

@@ -274,3 +274,23 @@ def test_row_scatter_add_is_np_add_at_bit_for_bit():
     got = start.copy()
     backend.scatter_add(got, index, values)
     np.testing.assert_array_equal(got, expected)
+
+
+def test_matrix_products_split_over_threads_give_the_products(monkeypatch):
+    """backend.matmuls on three threads: each product cut into row blocks (one of them
+    too short to cut, one too small to be worth it, one of a transposed operand), and
+    the extra tasks run too."""
+    from minift import backend, parallel
+    monkeypatch.setattr(parallel, "_workers", [parallel._Worker(), parallel._Worker()])
+    monkeypatch.setattr(parallel, "_threads", 3)
+    rng = np.random.default_rng(1)
+    pairs = [(rng.standard_normal((200, 96)), rng.standard_normal((96, 80))),      # 3 blocks
+             (rng.standard_normal((8, 512)), rng.standard_normal((512, 300))),     # M < 16 rows
+             (rng.standard_normal((5, 4)), rng.standard_normal((4, 3))),           # small
+             (rng.standard_normal((96, 200)).T, rng.standard_normal((96, 70)))]    # a transposed view
+    ran = []
+    results = backend.matmuls(*pairs, also=[lambda: ran.append(1), lambda: ran.append(2)])
+    for (a, b), got in zip(pairs, results):
+        np.testing.assert_allclose(got, a @ b, rtol=1e-12, atol=1e-12)
+    assert sorted(ran) == [1, 2]
+    np.testing.assert_allclose(backend.matmul(pairs[0][0], pairs[0][1]), pairs[0][0] @ pairs[0][1], rtol=1e-12)

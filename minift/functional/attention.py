@@ -8,9 +8,9 @@ import math
 
 import numpy as np
 
-from .. import backend
+from .. import backend, ops
 from ..backend import array_module
-from ..parallel import split
+from ..parallel import split, threads
 from ..tensor import Function, Tensor
 
 
@@ -61,26 +61,12 @@ class CausalAttention(Function):
 
     def forward(ctx, q, k, v):
         xp = array_module(q)
-        B, H, Tq, D = q.shape
-        scale = q.dtype.type(1.0 / math.sqrt(D))
-        q, k, v = (xp.ascontiguousarray(t).reshape(B * H, -1, D) for t in (q, k, v))   # (BH, T, D) stacks
-        tiles = _tiles(Tq, k.shape[1])
-        probs = [xp.empty((B * H, b - a, keys), dtype=q.dtype) for a, b, keys in tiles]   # (BH, t, keys)
-        out = xp.empty(q.shape, dtype=q.dtype)              # (BH, Tq, D)
-
-        def heads(h):                                       # a block of the BH heads
-            qs = q[h] * scale
-            for (a, b, keys), p in zip(tiles, probs):
-                s = xp.matmul(qs[:, a:b], k[h, :keys].swapaxes(-1, -2), out=p[h])   # scaled scores
-                s[..., keys - (b - a):] += _causal_bias(xp, b - a, b - a, q.dtype)    # the diagonal block
-                s -= s.max(axis=-1, keepdims=True)          # softmax, in place: scores -> probabilities
-                xp.exp(s, out=s)
-                s /= s.sum(axis=-1, keepdims=True)
-                xp.matmul(s, v[h, :keys], out=out[h, a:b])
-        split(heads, B * H, 1, q)
-        ctx.scale, ctx.tiles, ctx.shape4 = scale, tiles, (B, H, Tq, D)
-        ctx.save(q, k, v, probs)
-        return out.reshape(B, H, Tq, D)
+        scale = q.dtype.type(1.0 / math.sqrt(q.shape[3]))
+        q, k, v = (xp.ascontiguousarray(t) for t in (q, k, v))
+        out = xp.empty(q.shape, dtype=q.dtype)              # (B, H, Tq, D)
+        ctx.scale, ctx.tiles = scale, _tiles(q.shape[2], k.shape[2])
+        ctx.save(q, k, v, _causal_forward(q, k, v, out, scale, ctx.tiles))
+        return out
 
     def flops(ctx, q, k, v):
         """(forward, backward): q k^T and P v forward, four products back, over the keys
@@ -99,31 +85,67 @@ class CausalAttention(Function):
             dq = dS k * scale                   (B, H, t, D)
             dk = dS^T q * scale                 (B, H, Tk, D), summed over the tiles
 
-        G is (B, H, Tq, D).
+        G is (B, H, Tq, D). The loops are `_causal_backward`'s.
         """
         q, k, v, probs = ctx.saved
         xp = array_module(q)
-        g = xp.ascontiguousarray(g).reshape(q.shape)       # (BH, Tq, D)
-        dq = xp.empty(q.shape, dtype=q.dtype)
-        dk, dv = xp.zeros(k.shape, dtype=k.dtype), xp.zeros(v.shape, dtype=v.dtype)
+        dq, dk, dv = (xp.empty(t.shape, dtype=t.dtype) for t in (q, k, v))
+        _causal_backward(q, k, v, probs, g, (dq, dk, dv), ctx.scale, ctx.tiles)
+        return tuple(d if need else None for d, need in zip((dq, dk, dv), ctx.needs_input_grad))
 
-        def heads(h):
-            for (a, b, keys), p in zip(ctx.tiles, probs):
-                p, gt = p[h], g[h, a:b]
-                dv[h, :keys] += xp.matmul(p.swapaxes(-1, -2), gt)
-                # dP, then dS in the same buffer.  reference: ds = p * (dp - (dp * p).sum(-1, keepdims=True))
-                ds = xp.matmul(gt, v[h, :keys].swapaxes(-1, -2))
-                ds -= (ds * p).sum(axis=-1, keepdims=True)
-                ds *= p
-                xp.matmul(ds, k[h, :keys], out=dq[h, a:b])
-                dk[h, :keys] += xp.matmul(ds.swapaxes(-1, -2), q[h, a:b])
-            dq[h] *= ctx.scale                              # applied to the small (T, D) results
-            dk[h] *= ctx.scale
-        split(heads, q.shape[0], 1, q)
-        need_q, need_k, need_v = ctx.needs_input_grad
-        B, H, Tq, D = ctx.shape4
-        return (dq.reshape(B, H, Tq, D) if need_q else None, dk.reshape(B, H, -1, D) if need_k else None,
-                dv.reshape(B, H, -1, D) if need_v else None)
+
+def _over_heads(work, q):
+    """work(b, h) for blocks (b, h) of the (B, H) heads of q, split over minift's
+    threads: by batch rows, or by heads when there are fewer rows than threads."""
+    B, H = q.shape[:2]
+    if B >= threads():
+        split(lambda b: work(b, slice(None)), B, 1, q)
+    else:
+        split(lambda h: work(slice(None), h), H, 1, q)
+
+
+def _causal_forward(q, k, v, out, scale, tiles):
+    """Causal attention forward into `out`, tile by tile; returns each tile's
+    probabilities P (B, H, t, keys). q, out (B, H, Tq, D) and k, v (B, H, Tk, D) may be
+    strided views (BLAS takes any matrix whose rows are contiguous)."""
+    xp = array_module(q)
+    B, H = q.shape[:2]
+    probs = [xp.empty((B, H, b - a, keys), dtype=q.dtype) for a, b, keys in tiles]
+
+    def work(r, h):                                         # a block of batch rows or heads
+        qs = q[r, h] * scale
+        for (a, b, keys), p in zip(tiles, probs):
+            s = xp.matmul(qs[:, :, a:b], k[r, h, :keys].swapaxes(-1, -2), out=p[r, h])   # scaled scores
+            s[..., keys - (b - a):] += _causal_bias(xp, b - a, b - a, q.dtype)           # the diagonal block
+            s -= s.max(axis=-1, keepdims=True)              # softmax, in place: scores -> probabilities
+            xp.exp(s, out=s)
+            s /= s.sum(axis=-1, keepdims=True)
+            xp.matmul(s, v[r, h, :keys], out=out[r, h, a:b])
+    _over_heads(work, q)
+    return probs
+
+
+def _causal_backward(q, k, v, probs, g, grads, scale, tiles):
+    """CausalAttention.backward's loops: dq, dk, dv (`grads`, (B, H, T, D) arrays or
+    views, written here) from the upstream gradient g (B, H, Tq, D)."""
+    xp = array_module(q)
+    dq, dk, dv = grads
+
+    def work(r, h):
+        dk[r, h] = 0
+        dv[r, h] = 0
+        for (a, b, keys), p in zip(tiles, probs):
+            p, gt = p[r, h], g[r, h, a:b]
+            dv[r, h, :keys] += xp.matmul(p.swapaxes(-1, -2), gt)
+            # dP, then dS in the same buffer.  reference: ds = p * (dp - (dp * p).sum(-1, keepdims=True))
+            ds = xp.matmul(gt, v[r, h, :keys].swapaxes(-1, -2))
+            ds -= (ds * p).sum(axis=-1, keepdims=True)
+            ds *= p
+            xp.matmul(ds, k[r, h, :keys], out=dq[r, h, a:b])
+            dk[r, h, :keys] += xp.matmul(ds.swapaxes(-1, -2), q[r, h, a:b])
+        dq[r, h] *= scale                                   # applied to the small (T, D) results
+        dk[r, h] *= scale
+    _over_heads(work, q)
 
 
 def causal_attention(q, k, v):
@@ -166,26 +188,13 @@ class PaddedAttention(Function):
 
     def forward(ctx, q, k, v, lengths=None):
         xp = array_module(q)
-        B, H, Tq, D = q.shape
-        Tk = k.shape[2]
-        scale = q.dtype.type(1.0 / math.sqrt(D))
-        q, k, v = (xp.ascontiguousarray(t).reshape(B * H, -1, D) for t in (q, k, v))   # (BH, T, D) stacks
-        bias = None if lengths is None else xp.repeat(_padding_bias(xp, lengths, Tk, q.dtype), H, axis=0)
-        p = xp.empty((B * H, Tq, Tk), dtype=q.dtype)        # (BH, Tq, Tk) probabilities
-        out = xp.empty(q.shape, dtype=q.dtype)              # (BH, Tq, D)
-
-        def heads(h):                                       # a block of the BH heads
-            s = xp.matmul(q[h] * scale, k[h].swapaxes(-1, -2), out=p[h])    # scaled scores
-            if bias is not None:
-                s += bias[h]                                # (h, 1, Tk): the same for every query
-            s -= s.max(axis=-1, keepdims=True)              # softmax, in place: scores -> probabilities
-            xp.exp(s, out=s)
-            s /= s.sum(axis=-1, keepdims=True)
-            xp.matmul(s, v[h], out=out[h])
-        split(heads, B * H, 1, q)
-        ctx.scale, ctx.shape4 = scale, (B, H, Tq, D)
-        ctx.save(q, k, v, p)
-        return out.reshape(B, H, Tq, D)
+        scale = q.dtype.type(1.0 / math.sqrt(q.shape[3]))
+        q, k, v = (xp.ascontiguousarray(t) for t in (q, k, v))
+        bias = None if lengths is None else _padding_bias(xp, lengths, k.shape[2], q.dtype)
+        out = xp.empty(q.shape, dtype=q.dtype)              # (B, H, Tq, D)
+        ctx.scale = scale
+        ctx.save(q, k, v, _padded_forward(q, k, v, bias, out, scale))
+        return out
 
     def flops(ctx, q, k, v, lengths=None):
         """(forward, backward): q k^T and P v forward, four products back."""
@@ -202,27 +211,52 @@ class PaddedAttention(Function):
             dS = P * (dP - sum_j(dP * P))       softmax backward by rows; 0 where P is 0 (padding)
             dq = dS k * scale                   (B, H, Tq, D)
             dk = dS^T q * scale                 (B, H, Tk, D)
+
+        The loops are `_padded_backward`'s.
         """
         q, k, v, p = ctx.saved
         xp = array_module(q)
-        g = xp.ascontiguousarray(g).reshape(q.shape)       # (BH, Tq, D)
         dq, dk, dv = (xp.empty(t.shape, dtype=t.dtype) for t in (q, k, v))
+        _padded_backward(q, k, v, p, g, (dq, dk, dv), ctx.scale)
+        return tuple(d if need else None for d, need in zip((dq, dk, dv), ctx.needs_input_grad))
 
-        def heads(h):
-            ph, gh = p[h], g[h]
-            xp.matmul(ph.swapaxes(-1, -2), gh, out=dv[h])
-            ds = xp.matmul(gh, v[h].swapaxes(-1, -2))      # dP, then dS in the same buffer
-            ds -= (ds * ph).sum(axis=-1, keepdims=True)
-            ds *= ph
-            xp.matmul(ds, k[h], out=dq[h])
-            xp.matmul(ds.swapaxes(-1, -2), q[h], out=dk[h])
-            dq[h] *= ctx.scale
-            dk[h] *= ctx.scale
-        split(heads, q.shape[0], 1, q)
-        need_q, need_k, need_v = ctx.needs_input_grad
-        B, H, Tq, D = ctx.shape4
-        return (dq.reshape(B, H, Tq, D) if need_q else None, dk.reshape(B, H, -1, D) if need_k else None,
-                dv.reshape(B, H, -1, D) if need_v else None)
+
+def _padded_forward(q, k, v, bias, out, scale):
+    """Bidirectional attention forward into `out` (B, H, Tq, D); returns the
+    probabilities P (B, H, Tq, Tk). bias: (B, 1, Tk) padding mask or None. The arrays
+    may be strided views, as in `_causal_forward`."""
+    xp = array_module(q)
+    B, H, Tq = q.shape[:3]
+    p = xp.empty((B, H, Tq, k.shape[2]), dtype=q.dtype)
+
+    def work(r, h):                                         # a block of batch rows or heads
+        s = xp.matmul(q[r, h] * scale, k[r, h].swapaxes(-1, -2), out=p[r, h])   # scaled scores
+        if bias is not None:
+            s += bias[r][:, None]                           # (b, 1, 1, Tk): the same for every query
+        s -= s.max(axis=-1, keepdims=True)                  # softmax, in place: scores -> probabilities
+        xp.exp(s, out=s)
+        s /= s.sum(axis=-1, keepdims=True)
+        xp.matmul(s, v[r, h], out=out[r, h])
+    _over_heads(work, q)
+    return p
+
+
+def _padded_backward(q, k, v, p, g, grads, scale):
+    """PaddedAttention.backward's loops: dq, dk, dv (`grads`, written here) from g."""
+    xp = array_module(q)
+    dq, dk, dv = grads
+
+    def work(r, h):
+        ph, gh = p[r, h], g[r, h]
+        xp.matmul(ph.swapaxes(-1, -2), gh, out=dv[r, h])
+        ds = xp.matmul(gh, v[r, h].swapaxes(-1, -2))       # dP, then dS in the same buffer
+        ds -= (ds * ph).sum(axis=-1, keepdims=True)
+        ds *= ph
+        xp.matmul(ds, k[r, h], out=dq[r, h])
+        xp.matmul(ds.swapaxes(-1, -2), q[r, h], out=dk[r, h])
+        dq[r, h] *= scale
+        dk[r, h] *= scale
+    _over_heads(work, q)
 
 
 def padded_attention(q, k, v, lengths=None):
@@ -234,12 +268,97 @@ def padded_attention(q, k, v, lengths=None):
     if q.ndim != 4 or k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3]:
         raise ValueError(f"padded_attention: expected q (B, H, Tq, D) and k, v (B, H, Tk, D); got "
                          f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
-    if lengths is not None:
-        xp = array_module(_data(q))
-        lengths = xp.asarray(_data(lengths))
-        if lengths.shape != (q.shape[0],) or lengths.dtype.kind not in "iu" or \
-                int(lengths.min()) < 1 or int(lengths.max()) > k.shape[2]:
-            raise ValueError(f"padded_attention: lengths must be ({q.shape[0]},) integers from 1 to "
-                             f"Tk = {k.shape[2]}; got shape {tuple(lengths.shape)}, dtype {lengths.dtype}")
+    lengths = _checked_lengths("padded_attention", lengths, q.shape[0], k.shape[2], q)
     fused = backend.fused_padded_attention(_data(q), _data(k), _data(v))
     return (fused or PaddedAttention).apply(q, k, v, lengths=lengths)
+
+
+def _checked_lengths(name, lengths, B, Tk, like):
+    """lengths as an array of like's device, after checking it: (B,) integers in 1..Tk."""
+    if lengths is None:
+        return None
+    lengths = array_module(_data(like)).asarray(_data(lengths))
+    if lengths.shape != (B,) or lengths.dtype.kind not in "iu" or int(lengths.min()) < 1 or int(lengths.max()) > Tk:
+        raise ValueError(f"{name}: lengths must be ({B},) integers from 1 to Tk = {Tk}; got shape "
+                         f"{tuple(lengths.shape)}, dtype {lengths.dtype}")
+    return lengths
+
+
+# ----------------------------------------------------------------------------- a block's attention, from its projection
+
+class QKVAttention(Function):
+    """Multi-head self-attention read straight from a block's fused projection:
+    qkv (B, T, 3C) holds q, k and v side by side (each C = H D, head after head); out
+    (B, T, C) holds the heads side by side. The same numbers as
+
+        q, k, v = split(qkv, 3);  q = q.reshape(B, T, H, D).transpose(0, 2, 1, 3)  (k, v alike)
+        out = attention(q, k, v).transpose(0, 2, 1, 3).reshape(B, T, C)
+
+    with CausalAttention (causal=True) or PaddedAttention, but the heads are read and
+    written where they lie, as strided views that BLAS takes as they are: none of the
+    copies those moves cost (three in forward, more in backward), and one node instead
+    of eleven. `self_attention` runs it on the CPU.
+    """
+
+    def forward(ctx, qkv, n_head, causal=True, lengths=None):
+        xp = array_module(qkv)
+        B, T, C = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+        q, k, v = _heads(qkv, n_head)                       # 3 x (B, H, T, D) views
+        out = xp.empty((B, T, C), dtype=qkv.dtype)
+        heads_out = out.reshape(B, T, n_head, -1).transpose(0, 2, 1, 3)   # (B, H, T, D) view of out
+        ctx.scale, ctx.n_head, ctx.causal = qkv.dtype.type(1.0 / math.sqrt(C // n_head)), n_head, causal
+        if causal:
+            ctx.tiles = _tiles(T, T)
+            probs = _causal_forward(q, k, v, heads_out, ctx.scale, ctx.tiles)
+        else:
+            bias = None if lengths is None else _padding_bias(xp, lengths, T, qkv.dtype)
+            probs = _padded_forward(q, k, v, bias, heads_out, ctx.scale)
+        ctx.save(qkv, probs)
+        return out
+
+    def flops(ctx, qkv):
+        """(forward, backward): those of CausalAttention or PaddedAttention (after forward)."""
+        q = _heads(qkv, ctx.n_head)[0]
+        return (CausalAttention if ctx.causal else PaddedAttention).flops(ctx, q, q, q)
+
+    def backward(ctx, g):
+        """CausalAttention's or PaddedAttention's gradients (see there), each written
+        into its third of dL/dqkv (B, T, 3C); g (B, T, C) is read head by head in place."""
+        qkv, probs = ctx.saved
+        xp = array_module(qkv)
+        dqkv = xp.empty(qkv.shape, dtype=qkv.dtype)
+        B, T, C = g.shape
+        g = g.reshape(B, T, ctx.n_head, -1).transpose(0, 2, 1, 3)      # (B, H, T, D) view
+        q, k, v = _heads(qkv, ctx.n_head)
+        if ctx.causal:
+            _causal_backward(q, k, v, probs, g, _heads(dqkv, ctx.n_head), ctx.scale, ctx.tiles)
+        else:
+            _padded_backward(q, k, v, probs, g, _heads(dqkv, ctx.n_head), ctx.scale)
+        return dqkv
+
+
+def _heads(x, n_head):
+    """The q, k and v thirds of x (B, T, 3C), each as a (B, H, T, D) view."""
+    B, T, C3 = x.shape
+    return x.reshape(B, T, 3, n_head, C3 // (3 * n_head)).transpose(2, 0, 3, 1, 4)
+
+
+def self_attention(qkv, n_head, causal=True, lengths=None):
+    """Multi-head self-attention of a block: qkv (B, T, 3C) is its q/k/v projection (q,
+    k, v side by side), n_head heads of C / n_head; causal (a GPT) or bidirectional with
+    the key-padding `lengths` (an encoder; see padded_attention). Returns (B, T, C),
+    the heads side by side.
+
+    On the CPU this is one QKVAttention node. Elsewhere the heads are split out with
+    ops and go to causal_attention or padded_attention, whose fused GPU kernels take
+    (B, H, T, D)."""
+    if qkv.ndim != 3 or qkv.shape[2] % (3 * n_head):
+        raise ValueError(f"self_attention: expected qkv (B, T, 3C) with C a multiple of n_head = {n_head}; "
+                         f"got {tuple(qkv.shape)}")
+    B, T, C = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+    lengths = None if causal else _checked_lengths("self_attention", lengths, B, T, qkv)
+    if type(_data(qkv)) is np.ndarray:
+        return QKVAttention.apply(qkv, n_head=n_head, causal=causal, lengths=lengths)
+    q, k, v = (t.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3) for t in ops.split(qkv, 3, axis=-1))
+    y = causal_attention(q, k, v) if causal else padded_attention(q, k, v, lengths)    # (B, H, T, D)
+    return y.transpose(0, 2, 1, 3).reshape(B, T, C)

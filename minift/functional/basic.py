@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import backend
 from ..backend import array_module, scatter_add
-from ..parallel import rows, rowwise
+from ..parallel import blocks, rows, rowwise, run_tasks
 from ..tensor import Function, Tensor
 
 
@@ -190,9 +190,16 @@ class Linear(Function):
         x, weight = ctx.saved
         need_x, need_w, need_b = ctx.needs_input_grad
         g2 = g.reshape(-1, g.shape[-1])                     # (N, Out)
-        dx = backend.matmul(g, weight.T) if need_x else None
-        dw = backend.matmul(x.reshape(-1, x.shape[-1]).T, g2) if need_w else None
-        db = g2.sum(axis=0) if need_b else None
+        x2 = x.reshape(-1, x.shape[-1])                     # (N, In)
+        products = ([(g2, weight.T)] if need_x else []) + ([(x2.T, g2)] if need_w else [])
+        db = array_module(g).empty(g.shape[-1], dtype=g.dtype) if need_b else None
+
+        def column_sums(c):                                 # db for a block of the Out columns
+            array_module(g).sum(g2[:, c], axis=0, out=db[c])
+        # The products and the bias sums go to the threads at once.
+        results = backend.matmuls(*products, also=blocks(column_sums, len(db), 16) if need_b else ())
+        dx = results.pop(0).reshape(x.shape) if need_x else None
+        dw = results.pop(0) if need_w else None
         return dx, dw, db
 
 
@@ -242,20 +249,29 @@ class LayerNorm(Function):
         g, xhat, dx (..., C); rstd (..., 1); dweight, dbias (C,).
         """
         xhat, rstd, weight = ctx.saved
+        xp = array_module(g)
         need_x, need_w, need_b = ctx.needs_input_grad
-        leading = tuple(range(g.ndim - 1))                  # every axis but C
-        dw = (g * xhat).sum(axis=leading) if need_w else None
-        db = g.sum(axis=leading) if need_b else None
-        dx = None
-        if need_x:
-            dx = array_module(g).empty(xhat.shape, dtype=xhat.dtype)
+        g2, xhat2, C = rows(g), rows(xhat), g.shape[-1]     # (N, C)
+        dw = xp.empty(C, dtype=g.dtype) if need_w else None
+        db = xp.empty(C, dtype=g.dtype) if need_b else None
 
-            def block(g, xhat, rstd, dx):                   # (n, C), (n, C), (n, 1) -> (n, C)
-                dxhat = g * weight if weight is not None else g
-                t = dxhat - dxhat.mean(axis=-1, keepdims=True)
-                t -= xhat * (dxhat * xhat).mean(axis=-1, keepdims=True)
-                array_module(t).multiply(rstd, t, out=dx)
-            rowwise(block, (rows(g), rows(xhat), rows(rstd)), (rows(dx),))
+        def column_sums(c):                                 # a block of the C columns
+            if need_w:
+                xp.sum(g2[:, c] * xhat2[:, c], axis=0, out=dw[c])
+            if need_b:
+                xp.sum(g2[:, c], axis=0, out=db[c])
+        sums = blocks(column_sums, C, 16) if need_w or need_b else []
+        dx = xp.empty(xhat.shape, dtype=xhat.dtype) if need_x else None
+
+        def block(g, xhat, rstd, dx):                       # (n, C), (n, C), (n, 1) -> (n, C)
+            dxhat = g * weight if weight is not None else g
+            t = dxhat - dxhat.mean(axis=-1, keepdims=True)
+            t -= xhat * (dxhat * xhat).mean(axis=-1, keepdims=True)
+            xp.multiply(rstd, t, out=dx)
+        if need_x:                                          # the row blocks and the column sums at once
+            rowwise(block, (g2, xhat2, rows(rstd)), (rows(dx),), also=sums)
+        else:
+            run_tasks(sums)
         return dx, dw, db
 
 
