@@ -135,6 +135,8 @@ def matmul(a, b):
 def _matmul_2d(a, b):
     """(M, K) @ (K, N) on the CPU, its rows split over minift's threads when large enough
     (each block is one BLAS call on its rows; transposed operands are passed as they are)."""
+    if a.shape[0] * a.shape[1] * b.shape[1] < 1 << 20:     # too small to be worth a thread
+        return np.matmul(a, b)
     return matmuls((a, b))[0]
 
 

@@ -101,7 +101,7 @@ def _binary(op_name, reflected=False):
             return _apply[op_name](_scalar(other, self), self)
     else:
         def method(self, other):
-            if not isinstance(other, Tensor):
+            if type(other) is not Tensor:
                 other = _scalar(other, self)
             return _apply[op_name](self, other)
     return method
@@ -345,20 +345,22 @@ def _walk(heap, keep_graph):
             input_grads = (input_grads,)
         if not keep_graph:
             node.saved = node.parents = None               # the saved arrays can go now
-        for parent, gp, needed in zip(parents, input_grads, node.needs_input_grad):
-            if not needed or gp is None:
+        for parent, gp in zip(parents, input_grads):
+            if gp is None or parent is None:               # no gradient needed, or not a tensor input
                 continue
-            is_node = parent.is_node
-            like = parent if is_node else parent.data      # a node knows its output's shape and dtype
-            if gp.shape != like.shape or gp.dtype is not like.dtype:   # (dtypes are shared objects)
-                gp = _conform(gp, like.shape, like.dtype)
-            if not is_node:                                # a leaf tensor: keep its gradient
+            if parent.is_node:                             # a node knows its output's shape and dtype
+                if gp.shape != parent.shape or gp.dtype is not parent.dtype:   # (dtypes are shared objects)
+                    gp = _conform(gp, parent.shape, parent.dtype)
+                if parent.pending is None:
+                    parent.pending = gp
+                    push(heap, (-parent._seq, parent))
+                else:
+                    parent.pending = parent.pending + gp
+            elif parent.requires_grad:                     # a leaf tensor that keeps its gradient
+                data = parent.data
+                if gp.shape != data.shape or gp.dtype is not data.dtype:
+                    gp = _conform(gp, data.shape, data.dtype)
                 parent.grad = gp if parent.grad is None else parent.grad + gp
-            elif parent.pending is None:
-                parent.pending = gp
-                push(heap, (-parent._seq, parent))
-            else:
-                parent.pending = parent.pending + gp
 
 
 def set_profiler(profiler):
@@ -428,9 +430,13 @@ class Function:
         ctx = _new(cls)
         if len(inputs) == 2 and type(inputs[0]) is Tensor and type(inputs[1]) is Tensor:
             a, b = inputs                        # the most common case, without the loop
-            raw, needs, links = (a.data, b.data), (a.requires_grad, b.requires_grad), (a._ctx or a, b._ctx or b)
+            raw, needs = (a.data, b.data), (a.requires_grad, b.requires_grad)
+            record = _grad_enabled and (needs[0] or needs[1])
+            if record:
+                links = (a._ctx or a, b._ctx or b)
         else:
             raw, needs, links = _unpack(inputs)
+            record = _grad_enabled and True in needs
         ctx.needs_input_grad = needs
         out = _new(Tensor)
         if _profile is not None:
@@ -438,7 +444,7 @@ class Function:
         else:
             data = ctx.forward(*raw, **options) if options else ctx.forward(*raw)
         out.data, out.grad, out.name = data, None, None
-        if _grad_enabled and True in needs:
+        if record:
             # The inputs' nodes (leaves themselves), and what backward needs to know of the
             # output, kept on this node (see above).
             ctx.parents = links
