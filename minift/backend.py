@@ -142,9 +142,11 @@ def _matmul_2d(a, b):
 
 def matmuls(*pairs, also=()):
     """[a @ b for (a, b) in pairs] for independent 2-D products (a layer's two gradient
-    products, say). On the CPU the row blocks of all of them go to minift's threads in
-    one split, with the tasks `also` (see parallel.run_tasks): one wake-up of the
-    helpers instead of one per product."""
+    products, say). On the CPU the blocks of all of them go to minift's threads in one
+    split, with the tasks `also` (see parallel.run_tasks): one wake-up of the helpers
+    instead of one per product. A product is cut along the longer side of its result:
+    rows of a, or columns of b (each block packs only its part of the larger operand,
+    as BLAS must: for a weight's gradient x^T g, g is the large one)."""
     if any(type(a) is not np.ndarray or a.ndim != 2 or b.ndim != 2 for a, b in pairs):
         results = [matmul(a, b) for a, b in pairs]
         for task in also:
@@ -152,18 +154,23 @@ def matmuls(*pairs, also=()):
         return results
     outs, tasks = [], []
     for a, b in pairs:
-        M, K = a.shape
-        out = np.empty((M, b.shape[1]), dtype=np.result_type(a, b))
+        (M, K), N = a.shape, b.shape[1]
+        out = np.empty((M, N), dtype=np.result_type(a, b))
         outs.append(out)
-        k = max(min(threads(), M // 16), 1) if M * K * b.shape[1] >= 1 << 20 else 1   # small: one block
-        bounds = [M * i // k for i in range(k + 1)]
-        tasks += [partial(_matmul_rows, a, b, out, slice(bounds[i], bounds[i + 1])) for i in range(k)]
+        k = max(min(threads(), max(M, N) // 16), 1) if M * K * N >= 1 << 20 else 1   # small: one block
+        side = max(M, N)
+        for i in range(k):
+            part = slice(side * i // k, side * (i + 1) // k)
+            tasks.append(partial(_matmul_block, a, b, out, part, M >= N))
     run_tasks(tasks + list(also))
     return outs
 
 
-def _matmul_rows(a, b, out, rows):
-    np.matmul(a[rows], b, out=out[rows])
+def _matmul_block(a, b, out, part, by_rows):
+    if by_rows:
+        np.matmul(a[part], b, out=out[part])
+    else:
+        np.matmul(a, b[:, part], out=out[:, part])
 
 
 def _stacked_matmul(a, b):

@@ -277,15 +277,16 @@ def test_row_scatter_add_is_np_add_at_bit_for_bit():
 
 
 def test_matrix_products_split_over_threads_give_the_products(monkeypatch):
-    """backend.matmuls on three threads: each product cut into row blocks (one of them
-    too short to cut, one too small to be worth it, one of a transposed operand), and
-    the extra tasks run too."""
+    """backend.matmuls on three threads: each product cut into blocks of rows or of
+    columns (the longer side of its result; one too small to be worth it, one of a
+    transposed operand), and the extra tasks run too."""
     from minift import backend, parallel
     monkeypatch.setattr(parallel, "_workers", [parallel._Worker(), parallel._Worker()])
     monkeypatch.setattr(parallel, "_threads", 3)
     rng = np.random.default_rng(1)
     pairs = [(rng.standard_normal((200, 96)), rng.standard_normal((96, 80))),      # 3 blocks
-             (rng.standard_normal((8, 512)), rng.standard_normal((512, 300))),     # M < 16 rows
+             (rng.standard_normal((8, 512)), rng.standard_normal((512, 300))),     # by columns
+             (rng.standard_normal((64, 128)), rng.standard_normal((128, 500))),    # by columns
              (rng.standard_normal((5, 4)), rng.standard_normal((4, 3))),           # small
              (rng.standard_normal((96, 200)).T, rng.standard_normal((96, 70)))]    # a transposed view
     ran = []
