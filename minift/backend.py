@@ -157,8 +157,8 @@ def matmuls(*pairs, also=()):
         (M, K), N = a.shape, b.shape[1]
         out = np.empty((M, N), dtype=np.result_type(a, b))
         outs.append(out)
-        k = max(min(threads(), max(M, N) // 16), 1) if M * K * N >= 1 << 20 else 1   # small: one block
         side = max(M, N)
+        k = max(min(threads(), side // 16), 1) if M * K * N >= 1 << 20 else 1   # small: one block
         for i in range(k):
             part = slice(side * i // k, side * (i + 1) // k)
             tasks.append(partial(_matmul_block, a, b, out, part, M >= N))

@@ -24,7 +24,6 @@ from . import functional as F
 from .backend import array_module
 from .errors import MiniftError
 from .nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, Parameter
-from .ops import split
 from .tensor import Tensor
 
 
@@ -81,16 +80,14 @@ class SelfAttention(Module):
         self.resid_dropout = Dropout(config.dropout)
 
     def forward(self, x, cache=None, lengths=None):
-        B, T, C = x.shape
-        H = self.n_head
         qkv = self.c_attn(x)                                       # (B, T, 3C): q, k, v side by side
         if cache is None:
             # Right padding follows every real token: a causal query never sees it.
-            y = F.self_attention(qkv, H, causal=self.causal, lengths=lengths)   # (B, T, C)
+            y = F.self_attention(qkv, self.n_head, causal=self.causal, lengths=lengths)   # (B, T, C)
         else:                                                      # decoding: prepend the past keys/values
-            q, k, v = (t.reshape(B, T, H, C // H).transpose(0, 2, 1, 3) for t in split(qkv, 3, axis=-1))
+            q, k, v = F.split_heads(qkv, self.n_head)             # (B, H, T, D)
             k, v = cache.extend(k, v)                              # (B, H, T_past + T, D)
-            y = F.causal_attention(q, k, v).transpose(0, 2, 1, 3).reshape(B, T, C)
+            y = F.merge_heads(F.causal_attention(q, k, v))        # (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
 

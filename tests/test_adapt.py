@@ -12,7 +12,7 @@ from minift.adapt import FinetuneConfig, finetune, heads, load_finetune_data, lo
 from minift.cli import main
 from minift.data import Tokenizer, feedback, pad_batch
 from minift.errors import MiniftError
-from minift.files import load_safetensors, save_safetensors, write_json
+from minift.files import load_safetensors, write_json
 from minift.model import GPT, GPTConfig, param_groups
 from minift.nn import Module, Parameter
 from minift.optim import AdamW
@@ -21,6 +21,7 @@ from minift.tensor import Tensor
 from minift.trainer import Trainer
 
 from quiet import Silent, quiet
+from run_dirs import pretrained_run
 
 FMT = prompts.PromptFormat()
 
@@ -54,13 +55,7 @@ def tiny_classifier(config, dtype=np.float64, pooling="last", seed=0, scale=None
 @pytest.fixture(scope="module")
 def init_run(tmp_path_factory, tok, config):
     """A 'pretrained' run directory: config.json, tokenizer.json, random weights."""
-    out = tmp_path_factory.mktemp("init")
-    tok.save(out)
-    write_json(out / "config.json", {"kind": "pretrain", "model": config.to_dict(),
-                                     "tokenizer_fingerprint": tok.fingerprint()})
-    save_safetensors(out / WEIGHTS, GPT(config, seed=0).state_dict())
-    write_json(out / "metrics.json", {"train": [], "eval": [], "finished": True})
-    return out
+    return pretrained_run(tmp_path_factory.mktemp("init"), tok, config)
 
 
 def write_csv(path, rows, header=("text", "label")):

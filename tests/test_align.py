@@ -26,6 +26,7 @@ from minift.runs import CHECKPOINT, LANGUAGE_MODEL_KINDS, WEIGHTS
 from minift.tensor import Tensor
 
 from quiet import Silent, quiet
+from run_dirs import pretrained_run
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +42,7 @@ def config(tok):
 @pytest.fixture(scope="module")
 def init_run(tmp_path_factory, tok, config):
     """A finished 'pretrained' run directory with random weights."""
-    out = tmp_path_factory.mktemp("init")
-    tok.save(out)
-    write_json(out / "config.json", {"kind": "pretrain", "model": config.to_dict(),
-                                     "tokenizer_fingerprint": tok.fingerprint()})
-    save_safetensors(out / WEIGHTS, GPT(config, seed=0).state_dict())
-    write_json(out / "metrics.json", {"train": [], "eval": [], "finished": True})
-    return out
+    return pretrained_run(tmp_path_factory.mktemp("init"), tok, config)
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,17 @@ def close(gpu, cpu, atol=1e-4, rtol=1e-3):
     np.testing.assert_allclose(cp.asnumpy(gpu), cpu, atol=atol, rtol=rtol)
 
 
+def assert_same_gradients(cpu, gpu, loss_cpu, loss_gpu):
+    """Backward through both copies of a model; every parameter's gradient agrees to
+    1e-3 of its largest element."""
+    loss_cpu.backward()
+    loss_gpu.backward()
+    for (name, pc), (_, pg) in zip(cpu.named_parameters(), gpu.named_parameters()):
+        scale = np.abs(pc.grad).max() + 1e-12
+        err = np.abs(cp.asnumpy(pg.grad) - pc.grad).max() / scale
+        assert err < 1e-3, f"{name}: relative gradient error {err:.2e}"
+
+
 OPS = {
     "softmax": lambda x: F.softmax(x, axis=-1),
     "log_softmax": lambda x: F.log_softmax(x, axis=0),
@@ -109,12 +120,7 @@ def test_gpt_loss_and_gradients_match_cpu():
     _, lc = cpu(x, y)
     _, lg = gpu(cp.asarray(x), cp.asarray(y))
     np.testing.assert_allclose(float(lg.item()), float(lc.item()), rtol=1e-5)
-    lc.backward()
-    lg.backward()
-    for (name, pc), (_, pg) in zip(cpu.named_parameters(), gpu.named_parameters()):
-        scale = np.abs(pc.grad).max() + 1e-12
-        err = np.abs(cp.asnumpy(pg.grad) - pc.grad).max() / scale
-        assert err < 1e-3, f"{name}: relative gradient error {err:.2e}"
+    assert_same_gradients(cpu, gpu, lc, lg)
 
 
 def test_encoder_masked_loss_and_gradients_match_cpu():
@@ -130,12 +136,7 @@ def test_encoder_masked_loss_and_gradients_match_cpu():
     _, lc = cpu(x, y, lengths)
     _, lg = gpu(cp.asarray(x), cp.asarray(y), cp.asarray(lengths))
     np.testing.assert_allclose(float(lg.item()), float(lc.item()), rtol=1e-5)
-    lc.backward()
-    lg.backward()
-    for (name, pc), (_, pg) in zip(cpu.named_parameters(), gpu.named_parameters()):
-        scale = np.abs(pc.grad).max() + 1e-12
-        err = np.abs(cp.asnumpy(pg.grad) - pc.grad).max() / scale
-        assert err < 1e-3, f"{name}: relative gradient error {err:.2e}"
+    assert_same_gradients(cpu, gpu, lc, lg)
 
 
 def test_short_training_run_follows_the_cpu_curve():

@@ -11,11 +11,13 @@ from .basic import (
     embedding, gelu, layer_norm, linear, log_softmax, softmax,
 )
 from .attention import (
-    CausalAttention, PaddedAttention, QKVAttention, causal_attention, padded_attention, self_attention,
+    CausalAttention, PaddedAttention, QKVAttention, causal_attention, merge_heads, padded_attention,
+    self_attention, split_heads,
 )
 
 __all__ = [
     "Softmax", "LogSoftmax", "CrossEntropy", "Linear", "LayerNorm", "GELU", "Dropout", "Embedding",
     "CausalAttention", "PaddedAttention", "QKVAttention", "softmax", "log_softmax", "cross_entropy", "linear",
     "layer_norm", "gelu", "dropout", "embedding", "causal_attention", "padded_attention", "self_attention",
+    "split_heads", "merge_heads",
 ]

@@ -322,13 +322,14 @@ class QKVAttention(Function):
         return (CausalAttention if ctx.causal else PaddedAttention).flops(ctx, q, q, q)
 
     def backward(ctx, g):
-        """CausalAttention's or PaddedAttention's gradients (see there), each written
-        into its third of dL/dqkv (B, T, 3C); g (B, T, C) is read head by head in place."""
+        """dL/dqkv = [dq | dk | dv] (B, T, 3C): the gradients of CausalAttention or
+        PaddedAttention (see there) for each head, put back where the head was read
+        (splitting and moving the heads only moves numbers, so its derivative moves
+        the gradients back). g (B, T, C) is read head by head in place."""
         qkv, probs = ctx.saved
         xp = array_module(qkv)
         dqkv = xp.empty(qkv.shape, dtype=qkv.dtype)
-        B, T, C = g.shape
-        g = g.reshape(B, T, ctx.n_head, -1).transpose(0, 2, 1, 3)      # (B, H, T, D) view
+        g = g.reshape(*g.shape[:2], ctx.n_head, -1).transpose(0, 2, 1, 3)   # (B, H, T, D) view
         q, k, v = _heads(qkv, ctx.n_head)
         if ctx.causal:
             _causal_backward(q, k, v, probs, g, _heads(dqkv, ctx.n_head), ctx.scale, ctx.tiles)
@@ -355,10 +356,21 @@ def self_attention(qkv, n_head, causal=True, lengths=None):
     if qkv.ndim != 3 or qkv.shape[2] % (3 * n_head):
         raise ValueError(f"self_attention: expected qkv (B, T, 3C) with C a multiple of n_head = {n_head}; "
                          f"got {tuple(qkv.shape)}")
-    B, T, C = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
-    lengths = None if causal else _checked_lengths("self_attention", lengths, B, T, qkv)
+    lengths = None if causal else _checked_lengths("self_attention", lengths, qkv.shape[0], qkv.shape[1], qkv)
     if type(_data(qkv)) is np.ndarray:
         return QKVAttention.apply(qkv, n_head=n_head, causal=causal, lengths=lengths)
-    q, k, v = (t.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3) for t in ops.split(qkv, 3, axis=-1))
-    y = causal_attention(q, k, v) if causal else padded_attention(q, k, v, lengths)    # (B, H, T, D)
-    return y.transpose(0, 2, 1, 3).reshape(B, T, C)
+    q, k, v = split_heads(qkv, n_head)
+    return merge_heads(causal_attention(q, k, v) if causal else padded_attention(q, k, v, lengths))
+
+
+def split_heads(qkv, n_head):
+    """q, k, v (B, H, T, D) from a block's projection qkv (B, T, 3C), with ops (so each
+    move is a node of the graph): the plain way that QKVAttention does in place."""
+    B, T, C = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+    return [t.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3) for t in ops.split(qkv, 3, axis=-1)]
+
+
+def merge_heads(y):
+    """(B, H, T, D) -> (B, T, H D): the heads side by side again."""
+    B, H, T, D = y.shape
+    return y.transpose(0, 2, 1, 3).reshape(B, T, H * D)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import backend
 from ..backend import array_module, scatter_add
-from ..parallel import blocks, rows, rowwise, run_tasks
+from ..parallel import blocks, rows, rowwise, split
 from ..tensor import Function, Tensor
 
 
@@ -192,10 +192,11 @@ class Linear(Function):
         g2 = g.reshape(-1, g.shape[-1])                     # (N, Out)
         x2 = x.reshape(-1, x.shape[-1])                     # (N, In)
         products = ([(g2, weight.T)] if need_x else []) + ([(x2.T, g2)] if need_w else [])
-        db = array_module(g).empty(g.shape[-1], dtype=g.dtype) if need_b else None
+        xp = array_module(g)
+        db = xp.empty(g.shape[-1], dtype=g.dtype) if need_b else None
 
         def column_sums(c):                                 # db for a block of the Out columns
-            array_module(g).sum(g2[:, c], axis=0, out=db[c])
+            xp.sum(g2[:, c], axis=0, out=db[c])
         # The products and the bias sums go to the threads at once.
         results = backend.matmuls(*products, also=blocks(column_sums, len(db), 16) if need_b else ())
         dx = results.pop(0).reshape(x.shape) if need_x else None
@@ -260,7 +261,7 @@ class LayerNorm(Function):
                 xp.sum(g2[:, c] * xhat2[:, c], axis=0, out=dw[c])
             if need_b:
                 xp.sum(g2[:, c], axis=0, out=db[c])
-        sums = blocks(column_sums, C, 16) if need_w or need_b else []
+        sums = need_w or need_b
         dx = xp.empty(xhat.shape, dtype=xhat.dtype) if need_x else None
 
         def block(g, xhat, rstd, dx):                       # (n, C), (n, C), (n, 1) -> (n, C)
@@ -269,9 +270,9 @@ class LayerNorm(Function):
             t -= xhat * (dxhat * xhat).mean(axis=-1, keepdims=True)
             xp.multiply(rstd, t, out=dx)
         if need_x:                                          # the row blocks and the column sums at once
-            rowwise(block, (g2, xhat2, rows(rstd)), (rows(dx),), also=sums)
-        else:
-            run_tasks(sums)
+            rowwise(block, (g2, xhat2, rows(rstd)), (rows(dx),), also=blocks(column_sums, C, 16) if sums else ())
+        elif sums:
+            split(column_sums, C, 16, g)
         return dx, dw, db
 
 
