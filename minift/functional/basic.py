@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import backend
 from ..backend import array_module, scatter_add
-from ..parallel import blocks, rows, rowwise, split
+from ..parallel import blocks, rows, rowwise
 from ..tensor import Function, Tensor
 
 
@@ -214,21 +214,25 @@ class LayerNorm(Function):
     """y = (x - mean) / sqrt(var + eps) * weight + bias over the last axis;
     x, y (..., C), weight and bias (C,) or None.
 
+    Every pass over the (N, C) rows costs a trip through memory, so the row sums are
+    products with a vector (mean(x) = x @ (1/C, ..., 1/C): one BLAS call) or einsum
+    (sum(xc * xc) without the temporary xc * xc), and the rest is written in place.
+
     reference: y = (x - x.mean(-1)) / sqrt(x.var(-1) + eps) * weight + bias
     """
 
     def forward(ctx, x, weight, bias, eps=1e-5):
         xp = array_module(x)
+        C = x.shape[-1]
         xhat = xp.empty(x.shape, dtype=x.dtype)             # (..., C), C order (written by rows)
         rstd = xp.empty(x.shape[:-1] + (1,), dtype=x.dtype)  # (..., 1)
         y = xp.empty(x.shape, dtype=x.dtype)
 
         def block(x, xhat, rstd, y):                        # x (n, C): each row on its own
-            mu = x.mean(axis=-1, keepdims=True)             # (n, 1)
-            xc = x - mu
-            var = (xc * xc).mean(axis=-1, keepdims=True)    # (n, 1)
-            rstd[...] = 1.0 / xp.sqrt(var + eps)
-            xp.multiply(xc, rstd, out=xhat)
+            xp.subtract(x, xp.einsum("ij->i", x)[:, None] / C, out=xhat)   # xc = x - mean
+            var = xp.einsum("ij,ij->i", xhat, xhat) / C               # (n,) mean of xc^2
+            rstd[:, 0] = 1.0 / xp.sqrt(var + eps)
+            xhat *= rstd                                              # xc -> xhat
             if weight is not None:
                 xp.multiply(xhat, weight, out=y)
             else:
@@ -246,7 +250,8 @@ class LayerNorm(Function):
             dweight = sum over rows of g * xhat,   dbias = sum over rows of g
 
         reference: the chain rule through mean(x) and var(x) in the forward formula;
-        the line for dx is its result, simplified.
+        the line for dx is its result, simplified. The means are products with a
+        vector and einsum, as in forward; dx is built in its own buffer.
         g, xhat, dx (..., C); rstd (..., 1); dweight, dbias (C,).
         """
         xhat, rstd, weight = ctx.saved
@@ -256,23 +261,26 @@ class LayerNorm(Function):
         dw = xp.empty(C, dtype=g.dtype) if need_w else None
         db = xp.empty(C, dtype=g.dtype) if need_b else None
 
-        def column_sums(c):                                 # a block of the C columns
-            if need_w:
-                xp.sum(g2[:, c] * xhat2[:, c], axis=0, out=dw[c])
-            if need_b:
-                xp.sum(g2[:, c], axis=0, out=db[c])
-        sums = need_w or need_b
+        sums = []                                           # whole-array calls: no split changes them
+        if need_w:
+            sums.append(lambda: xp.einsum("ij,ij->j", g2, xhat2, out=dw))
+        if need_b:
+            sums.append(lambda: xp.matmul(xp.ones(len(g2), dtype=g.dtype), g2, out=db))
         dx = xp.empty(xhat.shape, dtype=xhat.dtype) if need_x else None
 
         def block(g, xhat, rstd, dx):                       # (n, C), (n, C), (n, 1) -> (n, C)
             dxhat = g * weight if weight is not None else g
-            t = dxhat - dxhat.mean(axis=-1, keepdims=True)
-            t -= xhat * (dxhat * xhat).mean(axis=-1, keepdims=True)
-            xp.multiply(rstd, t, out=dx)
-        if need_x:                                          # the row blocks and the column sums at once
-            rowwise(block, (g2, xhat2, rows(rstd)), (rows(dx),), also=blocks(column_sums, C, 16) if sums else ())
-        elif sums:
-            split(column_sums, C, 16, g)
+            m1 = xp.einsum("ij->i", dxhat) / C              # (n,) mean(dxhat)
+            m2 = xp.einsum("ij,ij->i", dxhat, xhat) / C     # (n,) mean(dxhat * xhat)
+            xp.multiply(xhat, m2[:, None], out=dx)
+            xp.subtract(dxhat, dx, out=dx)
+            dx -= m1[:, None]
+            dx *= rstd
+        if need_x:                                          # the row blocks and the two sums at once
+            rowwise(block, (g2, xhat2, rows(rstd)), (rows(dx),), also=sums)
+        else:
+            for task in sums:
+                task()
         return dx, dw, db
 
 
@@ -298,19 +306,21 @@ def _sigmoid_2u(x, out):
     return xp.reciprocal(e, out=e)             # s
 
 
-def _gelu_rows(x, y):
-    _sigmoid_2u(x, out=y)
-    y *= x                                     # y = x * s, in s's buffer
+def _gelu_rows(x, s, y):
+    _sigmoid_2u(x, out=s)
+    array_module(x).multiply(x, s, out=y)      # y = x * s
 
 
-def _gelu_grad_rows(x, g, d):
-    s = _sigmoid_2u(x, out=array_module(x).empty_like(x))   # the same numbers as in forward
-    array_module(x).multiply(x, x, out=d)
-    d *= 3 * 0.044715
-    d += 1.0
-    d *= x
-    d *= 2 * _GELU_C                           # 2 x du/dx
-    d *= s * (1.0 - s)
+def _gelu_grad_rows(y, s, g, d):
+    xp = array_module(y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xp.divide(y, s, out=d)                 # x = y / s (0 / 0 where s underflowed to 0)
+    d *= d
+    xp.fmax(d, 0.0, out=d)                     # x^2; fmax drops that NaN: y = 0 there anyway
+    d *= 6 * _GELU_C * 0.044715
+    d += 2 * _GELU_C                           # 2 du/dx = 2c (1 + 3 * 0.044715 x^2)
+    d *= y                                     # x s (2 du/dx)
+    d *= 1.0 - s
     d += s
     d *= g
 
@@ -321,28 +331,32 @@ class GELU(Function):
     0.5 (1 + tanh u) = sigmoid(2u)) with one exp instead of a tanh, which is slower.
     x, y: any shape ((B, T, 4C) in the GPT's MLP).
 
-    Only x is saved: backward computes the gate s again (one more exp) rather than
-    keeping a second array as large as the MLP's widest activation through the step.
+    Saves the gate s = sigmoid(2u) and the output y, not x: backward needs s, and
+    computing it again would cost a second exp, the slowest pass here. x is y / s.
+    In the GPT this keeps no more memory than saving x would: the next Linear keeps
+    y for its own backward anyway, and x is freed.
 
     reference: y = 0.5 * x * (1 + tanh(c * (x + 0.044715 * x**3)))
     """
 
     def forward(ctx, x):
-        ctx.save(x)
-        y = array_module(x).empty(x.shape, dtype=x.dtype)   # C order: written by rows
-        rowwise(_gelu_rows, (rows(x),), (rows(y),))
+        xp = array_module(x)
+        s = xp.empty(x.shape, dtype=x.dtype)               # C order: written by rows
+        y = xp.empty(x.shape, dtype=x.dtype)
+        rowwise(_gelu_rows, (rows(x),), (rows(s), rows(y)))
+        ctx.save(y, s)
         return y
 
     def backward(ctx, g):
-        """dy/dx = s + x s (1 - s) 2c (1 + 3 * 0.044715 x^2),  s = sigmoid(2u);
+        """dy/dx = s + x s (1 - s) 2c (1 + 3 * 0.044715 x^2),  s = sigmoid(2u),  x s = y;
         dL/dx = g * dy/dx, all of x's shape. The buffer d is built in place
-        (_gelu_grad_rows), the gate s computed again.
+        (_gelu_grad_rows). Where s underflowed to 0 (x below about -9), dy/dx = 0.
 
         reference: dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2),
         t = tanh(u) (the same number)."""
-        (x,) = ctx.saved
-        d = array_module(x).empty(x.shape, dtype=x.dtype)
-        rowwise(_gelu_grad_rows, (rows(x), rows(g)), (rows(d),))
+        y, s = ctx.saved
+        d = array_module(y).empty(y.shape, dtype=y.dtype)
+        rowwise(_gelu_grad_rows, (rows(y), rows(s), rows(g)), (rows(d),))
         return d
 
 
