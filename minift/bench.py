@@ -84,22 +84,38 @@ def bench_engine(print_fn=print):
     b = tensor((1 + 0.01 * rng.standard_normal((8, 8))).astype(np.float32), requires_grad=True)
     w = tensor((np.eye(8) + 0.01 * rng.standard_normal((8, 8))).astype(np.float32), requires_grad=True)
     ones = np.ones((8, 8), np.float32)
-    chains = {
-        "add": lambda x: x + b,
-        "mul": lambda x: x * b,
-        "tanh": lambda x: x.tanh(),
-        "matmul": lambda x: x @ w,
-    }
+
+    # Each chain is written out, the op inside the loop: a call per op (a lambda) would
+    # add its own cost to the engine's.
+    def add():
+        x = a
+        for _ in range(n):
+            x = x + b
+        x.backward(ones)
+
+    def mul():
+        x = a
+        for _ in range(n):
+            x = x * b
+        x.backward(ones)
+
+    def tanh():
+        x = a
+        for _ in range(n):
+            x = x.tanh()
+        x.backward(ones)
+
+    def matmul():
+        x = a
+        for _ in range(n):
+            x = x @ w
+        x.backward(ones)
+    chains = {"add": add, "mul": mul, "tanh": tanh, "matmul": matmul}
     bare = {"add": lambda: a.data + b.data, "mul": lambda: a.data * b.data,
             "tanh": lambda: np.tanh(a.data), "matmul": lambda: a.data @ w.data}
     print_fn(f"engine overhead on 8x8 float32 arrays (chain of {n} ops, then one backward)")
     print_fn(f"{'op':>8} {'fwd+bwd us/op':>14} {'bare NumPy us':>14}")
-    for name, op in chains.items():
-        def run():
-            x = a
-            for _ in range(n):
-                x = op(x)
-            x.backward(ones)
+    for name, run in chains.items():
         t = _best_of(run, 30) / n            # best of many: a shared machine adds noise, never speed
         tb = _best_of(bare[name], 7, inner=2000)
         print_fn(f"{name:>8} {t * 1e6:14.2f} {tb * 1e6:14.2f}")

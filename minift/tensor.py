@@ -101,9 +101,9 @@ def _binary(op_name, reflected=False):
             return _apply[op_name](_scalar(other, self), self)
     else:
         def method(self, other):
-            if type(other) is not Tensor:
-                other = _scalar(other, self)
-            return _apply[op_name](self, other)
+            if type(other) is Tensor:
+                return _apply_two(_primitives[op_name], self, other)
+            return _apply[op_name](self, _scalar(other, self))
     return method
 
 
@@ -338,17 +338,18 @@ def _walk(heap, keep_graph):
         if parents is None:
             raise RuntimeError(f"backward() through a graph already freed by backward(keep_graph=False) "
                                f"(at {type(node).__name__}); run the forward pass again")
-        if not keep_graph:
+        if keep_graph:
+            input_grads = node.backward(g) if profiling is None else profiling.backward(node, g)
+        else:
             node.last_backward = True                      # may reuse its saved arrays in place
-        input_grads = node.backward(g) if profiling is None else profiling.backward(node, g)
+            input_grads = node.backward(g) if profiling is None else profiling.backward(node, g)
+            node.saved = node.parents = None               # the saved arrays can go now
         if type(input_grads) is not tuple:
             input_grads = (input_grads,)
-        if not keep_graph:
-            node.saved = node.parents = None               # the saved arrays can go now
         for parent, gp in zip(parents, input_grads):
             if gp is None or parent is None:               # no gradient needed, or not a tensor input
                 continue
-            if parent.is_node:                             # a node knows its output's shape and dtype
+            if type(parent) is not Tensor:                 # a node knows its output's shape and dtype
                 if gp.shape != parent.shape or gp.dtype is not parent.dtype:   # (dtypes are shared objects)
                     gp = _conform(gp, parent.shape, parent.dtype)
                 if parent.pending is None:
@@ -427,16 +428,11 @@ class Function:
         to the input tensors themselves: an intermediate array stays alive only while
         the user holds its tensor or some node saved it for backward, as in PyTorch.
         (Written for speed: this is the hot path of every op.)"""
+        if len(inputs) == 2 and not options and type(inputs[0]) is Tensor and type(inputs[1]) is Tensor:
+            return _apply_two(cls, *inputs)      # the most common case, without the loop
         ctx = _new(cls)
-        if len(inputs) == 2 and type(inputs[0]) is Tensor and type(inputs[1]) is Tensor:
-            a, b = inputs                        # the most common case, without the loop
-            raw, needs = (a.data, b.data), (a.requires_grad, b.requires_grad)
-            record = _grad_enabled and (needs[0] or needs[1])
-            if record:
-                links = (a._ctx or a, b._ctx or b)
-        else:
-            raw, needs, links = _unpack(inputs)
-            record = _grad_enabled and True in needs
+        raw, needs, links = _unpack(inputs)
+        record = _grad_enabled and True in needs
         ctx.needs_input_grad = needs
         out = _new(Tensor)
         if _profile is not None:
@@ -462,6 +458,29 @@ class Function:
 
     def backward(ctx, g):
         raise NotImplementedError
+
+
+def _apply_two(cls, a, b):
+    """Function.apply for two tensor inputs and no options (`a * b`, `x @ w`): the same
+    steps, written out for the hottest case."""
+    ctx = _new(cls)
+    ctx.needs_input_grad = needs = (a.requires_grad, b.requires_grad)
+    out = _new(Tensor)
+    if _profile is None:
+        out.data = data = ctx.forward(a.data, b.data)
+    else:
+        out.data = data = _profile.forward(ctx, (a.data, b.data), {})
+    out.grad = out.name = None
+    if _grad_enabled and (a.requires_grad or b.requires_grad):
+        ctx.parents = (a._ctx or a, b._ctx or b)
+        ctx._seq = _next_seq()
+        ctx.shape = data.shape
+        ctx.dtype = data.dtype
+        ctx.pending = None
+        out.requires_grad, out._ctx = True, ctx
+    else:
+        out.requires_grad, out._ctx = False, None
+    return out
 
 
 def _unpack(inputs):
