@@ -349,7 +349,7 @@ def _walk(heap, keep_graph):
         for parent, gp in zip(parents, input_grads):
             if gp is None or parent is None:               # no gradient needed, or not a tensor input
                 continue
-            if type(parent) is not Tensor:                 # a node knows its output's shape and dtype
+            if parent.is_node:                             # a node knows its output's shape and dtype
                 if gp.shape != parent.shape or gp.dtype is not parent.dtype:   # (dtypes are shared objects)
                     gp = _conform(gp, parent.shape, parent.dtype)
                 if parent.pending is None:

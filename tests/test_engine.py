@@ -228,3 +228,15 @@ def test_the_profiler_counts_each_op_and_its_matrix_flops():
     # 2 x 3 x 4 x 5 forward; backward computes a's gradient only
     assert p.ops["MatMul"]["flops"] == 120 + 120
     assert p.ops["MatMul"]["backward_s"] > 0
+
+
+def test_operators_on_parameters_record_and_reach_their_gradients():
+    # Parameter is a Tensor subclass: the operators' fast path (two plain Tensors) does
+    # not take it, and the walk must still tell it, a leaf, from a node.
+    from minift.nn import Parameter
+    w, b = Parameter(np.array([2.0, 3.0])), Parameter(np.array([0.5, -1.0]))
+    x = leaf([4.0, 5.0])
+    ((x * w + b) * w).sum().backward()
+    np.testing.assert_array_equal(w.grad, [2 * 4.0 * 2.0 + 0.5, 2 * 5.0 * 3.0 - 1.0])
+    np.testing.assert_array_equal(b.grad, [2.0, 3.0])
+    np.testing.assert_array_equal(x.grad, [4.0, 9.0])
