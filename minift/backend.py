@@ -115,38 +115,40 @@ def register_gpu(name, implementation):
     _gpu_implementations[name] = implementation
 
 
-def matmul(a, b):
-    """a @ b on raw arrays with ndim >= 2 (leading axes broadcast), by the fastest path
-    the arrays' device offers: on the CPU, NumPy's BLAS with the tricks below, split over
-    minift's threads (minift.parallel); on the GPU minift's SGEMM kernel for float32 (when
-    minift.cuda registered it), else CuPy's."""
+SPLIT_WORK = 1 << 20     # multiply-adds below which a product is not worth a thread
+
+
+def matmul(a, b, bias=None):
+    """a @ b (+ bias, a row of b.shape[-1] added to every row) on raw arrays with
+    ndim >= 2 (leading axes broadcast), by the fastest path the arrays' device offers:
+    on the CPU, NumPy's BLAS with the tricks below, split over minift's threads
+    (minift.parallel); on the GPU minift's SGEMM kernel for float32 (when minift.cuda
+    registered it), else CuPy's. The bias is added by the block that computed the rows."""
     if b.ndim == 2 and a.ndim > 2:
         # (..., K) @ (K, N) is one GEMM over all rows: much faster than NumPy's loop
         # over the batch, and the form the GPU kernel takes.
-        return matmul(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
+        return matmul(a.reshape(-1, a.shape[-1]), b, bias).reshape(*a.shape[:-1], b.shape[-1])
+    large = a.ndim == 2 and b.ndim == 2 and a.shape[0] * a.shape[1] * b.shape[1] >= SPLIT_WORK
+    if type(a) is np.ndarray and large:
+        out, tasks = _product(a, b, bias)
+        run_tasks(tasks)
+        return out
     if type(a) is np.ndarray:
-        return _stacked_matmul(a, b) if a.ndim > 2 or b.ndim > 2 else _matmul_2d(a, b)
-    gpu_matmul = _gpu_implementations.get("matmul")
-    if gpu_matmul is None or a.dtype != np.float32 or b.dtype != np.float32:
-        return a @ b
-    return gpu_matmul(a, b)
-
-
-def _matmul_2d(a, b):
-    """(M, K) @ (K, N) on the CPU, its rows split over minift's threads when large enough
-    (each block is one BLAS call on its rows; transposed operands are passed as they are)."""
-    if a.shape[0] * a.shape[1] * b.shape[1] < 1 << 20:     # too small to be worth a thread
-        return np.matmul(a, b)
-    return matmuls((a, b))[0]
+        out = _stacked_matmul(a, b) if a.ndim > 2 or b.ndim > 2 else np.matmul(a, b)
+    else:
+        gpu_matmul = _gpu_implementations.get("matmul")
+        use_kernel = gpu_matmul is not None and a.dtype == np.float32 and b.dtype == np.float32
+        out = gpu_matmul(a, b) if use_kernel else a @ b
+    if bias is not None:
+        out += bias
+    return out
 
 
 def matmuls(*pairs, also=()):
     """[a @ b for (a, b) in pairs] for independent 2-D products (a layer's two gradient
     products, say). On the CPU the blocks of all of them go to minift's threads in one
     split, with the tasks `also` (see parallel.run_tasks): one wake-up of the helpers
-    instead of one per product. A product is cut along the longer side of its result:
-    rows of a, or columns of b (each block packs only its part of the larger operand,
-    as BLAS must: for a weight's gradient x^T g, g is the large one)."""
+    instead of one per product."""
     if any(type(a) is not np.ndarray or a.ndim != 2 or b.ndim != 2 for a, b in pairs):
         results = [matmul(a, b) for a, b in pairs]
         for task in also:
@@ -154,23 +156,36 @@ def matmuls(*pairs, also=()):
         return results
     outs, tasks = [], []
     for a, b in pairs:
-        (M, K), N = a.shape, b.shape[1]
-        out = np.empty((M, N), dtype=np.result_type(a, b))
+        out, blocks = _product(a, b)
         outs.append(out)
-        side = max(M, N)
-        k = max(min(threads(), side // 16), 1) if M * K * N >= 1 << 20 else 1   # small: one block
-        for i in range(k):
-            part = slice(side * i // k, side * (i + 1) // k)
-            tasks.append(partial(_matmul_block, a, b, out, part, M >= N))
+        tasks += blocks
     run_tasks(tasks + list(also))
     return outs
 
 
-def _matmul_block(a, b, out, part, by_rows):
+def _product(a, b, bias=None):
+    """The (M, N) output of a 2-D a @ b (+ bias) on the CPU, and the tasks that fill it:
+    one per thread for a large product, one for a small one. A product is cut along the
+    longer side of its result: rows of a, or columns of b (each block packs only its part
+    of the larger operand, as BLAS must: for a weight's gradient x^T g, g is the large
+    one). Each block is one BLAS call; transposed operands are passed as they are."""
+    (M, K), N = a.shape, b.shape[1]
+    out = np.empty((M, N), dtype=np.result_type(a, b))
+    side = max(M, N)
+    k = max(min(threads(), side // 16), 1) if M * K * N >= SPLIT_WORK else 1
+    parts = [slice(side * i // k, side * (i + 1) // k) for i in range(k)]
+    return out, [partial(_matmul_block, a, b, bias, out, part, M >= N) for part in parts]
+
+
+def _matmul_block(a, b, bias, out, part, by_rows):
     if by_rows:
         np.matmul(a[part], b, out=out[part])
+        if bias is not None:
+            out[part] += bias
     else:
         np.matmul(a, b[:, part], out=out[:, part])
+        if bias is not None:
+            out[:, part] += bias[part]
 
 
 def _stacked_matmul(a, b):

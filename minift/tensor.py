@@ -338,11 +338,10 @@ def _walk(heap, keep_graph):
         if parents is None:
             raise RuntimeError(f"backward() through a graph already freed by backward(keep_graph=False) "
                                f"(at {type(node).__name__}); run the forward pass again")
-        if keep_graph:
-            input_grads = node.backward(g) if profiling is None else profiling.backward(node, g)
-        else:
+        if not keep_graph:
             node.last_backward = True                      # may reuse its saved arrays in place
-            input_grads = node.backward(g) if profiling is None else profiling.backward(node, g)
+        input_grads = node.backward(g) if profiling is None else profiling.backward(node, g)
+        if not keep_graph:
             node.saved = node.parents = None               # the saved arrays can go now
         if type(input_grads) is not tuple:
             input_grads = (input_grads,)
@@ -461,16 +460,12 @@ class Function:
 
 
 def _apply_two(cls, a, b):
-    """Function.apply for two tensor inputs and no options (`a * b`, `x @ w`): the same
-    steps, written out for the hottest case."""
+    """Function.apply for two tensors and no options (`a * b`): its steps, written out."""
     ctx = _new(cls)
-    ctx.needs_input_grad = needs = (a.requires_grad, b.requires_grad)
+    ctx.needs_input_grad = (a.requires_grad, b.requires_grad)
     out = _new(Tensor)
-    if _profile is None:
-        out.data = data = ctx.forward(a.data, b.data)
-    else:
-        out.data = data = _profile.forward(ctx, (a.data, b.data), {})
-    out.grad = out.name = None
+    data = ctx.forward(a.data, b.data) if _profile is None else _profile.forward(ctx, (a.data, b.data), {})
+    out.data, out.grad, out.name = data, None, None
     if _grad_enabled and (a.requires_grad or b.requires_grad):
         ctx.parents = (a._ctx or a, b._ctx or b)
         ctx._seq = _next_seq()
