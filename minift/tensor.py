@@ -217,8 +217,7 @@ class Tensor:
     tanh, relu = _unary("Tanh"), _unary("ReLU")
     sum, mean, max = _reduction("Sum"), _reduction("Mean"), _reduction("Max")
 
-    def __matmul__(self, other):
-        return _primitives["MatMul"].apply(self, other)
+    __matmul__ = _binary("MatMul")
 
     def __rmatmul__(self, other):
         return _primitives["MatMul"].apply(other, self)
