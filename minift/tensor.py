@@ -340,10 +340,10 @@ def _walk(heap, keep_graph):
         if not keep_graph:
             node.last_backward = True                      # may reuse its saved arrays in place
         input_grads = node.backward(g) if profiling is None else profiling.backward(node, g)
-        if not keep_graph:
-            node.saved = node.parents = None               # the saved arrays can go now
         if type(input_grads) is not tuple:
             input_grads = (input_grads,)
+        if not keep_graph:
+            node.saved = node.parents = None               # the saved arrays can go now
         for parent, gp in zip(parents, input_grads):
             if gp is None or parent is None:               # no gradient needed, or not a tensor input
                 continue

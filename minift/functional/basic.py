@@ -247,8 +247,8 @@ class LayerNorm(Function):
             dweight = sum over rows of g * xhat,   dbias = sum over rows of g
 
         reference: the chain rule through mean(x) and var(x) in the forward formula;
-        the line for dx is its result, simplified. The means are products with a
-        vector and einsum, as in forward; dx is built in its own buffer.
+        the line for dx is its result, simplified. The row means are einsum calls, as
+        in forward; dx is built in its own buffer.
         g, xhat, dx (..., C); rstd (..., 1); dweight, dbias (C,).
         """
         xhat, rstd, weight = ctx.saved
