@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from .parallel import count_waits
 from .tensor import set_profiler
 
 
@@ -24,6 +25,7 @@ class profile:
         with profile() as p:
             loss = model(x, y)[1]; loss.backward()
         p.ops["Linear"]   # {"calls", "forward_s", "backward_s", "flops"}
+        p.waits           # [splits over threads, seconds the caller waited for helpers]
 
     FLOPs come from an op's optional `flops(ctx, *inputs)` -> (forward, backward) method
     (the matrix products: MatMul, Linear, CausalAttention); other ops count 0, since
@@ -31,13 +33,15 @@ class profile:
 
     def __init__(self):
         self.ops = {}
+        self.waits = [0, 0.0]     # splits over threads, seconds the caller waited for helpers
 
     def __enter__(self):
-        self._previous = set_profiler(self)
+        self._previous = set_profiler(self), count_waits(self.waits)
         return self
 
     def __exit__(self, *exc):
-        set_profiler(self._previous)
+        set_profiler(self._previous[0])
+        count_waits(self._previous[1])
 
     def _entry(self, ctx):
         return self.ops.setdefault(type(ctx).__name__, {"calls": 0, "forward_s": 0.0, "backward_s": 0.0, "flops": 0})
@@ -246,6 +250,10 @@ def ledger(step, n, matmul_rate):
     lines.append(f"{'engine and glue':<18}{'':>6}{'':>12}{'':>13}{engine / total:>8.1%}   (graph walk, "
                  f"gradient sums, the Python between ops)")
     lines.append(f"{'total':<18}{'':>6}{'':>12}{'':>13}{total * 1e3:>7.0f}ms")
+    splits, waited = p.waits[0] / n, p.waits[1] / n
+    if splits:
+        lines.append(f"threads: {splits:.0f} splits a step; after its own share the calling thread waited "
+                     f"{waited * 1e3:.1f} ms ({waited / total:.1%}) for the helpers (inside the ops' times)")
     lines[0] = lines[0].format(ideal=f"{ideal * 1e3:.0f}")
     return "\n".join(lines)
 

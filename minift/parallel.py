@@ -19,6 +19,7 @@ and BLAS keeps whatever threads it was given.
 import ctypes
 import os
 import threading
+import time
 
 import numpy as np
 
@@ -27,6 +28,7 @@ _threads = None                   # decided on first use
 _workers = []                     # threads() - 1 helper threads (_Worker)
 _dispatch = threading.Lock()      # held while the helpers run blocks for one caller
 _inside = threading.local()       # set while a thread runs a block: blocks never split again
+_waits = None                     # the [splits, seconds waited] counter of count_waits, or None
 
 
 def threads():
@@ -103,12 +105,27 @@ def run_tasks(tasks):
         for worker in helpers:
             worker.start(queue)
         error = _drain(queue)
+        waits, since = _waits, time.perf_counter()
         for worker in helpers:                # wait for every task, even after an error
             error = worker.wait() or error
+        if waits is not None:
+            waits[0] += 1
+            waits[1] += time.perf_counter() - since
         if error is not None:
             raise error
     finally:
         _dispatch.release()
+
+
+def count_waits(counter):
+    """Count, into `counter` (a list [splits, seconds]), each split and the seconds the
+    calling thread spends waiting, after its own share, for the helpers to finish
+    theirs: what a split costs beyond its work (waking a helper, which then starts
+    late, and blocks that end unevenly). None stops counting. Returns the counter it
+    replaces. The cost ledger prints what it counted (bench.profile)."""
+    global _waits
+    previous, _waits = _waits, counter
+    return previous
 
 
 class _Block:

@@ -273,6 +273,31 @@ def test_tasks_on_several_threads_all_run_and_an_error_comes_back_after_them(mon
     assert done == [1] * 4 + [2] * 36
 
 
+def test_the_profiler_counts_splits_and_the_callers_wait_for_its_helpers(monkeypatch):
+    import threading
+
+    import minift.parallel as parallel
+    from minift.bench import profile
+    monkeypatch.setattr(parallel, "_workers", [parallel._Worker()])
+    monkeypatch.setattr(parallel, "_threads", 2)
+    caller, started = threading.get_ident(), threading.Event()
+
+    def task():                          # the helper's copy takes 20 ms: the caller waits for it
+        if threading.get_ident() == caller:
+            started.wait(1.0)
+        else:
+            started.set()
+            threading.Event().wait(0.02)
+
+    with profile() as p:
+        parallel.run_tasks([task, task])
+        parallel.split_rows(lambda rows: None, 1)           # too small to split: not counted
+    parallel.run_tasks([task, task])                         # after the block: not counted
+    assert p.waits[0] == 1
+    assert 0.01 < p.waits[1] < 1.0
+    assert parallel._waits is None                           # counting stops with the block
+
+
 def test_causal_attention_shape_errors():
     with pytest.raises(ValueError, match="causal_attention"):
         F.causal_attention(leaf(np.zeros((1, 1, 4, 2))), leaf(np.zeros((1, 1, 3, 2))), leaf(np.zeros((1, 1, 3, 2))))
