@@ -11,10 +11,15 @@ and BLAS calls, so the blocks really run at the same time.
     split_rows(lambda rows: np.matmul(a[rows], b, out=out[rows]), len(a), min_rows=32)
 
 Each block writes its own rows of a preallocated output, so the result does not depend
-on which thread ran which block. The thread count is MINIFT_NUM_THREADS, else
-OPENBLAS_NUM_THREADS (so `OPENBLAS_NUM_THREADS=1` still means one thread for all of
-minift), else the cores this process may use. With one thread, nothing here runs
-and BLAS keeps whatever threads it was given.
+on which thread ran which block. A split is not free: it wakes a helper and, when the
+calling thread finishes its share first, the caller waits to be woken back, tens of µs
+each way on a virtual machine (`benchmarks/threads.py`; the cost ledger's `threads:`
+line). That is why small work is not split (ROW_BLOCK_ELEMENTS, backend.SPLIT_WORK).
+
+The thread count is MINIFT_NUM_THREADS, else OPENBLAS_NUM_THREADS (so
+`OPENBLAS_NUM_THREADS=1` still means one thread for all of minift), else the cores this
+process may use. With one thread, nothing here runs and BLAS keeps whatever threads it
+was given.
 """
 import ctypes
 import os
