@@ -24,7 +24,7 @@ class profile:
 
         with profile() as p:
             loss = model(x, y)[1]; loss.backward()
-        p.ops["Linear"]   # {"calls", "forward_s", "backward_s", "flops"}
+        p.ops["Linear"]   # {"calls", "forward_s", "backward_s", "flops", "wait_s"}
         p.waits           # [splits over threads, seconds the caller waited for helpers]
 
     FLOPs come from an op's optional `flops(ctx, *inputs)` -> (forward, backward) method
@@ -44,13 +44,15 @@ class profile:
         count_waits(self._previous[1])
 
     def _entry(self, ctx):
-        return self.ops.setdefault(type(ctx).__name__, {"calls": 0, "forward_s": 0.0, "backward_s": 0.0, "flops": 0})
+        return self.ops.setdefault(type(ctx).__name__, {"calls": 0, "forward_s": 0.0, "backward_s": 0.0,
+                                                        "flops": 0, "wait_s": 0.0})
 
     def forward(self, ctx, raw, options):
-        t = time.perf_counter()
+        t, waited = time.perf_counter(), self.waits[1]
         out = ctx.forward(*raw, **options)
         entry = self._entry(ctx)
         entry["forward_s"] += time.perf_counter() - t
+        entry["wait_s"] += self.waits[1] - waited
         entry["calls"] += 1
         if hasattr(ctx, "flops"):
             forward, ctx.backward_flops = ctx.flops(*raw)
@@ -58,10 +60,11 @@ class profile:
         return out
 
     def backward(self, ctx, g):
-        t = time.perf_counter()
+        t, waited = time.perf_counter(), self.waits[1]
         grads = ctx.backward(g)
         entry = self._entry(ctx)
         entry["backward_s"] += time.perf_counter() - t
+        entry["wait_s"] += self.waits[1] - waited
         entry["flops"] += getattr(ctx, "backward_flops", 0)
         return grads
 
@@ -252,8 +255,10 @@ def ledger(step, n, matmul_rate):
     lines.append(f"{'total':<18}{'':>6}{'':>12}{'':>13}{total * 1e3:>7.0f}ms")
     splits, waited = p.waits[0] / n, p.waits[1] / n
     if splits:
+        by_op = sorted(((e["wait_s"] / n, name) for name, e in p.ops.items() if e["wait_s"]), reverse=True)
         lines.append(f"threads: {splits:.0f} splits a step; after its own share the calling thread waited "
-                     f"{waited * 1e3:.1f} ms ({waited / total:.1%}) for the helpers (inside the ops' times)")
+                     f"{waited * 1e3:.1f} ms ({waited / total:.1%}) for the helpers, inside the ops' times: "
+                     + ", ".join(f"{name} {w * 1e3:.1f}" for w, name in by_op[:4]))
     lines[0] = lines[0].format(ideal=f"{ideal * 1e3:.0f}")
     return "\n".join(lines)
 

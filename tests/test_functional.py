@@ -278,23 +278,35 @@ def test_the_profiler_counts_splits_and_the_callers_wait_for_its_helpers(monkeyp
 
     import minift.parallel as parallel
     from minift.bench import profile
+    from minift.tensor import Function
     monkeypatch.setattr(parallel, "_workers", [parallel._Worker()])
     monkeypatch.setattr(parallel, "_threads", 2)
     caller, started = threading.get_ident(), threading.Event()
 
     def task():                          # the helper's copy takes 20 ms: the caller waits for it
         if threading.get_ident() == caller:
-            started.wait(1.0)
+            started.wait(1.0)            # (and so leaves the other copy to the helper)
         else:
             started.set()
             threading.Event().wait(0.02)
 
-    with profile() as p:
+    def split():
+        started.clear()
         parallel.run_tasks([task, task])
+
+    class Split(Function):               # an op whose forward splits: the wait is counted to it
+        def forward(ctx, x):
+            split()
+            return x
+
+    with profile() as p:
+        split()
+        Split.apply(leaf([1.0]))
         parallel.split_rows(lambda rows: None, 1)           # too small to split: not counted
-    parallel.run_tasks([task, task])                         # after the block: not counted
-    assert p.waits[0] == 1
-    assert 0.01 < p.waits[1] < 1.0
+    split()                                                  # after the block: not counted
+    assert p.waits[0] == 2
+    assert 0.02 < p.waits[1] < 2.0
+    assert 0.01 < p.ops["Split"]["wait_s"] < 1.0             # one of the two waits
     assert parallel._waits is None                           # counting stops with the block
 
 
