@@ -145,29 +145,12 @@ class Tensor:
         self.name = name
 
     # -- basic properties -------------------------------------------------------
-    @property
-    def shape(self):
-        return self.data.shape
-
-    @property
-    def dtype(self):
-        return self.data.dtype
-
-    @property
-    def ndim(self):
-        return self.data.ndim
-
-    @property
-    def size(self):
-        return self.data.size
-
-    @property
-    def device(self):
-        return device_of(self.data)
-
-    @property
-    def is_leaf(self):
-        return self._ctx is None
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+    device = property(lambda self: device_of(self.data))     # 'cpu' or 'cuda'
+    is_leaf = property(lambda self: self._ctx is None)
 
     def __len__(self):
         return len(self.data)
@@ -284,7 +267,7 @@ class Tensor:
         t.data, t.grad, t.requires_grad, t._ctx, t.name = data, None, requires_grad, ctx, None
         return t
 
-    def backward(self, grad=None, keep_graph=True):
+    def backward(self, grad=None, keep_graph=True, grads=None):
         """Accumulate d(self)/d(leaf) into `.grad` of every leaf that requires grad.
 
         `grad` is dL/d(self); it may be omitted only for a one-element tensor (then 1).
@@ -294,6 +277,10 @@ class Tensor:
         freed during the backward pass rather than after it (PyTorch's default,
         `retain_graph=False`); the graph can then not be walked again. The Trainer
         uses it: it lowers the peak memory of a step.
+
+        `grads`, a dict, gets the leaves' gradients instead of `.grad` ({leaf: gradient}):
+        two threads running backward through graphs that share parameters (a data-parallel
+        step, trainer.forward_backward) then never write the same `.grad` at once.
         """
         if not self.requires_grad:
             raise RuntimeError("backward() called on a tensor that does not require grad "
@@ -310,7 +297,10 @@ class Tensor:
                 raise ValueError(f"backward(grad=...) has shape {grad.shape}, expected {self.shape}")
 
         if self._ctx is None:                    # a leaf: its own gradient, nothing to walk
-            self.grad = grad if self.grad is None else self.grad + grad
+            if grads is not None:
+                grads[self] = grads[self] + grad if self in grads else grad
+            else:
+                self.grad = grad if self.grad is None else self.grad + grad
             return
         # A node is always created after its inputs' nodes, so visiting the graph newest
         # first (largest creation number `_seq`, from a heap) is a reverse topological order:
@@ -321,13 +311,13 @@ class Tensor:
         root.pending = grad
         heap = [(-root._seq, root)]
         try:
-            _walk(heap, keep_graph)
+            _walk(heap, keep_graph, grads)
         finally:
             for _, node in heap:                 # only after an error: leave no stale sums
                 node.pending = None
 
 
-def _walk(heap, keep_graph):
+def _walk(heap, keep_graph, grads):
     """The loop of `backward`, over the heap of nodes that have received a gradient."""
     push, pop, profiling = heappush, heappop, _profile       # locals: a hot loop
     while heap:
@@ -359,7 +349,18 @@ def _walk(heap, keep_graph):
                 data = parent.data
                 if gp.shape != data.shape or gp.dtype is not data.dtype:
                     gp = _conform(gp, data.shape, data.dtype)
-                parent.grad = gp if parent.grad is None else parent.grad + gp
+                if grads is None:
+                    parent.grad = gp if parent.grad is None else parent.grad + gp
+                else:
+                    grads[parent] = grads[parent] + gp if parent in grads else gp
+
+
+def add_grads(*dicts):
+    """Add the gradients that backward(grads=d) collected to each leaf's `.grad`, dict
+    after dict: a fixed order, so the sum does not depend on which thread ran first."""
+    for d in dicts:
+        for leaf, g in d.items():
+            leaf.grad = g if leaf.grad is None else leaf.grad + g
 
 
 def set_profiler(profiler):

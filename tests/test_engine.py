@@ -240,3 +240,52 @@ def test_operators_on_parameters_record_and_reach_their_gradients():
     np.testing.assert_array_equal(w.grad, [2 * 4.0 * 2.0 + 0.5, 2 * 5.0 * 3.0 - 1.0])
     np.testing.assert_array_equal(b.grad, [2.0, 3.0])
     np.testing.assert_array_equal(x.grad, [4.0, 9.0])
+
+
+def test_backward_into_a_dict_leaves_grad_alone_and_add_grads_sums_in_order():
+    """backward(grads=d) puts each leaf's summed gradient in d, not in .grad; add_grads
+    then adds the dicts to .grad, one after another."""
+    from minift.tensor import add_grads
+    x, w = leaf([1.0, 2.0]), leaf([3.0, -1.0])
+    first, second = {}, {}
+    (x * w + w).sum().backward(grads=first)            # w is used twice: its two parts summed in the dict
+    (x * x).sum().backward(grads=second)
+    assert x.grad is None and w.grad is None
+    np.testing.assert_allclose(first[w], [2.0, 3.0])
+    assert set(second) == {x}
+    w.backward(np.array([10.0, 10.0]), grads=first)    # a leaf's own backward goes to the dict too
+    add_grads(first, second)
+    np.testing.assert_allclose(w.grad, [12.0, 13.0])
+    np.testing.assert_allclose(x.grad, [3.0, -1.0] + 2 * np.array([1.0, 2.0]))
+
+
+def test_two_threads_running_backward_at_once_through_shared_leaves():
+    """Two graphs sharing a leaf, walked at the same time on two threads, each into its
+    own dict: the sum of the two gradients, bit for bit. (Into .grad, the two threads'
+    additions would interleave in no fixed order, or one could overwrite the other's.)"""
+    import threading
+
+    from minift.tensor import add_grads
+    rng = np.random.default_rng(0)
+    w = leaf(rng.standard_normal(64))
+    xs = [rng.standard_normal((4096, 64)) for _ in range(2)]
+
+    def loss(x):                         # elementwise ops only: the same rounding on any thread
+        h = minift.tensor(x)
+        for _ in range(30):
+            h = (h * w).tanh()
+        return h.sum()
+    alone = []
+    for x in xs:                         # each graph's gradient on its own
+        loss(x).backward()
+        alone.append(w.grad)
+        w.grad = None
+    expected = alone[0] + alone[1]
+    dicts = [{}, {}]
+    threads = [threading.Thread(target=lambda i=i: loss(xs[i]).backward(grads=dicts[i])) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    add_grads(*dicts)
+    np.testing.assert_array_equal(w.grad, expected)
