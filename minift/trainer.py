@@ -4,6 +4,7 @@
         lr = schedule(step)
         for each of grad_accum micro-batches:
             loss = loss_fn(model, batch) / grad_accum;  loss.backward()
+                (data_parallel: the batch's rows split over the threads, forward_backward)
         clip_grad_norm;  optimizer.step();  zero_grad
         every eval_every steps: evaluate;  every checkpoint_every steps: save a checkpoint
 
@@ -17,14 +18,16 @@ good one. `resume()` continues from that checkpoint bit for bit.
 import math
 import sys
 import time
+from functools import partial
 
 import numpy as np
 
 from .backend import device_of, keep_freed_memory, to_device, to_numpy
 from .errors import MiniftError
-from .nn import reseed_dropout
+from .nn import Dropout, reseed_dropout
 from .optim import clip_grad_norm
-from .tensor import no_grad
+from .parallel import run_tasks, threads
+from .tensor import add_grads, no_grad
 
 
 class Progress:
@@ -62,6 +65,68 @@ def format_seconds(s):
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
+def forward_backward(model, loss_fn, batch, scale=1.0, parts=1):
+    """Forward and backward of loss_fn(model, batch) * scale, the gradients added to the
+    parameters' `.grad`; returns the loss as a float64 scalar array on the batch's
+    device (reading it would make a GPU wait). The graph is freed as backward passes
+    it (keep_graph=False): activations go as soon as they are used.
+
+    parts > 1: the batch's rows are cut into `parts` consecutive slices, which run at
+    once, one per thread: data parallelism, as several GPUs run a step, here on the
+    cores of one CPU.
+
+    Each part's loss is weighted by its share of the rows, so the parts' losses and
+    gradients add up to the whole batch's when loss_fn is a mean over rows of equal
+    weight (a GPT's next-token loss; not a loss over a varying count of masked tokens).
+    Each part's backward collects its gradients apart (`Tensor.backward(grads=...)`)
+    and they are added to `.grad` part after part, so the sum does not depend on which
+    thread finished first. One hand-off to the helper threads a step, where the ops'
+    own splits (minift.parallel) cost one each per large op: inside a part, nothing
+    splits again. With one thread the parts run one after another.
+
+    reference: loss = loss_fn(model, batch) * scale;  loss.backward()
+    """
+    if parts <= 1:
+        loss = loss_fn(model, batch)
+        if scale != 1.0:
+            loss = loss * scale
+        loss.backward(keep_graph=False)
+        return loss.data.astype(np.float64)
+    n = len(batch[0])
+    parts = max(min(parts, n), 1)
+    bounds = [n * i // parts for i in range(parts + 1)]
+    losses, grads = [None] * parts, [{} for _ in range(parts)]
+
+    def part(i):
+        rows = slice(bounds[i], bounds[i + 1])
+        piece = tuple(b[rows] if isinstance(b, np.ndarray) else b for b in batch)
+        loss = loss_fn(model, piece) * (scale * (rows.stop - rows.start) / n)
+        loss.backward(keep_graph=False, grads=grads[i])
+        losses[i] = loss.data.astype(np.float64)
+    run_tasks([partial(part, i) for i in range(parts)])
+    add_grads(*grads)
+    total = losses[0]
+    for loss in losses[1:]:
+        total = total + loss
+    return total
+
+
+DATA_PARALLEL_MAX_GRADIENTS = 16_000_000   # numbers: a second set of float32 gradients up to 64 MB
+
+
+def data_parallel_parts(model, device):
+    """How many parts a data-parallel step cuts its batch into: one per thread on the
+    CPU, unless the model has more than DATA_PARALLEL_MAX_GRADIENTS trainable numbers.
+    Each part holds its own set of gradients until they are added up, so each part
+    beyond the first costs one more copy of the trainable weights: nothing for the
+    demos' models, half a gigabyte for GPT-2 124M, whose large ops split well over the
+    threads anyway (minift.parallel)."""
+    if device != "cpu":
+        return 1
+    trainable = sum(p.data.size for p in model.parameters() if p.requires_grad)
+    return threads() if trainable <= DATA_PARALLEL_MAX_GRADIENTS else 1
+
+
 class Trainer:
     """Runs `steps` optimisation steps of `loss_fn(model, batch)` on batches drawn from
     `batches` (an object with next_batch(), state_dict(), load_state_dict()).
@@ -69,14 +134,25 @@ class Trainer:
     evaluate(model) -> dict of numbers, called at step 0, every `eval_every` steps and at
     the end (in eval mode, without a graph). With `run` (a locked runs.RunDir), a
     checkpoint is saved every `checkpoint_every` steps and at the end.
+
+    data_parallel=True: on the CPU with several threads, each batch's rows are split
+    over the threads, each running forward and backward of its part
+    (`forward_backward`; not for large models, see `data_parallel_parts`). Only for a loss that is a mean over rows of equal weight and
+    a model without dropout (two threads would draw from one generator). The result
+    equals the whole batch's up to the order of float sums, so it differs in the last
+    digits from a run with another thread count.
     """
 
     def __init__(self, model, optimizer, batches, loss_fn, *, steps, schedule=None, grad_accum=1,
                  grad_clip=1.0, evaluate=None, eval_every=100, run=None, checkpoint_every=None,
-                 seed=0, progress=None):
+                 seed=0, progress=None, data_parallel=False):
         if steps < 0 or grad_accum < 1 or eval_every < 1:
             raise ValueError(f"Trainer: need steps >= 0, grad_accum >= 1 and eval_every >= 1, got "
                              f"{steps}, {grad_accum} and {eval_every}")
+        if data_parallel and any(m.p > 0 for m in model.modules() if isinstance(m, Dropout)):
+            raise ValueError("Trainer: data_parallel=True needs a model without dropout (its threads "
+                             "would draw the masks from one generator, in no fixed order)")
+        self.data_parallel = data_parallel
         self.model, self.optimizer, self.batches, self.loss_fn = model, optimizer, batches, loss_fn
         self.steps, self.schedule, self.grad_accum, self.grad_clip = steps, schedule, grad_accum, grad_clip
         self.evaluate, self.eval_every = evaluate, eval_every
@@ -122,15 +198,12 @@ class Trainer:
             g["lr"] = lr
         reseed_dropout(self.model, self.seed, self.step)
         device = device_of(params[0].data)
+        parts = data_parallel_parts(self.model, device) if self.data_parallel else 1
         loss_sum = 0.0
         for _ in range(self.grad_accum):
             batch = tuple(to_device(b, device) if isinstance(b, np.ndarray) else b
                           for b in self.batches.next_batch())
-            loss = self.loss_fn(self.model, batch)
-            if self.grad_accum > 1:
-                loss = loss * (1.0 / self.grad_accum)
-            loss.backward(keep_graph=False)      # activations are freed as backward passes them
-            loss_sum = loss_sum + loss.data.astype(np.float64)   # a device scalar: no wait for the GPU
+            loss_sum = loss_sum + forward_backward(self.model, self.loss_fn, batch, 1.0 / self.grad_accum, parts)
             self._count_tokens(batch[0].size)
         norm = clip_grad_norm(params, self.grad_clip if self.grad_clip else math.inf)
         # At log steps only, the weights before the update are copied, to measure it (the report draws it)

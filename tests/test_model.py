@@ -159,3 +159,38 @@ def test_modules_discovery_freeze_and_modes():
     assert net.layers[0].training
     with pytest.raises(IndexError):
         net.layers[2]
+
+
+def test_data_parallel_step_gives_the_whole_batchs_loss_and_gradients(monkeypatch):
+    """forward_backward with the batch's rows in parts on two threads (the Trainer's
+    data parallelism): the loss and every gradient of the whole batch, to float64
+    rounding (the parts' sums add in another order); the same bits run after run."""
+    import minift.parallel as parallel
+    from minift.pretrain import lm_loss
+    from minift.trainer import forward_backward
+    monkeypatch.setattr(parallel, "_workers", [parallel._Worker()])
+    monkeypatch.setattr(parallel, "_threads", 2)
+    model = tiny_gpt()
+    rng = np.random.default_rng(4)
+    batch = (rng.integers(0, 11, (5, 8)), rng.integers(0, 11, (5, 8)))   # 5 rows: parts of 2 and 3
+
+    def run(parts):
+        model.zero_grad()
+        loss = forward_backward(model, lm_loss, batch, scale=0.5, parts=parts)
+        return float(loss), {n: p.grad.copy() for n, p in model.named_parameters()}
+    whole_loss, whole = run(1)
+    loss, grads = run(2)
+    assert abs(loss - whole_loss) < 1e-13 and whole_loss == 0.5 * float(lm_loss(model, batch).data)
+    assert whole.keys() == grads.keys()
+    for name in whole:
+        np.testing.assert_allclose(grads[name], whole[name], rtol=1e-10, atol=1e-13, err_msg=name)
+    again = run(2)[1]
+    assert all(np.array_equal(again[n], grads[n]) for n in grads)
+
+
+def test_data_parallel_training_refuses_dropout():
+    from minift.optim import SGD
+    from minift.trainer import Trainer
+    model = tiny_gpt(dropout=0.1)
+    with pytest.raises(ValueError, match="without dropout"):
+        Trainer(model, SGD(model.parameters(), lr=0.1), None, None, steps=1, data_parallel=True)
