@@ -57,6 +57,8 @@ def minift_step_fn(s):
     from minift.backend import keep_freed_memory
     from minift.model import GPT, GPTConfig, param_groups
     from minift.optim import AdamW
+    from minift.pretrain import lm_loss
+    from minift.trainer import data_parallel_parts, forward_backward
     keep_freed_memory()                      # as minift's Trainer does (it helps PyTorch's allocations too)
     config = GPTConfig(**{k: s[k] for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")})
     model = GPT(config, seed=0)
@@ -65,9 +67,10 @@ def minift_step_fn(s):
     x = rng.integers(0, s["vocab_size"], (s["batch"], s["T"]))
     y = rng.integers(0, s["vocab_size"], (s["batch"], s["T"]))
 
+    parts = data_parallel_parts(model, "cpu")
+
     def step():
-        loss = model(x, y)[1]                # the logits are not kept (the Trainer does not keep them)
-        loss.backward(keep_graph=False)      # as the Trainer does
+        forward_backward(model, lm_loss, (x, y), parts=parts)   # as pretraining's Trainer runs it
         opt.step()
         opt.zero_grad()
     return step

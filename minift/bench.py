@@ -10,6 +10,7 @@ benchmark, `python -m minift.bench_kernels` (GPU only).
 """
 import argparse
 import sys
+import threading
 import time
 
 import numpy as np
@@ -34,6 +35,7 @@ class profile:
     def __init__(self):
         self.ops = {}
         self.waits = [0, 0.0]     # splits over threads, seconds the caller waited for helpers
+        self._lock = threading.Lock()   # ops of a data-parallel step run on several threads at once
 
     def __enter__(self):
         self._previous = set_profiler(self), count_waits(self.waits)
@@ -50,22 +52,25 @@ class profile:
     def forward(self, ctx, raw, options):
         t, waited = time.perf_counter(), self.waits[1]
         out = ctx.forward(*raw, **options)
-        entry = self._entry(ctx)
-        entry["forward_s"] += time.perf_counter() - t
-        entry["wait_s"] += self.waits[1] - waited
-        entry["calls"] += 1
-        if hasattr(ctx, "flops"):
-            forward, ctx.backward_flops = ctx.flops(*raw)
+        spent = time.perf_counter() - t
+        forward, ctx.backward_flops = ctx.flops(*raw) if hasattr(ctx, "flops") else (0, 0)
+        with self._lock:
+            entry = self._entry(ctx)
+            entry["forward_s"] += spent
+            entry["wait_s"] += self.waits[1] - waited
+            entry["calls"] += 1
             entry["flops"] += forward
         return out
 
     def backward(self, ctx, g):
         t, waited = time.perf_counter(), self.waits[1]
         grads = ctx.backward(g)
-        entry = self._entry(ctx)
-        entry["backward_s"] += time.perf_counter() - t
-        entry["wait_s"] += self.waits[1] - waited
-        entry["flops"] += getattr(ctx, "backward_flops", 0)
+        spent = time.perf_counter() - t
+        with self._lock:
+            entry = self._entry(ctx)
+            entry["backward_s"] += spent
+            entry["wait_s"] += self.waits[1] - waited
+            entry["flops"] += getattr(ctx, "backward_flops", 0)
         return grads
 
 
@@ -159,6 +164,8 @@ def _training_step(shape, device):
     from .backend import keep_freed_memory
     from .model import GPT, GPTConfig, param_groups
     from .optim import AdamW
+    from .pretrain import lm_loss
+    from .trainer import data_parallel_parts, forward_backward
     keep_freed_memory()                      # as the Trainer does
     config = GPTConfig(**{k: shape[k] for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")})
     model = GPT(config, seed=0).to(device)
@@ -171,10 +178,11 @@ def _training_step(shape, device):
     x = xp.asarray(rng.integers(0, config.vocab_size, (shape["batch"], shape["T"])))
     y = xp.asarray(rng.integers(0, config.vocab_size, (shape["batch"], shape["T"])))
 
+    parts = data_parallel_parts(model, device)      # the Trainer's data parallelism, as pretraining runs it
+
     def step(timings=None):
         t0 = time.perf_counter()
-        loss = model(x, y)[1]                # the logits are not kept (the Trainer does not keep them)
-        loss.backward(keep_graph=False)      # as the Trainer does
+        forward_backward(model, lm_loss, (x, y), parts=parts)   # the Trainer's forward and backward
         t1 = time.perf_counter()
         opt.step()
         opt.zero_grad()
@@ -183,6 +191,7 @@ def _training_step(shape, device):
         if timings is not None:
             timings["optimizer"] = timings.get("optimizer", 0.0) + time.perf_counter() - t1
             timings["forward+backward"] = timings.get("forward+backward", 0.0) + t1 - t0
+    step.parts = parts
     return step, config
 
 
@@ -227,17 +236,25 @@ def bench_step(print_fn=print, device="cpu", steps=10, shape=None, profile=False
 
 
 def ledger(step, n, matmul_rate):
-    """The cost ledger: `n` profiled steps, op type by op type, as a text table."""
+    """The cost ledger: `n` profiled steps, op type by op type, as a text table. When
+    the step runs its batch in parts on several threads (step.parts, the Trainer's data
+    parallelism), an op's time is summed over the threads and shares are of the thread
+    time (threads x the step's wall time)."""
     timings = {}
+    parts = getattr(step, "parts", 1)
     t0 = time.perf_counter()
     with profile() as p:
         for _ in range(n):
             step(timings)
     total = (time.perf_counter() - t0) / n
+    capacity = total * parts                 # thread-seconds a step
     rows = sorted(p.ops.items(), key=lambda kv: -(kv[1]["forward_s"] + kv[1]["backward_s"]))
     lines = [f"\ncost ledger ({n} steps, per step; matrix products at the machine's "
-             f"{matmul_rate / 1e9:.1f} GFLOP/s would take {{ideal}} ms)",
-             f"{'op':<18}{'calls':>6}{'forward ms':>12}{'backward ms':>13}{'share':>8}{'GFLOP':>8}{'GFLOP/s':>9}"]
+             f"{matmul_rate / 1e9:.1f} GFLOP/s would take {{ideal}} ms)"]
+    if parts > 1:
+        lines.append(f"the batch runs as {parts} parts at once, one per thread (data parallelism): an op's ms are "
+                     f"summed over the threads, its GFLOP/s are a thread's, shares are of {parts} x {total * 1e3:.0f} ms")
+    lines.append(f"{'op':<18}{'calls':>6}{'forward ms':>12}{'backward ms':>13}{'share':>8}{'GFLOP':>8}{'GFLOP/s':>9}")
     ops_time, ideal = 0.0, 0.0
     for name, e in rows:
         spent = (e["forward_s"] + e["backward_s"]) / n
@@ -246,15 +263,22 @@ def ledger(step, n, matmul_rate):
         ideal += gflop / (matmul_rate / 1e9)
         rate = f"{gflop / spent:9.1f}" if gflop else f"{'-':>9}"
         lines.append(f"{name:<18}{e['calls'] // n:>6}{e['forward_s'] / n * 1e3:>12.1f}{e['backward_s'] / n * 1e3:>13.1f}"
-                     f"{spent / total:>8.1%}{gflop:>8.2f}{rate}")
+                     f"{spent / capacity:>8.1%}{gflop:>8.2f}{rate}")
     optimizer = timings.get("optimizer", 0.0) / n
-    engine = total - ops_time - optimizer
-    lines.append(f"{'optimizer (AdamW)':<18}{'':>6}{'':>12}{'':>13}{optimizer / total:>8.1%}")
-    lines.append(f"{'engine and glue':<18}{'':>6}{'':>12}{'':>13}{engine / total:>8.1%}   (graph walk, "
+    splits, waited = p.waits[0] / n, p.waits[1] / n
+    idle = optimizer * (parts - 1) + (waited if parts > 1 else 0.0)
+    engine = capacity - ops_time - optimizer - idle
+    lines.append(f"{'optimizer (AdamW)':<18}{'':>6}{'':>12}{'':>13}{optimizer / capacity:>8.1%}")
+    if parts > 1:
+        lines.append(f"{'threads idle':<18}{'':>6}{'':>12}{'':>13}{idle / capacity:>8.1%}   (the others during "
+                     f"the optimizer; the first thread done, waiting for the other parts)")
+    lines.append(f"{'engine and glue':<18}{'':>6}{'':>12}{'':>13}{engine / capacity:>8.1%}   (graph walk, "
                  f"gradient sums, the Python between ops)")
     lines.append(f"{'total':<18}{'':>6}{'':>12}{'':>13}{total * 1e3:>7.0f}ms")
-    splits, waited = p.waits[0] / n, p.waits[1] / n
-    if splits:
+    if parts > 1:
+        lines.append(f"threads: one hand-off a step (the parts); the calling thread, its part done, waited "
+                     f"{waited * 1e3:.1f} ms for the others")
+    elif splits:
         by_op = sorted(((e["wait_s"] / n, name) for name, e in p.ops.items() if e["wait_s"]), reverse=True)
         lines.append(f"threads: {splits:.0f} splits a step; after its own share the calling thread waited "
                      f"{waited * 1e3:.1f} ms ({waited / total:.1%}) for the helpers, inside the ops' times: "
