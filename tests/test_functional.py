@@ -310,6 +310,35 @@ def test_the_profiler_counts_splits_and_the_callers_wait_for_its_helpers(monkeyp
     assert parallel._waits is None                           # counting stops with the block
 
 
+def test_the_ledger_of_a_data_parallel_step_counts_every_part(monkeypatch):
+    """Under a step whose batch runs in two parts on two threads at once, the profiler
+    counts every op of both parts (none lost to the other thread), and the ledger says
+    how its shares are counted."""
+    import minift.parallel as parallel
+    from minift.bench import ledger, profile
+    from minift.model import GPT, GPTConfig
+    from minift.pretrain import lm_loss
+    from minift.trainer import forward_backward
+    monkeypatch.setattr(parallel, "_workers", [parallel._Worker()])
+    monkeypatch.setattr(parallel, "_threads", 2)
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8), seed=0)
+    batch = tuple(np.random.default_rng(0).integers(0, 11, (4, 8)) for _ in range(2))
+    counts = []
+    for parts in (1, 2):
+        with profile() as p:
+            for _ in range(20):
+                forward_backward(model, lm_loss, batch, parts=parts)
+        counts.append({name: e["calls"] for name, e in p.ops.items()})
+    assert counts[1]["Linear"] == 2 * counts[0]["Linear"] == 2 * 20 * 2 * 4   # 4 Linear a block
+    assert all(counts[1][name] == 2 * n for name, n in counts[0].items())
+
+    def step(timings=None):
+        forward_backward(model, lm_loss, batch, parts=2)
+    step.parts = 2
+    text = ledger(step, 2, 1e9)
+    assert "2 parts at once" in text and "threads idle" in text and "one hand-off a step" in text
+
+
 def test_causal_attention_shape_errors():
     with pytest.raises(ValueError, match="causal_attention"):
         F.causal_attention(leaf(np.zeros((1, 1, 4, 2))), leaf(np.zeros((1, 1, 3, 2))), leaf(np.zeros((1, 1, 3, 2))))
