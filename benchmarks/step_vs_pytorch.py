@@ -67,7 +67,7 @@ def minift_step_fn(s):
     x = rng.integers(0, s["vocab_size"], (s["batch"], s["T"]))
     y = rng.integers(0, s["vocab_size"], (s["batch"], s["T"]))
 
-    parts = data_parallel_parts(model, "cpu")
+    parts = data_parallel_parts(model, (x, y))
 
     def step():
         forward_backward(model, lm_loss, (x, y), parts=parts)   # as pretraining's Trainer runs it

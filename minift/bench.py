@@ -178,7 +178,7 @@ def _training_step(shape, device):
     x = xp.asarray(rng.integers(0, config.vocab_size, (shape["batch"], shape["T"])))
     y = xp.asarray(rng.integers(0, config.vocab_size, (shape["batch"], shape["T"])))
 
-    parts = data_parallel_parts(model, device)      # the Trainer's data parallelism, as pretraining runs it
+    parts = data_parallel_parts(model, (x, y))      # the Trainer's data parallelism, as pretraining runs it
 
     def step(timings=None):
         t0 = time.perf_counter()
@@ -252,7 +252,7 @@ def ledger(step, n, matmul_rate):
     lines = [f"\ncost ledger ({n} steps, per step; matrix products at the machine's "
              f"{matmul_rate / 1e9:.1f} GFLOP/s would take {{ideal}} ms)"]
     if parts > 1:
-        lines.append(f"the batch runs as {parts} parts at once, one per thread (data parallelism): an op's ms are "
+        lines.append(f"the batch runs as {parts} parts at once, one per thread (data parallelism): an op's calls and ms are "
                      f"summed over the threads, its GFLOP/s are a thread's, shares are of {parts} x {total * 1e3:.0f} ms")
     lines.append(f"{'op':<18}{'calls':>6}{'forward ms':>12}{'backward ms':>13}{'share':>8}{'GFLOP':>8}{'GFLOP/s':>9}")
     ops_time, ideal = 0.0, 0.0

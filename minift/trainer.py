@@ -112,16 +112,24 @@ def forward_backward(model, loss_fn, batch, scale=1.0, parts=1):
 
 
 DATA_PARALLEL_MAX_GRADIENTS = 16_000_000   # numbers: a second set of float32 gradients up to 64 MB
+DATA_PARALLEL_MAX_T = 256                  # tokens a row: longer rows split each op instead
 
 
-def data_parallel_parts(model, device):
-    """How many parts a data-parallel step cuts its batch into: one per thread on the
-    CPU, unless the model has more than DATA_PARALLEL_MAX_GRADIENTS trainable numbers.
+def data_parallel_parts(model, batch):
+    """How many parts a data-parallel step cuts `batch` into: one per thread for NumPy
+    arrays, unless the model has more than DATA_PARALLEL_MAX_GRADIENTS trainable
+    numbers or the rows are longer than DATA_PARALLEL_MAX_T tokens; else 1.
+
     Each part holds its own set of gradients until they are added up, so each part
     beyond the first costs one more copy of the trainable weights: nothing for the
-    demos' models, half a gigabyte for GPT-2 124M, whose large ops split well over the
-    threads anyway (minift.parallel)."""
-    if device != "cpu":
+    demos' models, half a gigabyte for GPT-2 124M. And data parallelism pays for short
+    rows, where a step is many small ops that each split would cost a hand-off
+    between threads; for long rows attention's large per-row work dominates, splits
+    over the threads well op by op, and slows down more when two parts run at once
+    (4 layers, n_embd 128, 2,048 tokens a step, 2 threads: data-parallel / op splits
+    0.88 at T = 128, 0.99 at 256, 1.02 at 512, 1.08 at 1,024)."""
+    rows = batch[0]
+    if type(rows) is not np.ndarray or rows.ndim < 2 or rows.shape[1] > DATA_PARALLEL_MAX_T:
         return 1
     trainable = sum(p.data.size for p in model.parameters() if p.requires_grad)
     return threads() if trainable <= DATA_PARALLEL_MAX_GRADIENTS else 1
@@ -137,7 +145,7 @@ class Trainer:
 
     data_parallel=True: on the CPU with several threads, each batch's rows are split
     over the threads, each running forward and backward of its part
-    (`forward_backward`; not for large models, see `data_parallel_parts`). Only for a loss that is a mean over rows of equal weight and
+    (`forward_backward`; not for large models or long rows: `data_parallel_parts`). Only for a loss that is a mean over rows of equal weight and
     a model without dropout (two threads would draw from one generator). The result
     equals the whole batch's up to the order of float sums, so it differs in the last
     digits from a run with another thread count.
@@ -198,11 +206,11 @@ class Trainer:
             g["lr"] = lr
         reseed_dropout(self.model, self.seed, self.step)
         device = device_of(params[0].data)
-        parts = data_parallel_parts(self.model, device) if self.data_parallel else 1
         loss_sum = 0.0
         for _ in range(self.grad_accum):
             batch = tuple(to_device(b, device) if isinstance(b, np.ndarray) else b
                           for b in self.batches.next_batch())
+            parts = data_parallel_parts(self.model, batch) if self.data_parallel else 1
             loss_sum = loss_sum + forward_backward(self.model, self.loss_fn, batch, 1.0 / self.grad_accum, parts)
             self._count_tokens(batch[0].size)
         norm = clip_grad_norm(params, self.grad_clip if self.grad_clip else math.inf)

@@ -194,3 +194,19 @@ def test_data_parallel_training_refuses_dropout():
     model = tiny_gpt(dropout=0.1)
     with pytest.raises(ValueError, match="without dropout"):
         Trainer(model, SGD(model.parameters(), lr=0.1), None, None, steps=1, data_parallel=True)
+
+
+def test_data_parallel_parts_only_for_small_models_and_short_rows(monkeypatch):
+    import minift.parallel as parallel
+    import minift.trainer as trainer
+    monkeypatch.setattr(parallel, "_workers", [parallel._Worker()])
+    monkeypatch.setattr(parallel, "_threads", 2)
+    model = tiny_gpt()
+    short = np.zeros((4, trainer.DATA_PARALLEL_MAX_T), np.int64)
+    long = np.zeros((4, trainer.DATA_PARALLEL_MAX_T + 1), np.int64)
+    assert trainer.data_parallel_parts(model, (short, short)) == 2
+    assert trainer.data_parallel_parts(model, (long, long)) == 1
+    monkeypatch.setattr(trainer, "DATA_PARALLEL_MAX_GRADIENTS", model.num_parameters() - 1)
+    assert trainer.data_parallel_parts(model, (short, short)) == 1          # one more set of gradients: too much
+    model.transformer.requires_grad_(False)
+    assert trainer.data_parallel_parts(model, (short, short)) == 2          # frozen weights have no gradients
