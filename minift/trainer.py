@@ -144,11 +144,11 @@ class Trainer:
     checkpoint is saved every `checkpoint_every` steps and at the end.
 
     data_parallel=True: on the CPU with several threads, each batch's rows are split
-    over the threads, each running forward and backward of its part
-    (`forward_backward`; not for large models or long rows: `data_parallel_parts`). Only for a loss that is a mean over rows of equal weight and
-    a model without dropout (two threads would draw from one generator). The result
-    equals the whole batch's up to the order of float sums, so it differs in the last
-    digits from a run with another thread count.
+    over the threads, each running forward and backward of its part (`forward_backward`;
+    not for large models or long rows: `data_parallel_parts`). Only for a loss that is
+    a mean over rows of equal weight and a model without dropout (two threads would
+    draw from one generator). The result equals the whole batch's up to the order of
+    float sums, so it differs in the last digits from a run with another thread count.
     """
 
     def __init__(self, model, optimizer, batches, loss_fn, *, steps, schedule=None, grad_accum=1,
