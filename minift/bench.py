@@ -30,7 +30,8 @@ class profile:
 
     FLOPs come from an op's optional `flops(ctx, *inputs)` -> (forward, backward) method
     (the matrix products: MatMul, Linear, CausalAttention); other ops count 0, since
-    their cost is memory traffic. Timings are host wall time (CPU arrays)."""
+    their cost is memory traffic. Timings are host wall time (CPU arrays); ops that run
+    on several threads at once (a data-parallel step) add up their threads' times."""
 
     def __init__(self):
         self.ops = {}

@@ -16,6 +16,10 @@ calling thread finishes its share first, the caller waits to be woken back, tens
 each way on a virtual machine (`benchmarks/threads.py`; the cost ledger's `threads:`
 line). That is why small work is not split (ROW_BLOCK_ELEMENTS, backend.SPLIT_WORK).
 
+Pretraining a small GPT uses the same threads the other way round: each thread takes
+part of the batch through the whole step, and nothing splits inside a part (one
+hand-off a step: trainer.forward_backward, trainer.data_parallel_parts).
+
 The thread count is MINIFT_NUM_THREADS, else OPENBLAS_NUM_THREADS (so
 `OPENBLAS_NUM_THREADS=1` still means one thread for all of minift), else the cores this
 process may use. With one thread, nothing here runs and BLAS keeps whatever threads it
