@@ -129,7 +129,7 @@ def bench_engine(print_fn=print):
     print_fn(f"engine overhead on 8x8 float32 arrays (chain of {n} ops, then one backward)")
     print_fn(f"{'op':>8} {'fwd+bwd us/op':>14} {'bare NumPy us':>14}")
     for name, run in chains.items():
-        t = _best_of(run, 30) / n            # best of many: a shared machine adds noise, never speed
+        t = _best_of(run, 200) / n           # best of many: a shared machine adds noise, never speed
         tb = _best_of(bare[name], 7, inner=2000)
         print_fn(f"{name:>8} {t * 1e6:14.2f} {tb * 1e6:14.2f}")
 

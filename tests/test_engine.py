@@ -24,6 +24,17 @@ def test_diamond_graph():
     np.testing.assert_allclose(x.grad, 3 * np.exp(xv) + 3 * xv * np.exp(xv), rtol=1e-12)
 
 
+def test_a_node_reached_first_still_waits_for_its_other_uses():
+    # c = a * b with b made from a: c's backward reaches a's node first, yet a must be
+    # visited once, after b has sent it its part too (c = 3a^2 = 12x^2, dc/dx = 24x).
+    # keep_graph=False frees each node after its visit: a second visit would raise.
+    x = leaf([1.0, -2.0])
+    a = x * 2.0
+    b = a * 3.0
+    (a * b).sum().backward(keep_graph=False)
+    np.testing.assert_allclose(x.grad, 24 * np.array([1.0, -2.0]), rtol=1e-12)
+
+
 def test_tensor_used_twice_accumulates():
     x = leaf([2.0, -1.0])
     (x * x + x).sum().backward()
