@@ -303,7 +303,7 @@ def _walk(node, grad, keep_graph, grads):
     reverse topological order: when a node is visited, every node that used its output
     has sent it its gradient, summed in its `pending` slot. Nodes wait in a heap ordered
     by -_seq, but the one sure to come next (in a chain, most of a graph, the parent just
-    reached) skips it: a tenth of the engine's cost per op. Leaves get no visit."""
+    reached) skips it: 3% of an 8x8 op's forward and backward. Leaves get no visit."""
     push, pop, profiling = heappush, heappop, _profile       # locals: a hot loop
     heap, node.pending = [], grad
     try:
