@@ -20,7 +20,7 @@ from functools import partial
 import numpy as np
 
 from .errors import MiniftError
-from .parallel import run_tasks, split_rows, threads
+from .parallel import free_threads, run_tasks, split_rows
 
 _cupy = None          # the cupy module once imported
 _cupy_error = None    # why it could not be imported / used, as one sentence
@@ -165,14 +165,16 @@ def matmuls(*pairs, also=()):
 
 def _product(a, b, bias=None):
     """The (M, N) output of a 2-D a @ b (+ bias) on the CPU, and the tasks that fill it:
-    one per thread for a large product, one for a small one. A product is cut along the
-    longer side of its result: rows of a, or columns of b (each block packs only its part
-    of the larger operand, as BLAS must: for a weight's gradient x^T g, g is the large
-    one). Each block is one BLAS call; transposed operands are passed as they are."""
+    one per free thread (parallel.free_threads) for a large product, one for a small one.
+    A product is cut along the longer side of its result: rows of a, or columns of b
+    (each block packs only its part of the larger operand, as BLAS must: for a weight's
+    gradient x^T g, g is the large one). Each block is one BLAS call; transposed
+    operands are passed as they are. BLAS may group a whole product's sums differently
+    from a block's, so how a product is cut can change the last bits of its result."""
     (M, K), N = a.shape, b.shape[1]
     out = np.empty((M, N), dtype=np.result_type(a, b))
     side = max(M, N)
-    k = max(min(threads(), side // 16), 1) if M * K * N >= SPLIT_WORK else 1
+    k = max(min(free_threads(), side // 16), 1) if M * K * N >= SPLIT_WORK else 1
     parts = [slice(side * i // k, side * (i + 1) // k) for i in range(k)]
     return out, [partial(_matmul_block, a, b, bias, out, part, M >= N) for part in parts]
 

@@ -17,8 +17,9 @@ each way on a virtual machine (`benchmarks/threads.py`; the cost ledger's `threa
 line). That is why small work is not split (ROW_BLOCK_ELEMENTS, backend.SPLIT_WORK).
 
 Pretraining a small GPT uses the same threads the other way round: each thread takes
-part of the batch through the whole step, and nothing splits inside a part (one
-hand-off a step: trainer.forward_backward, trainer.data_parallel_parts).
+part of the batch through the whole step, and nothing splits inside a part: each op is
+one block there (free_threads; one hand-off a step: trainer.forward_backward,
+trainer.data_parallel_parts).
 
 The thread count is MINIFT_NUM_THREADS, else OPENBLAS_NUM_THREADS (so
 `OPENBLAS_NUM_THREADS=1` still means one thread for all of minift), else the cores this
@@ -88,14 +89,23 @@ def split_rows(fn, n, min_rows=1):
     run_tasks(blocks(fn, n, min_rows))
 
 
-def blocks(fn, n, min_rows=1):
-    """The tasks split_rows runs: fn(rows) for up to threads() consecutive blocks of
-    range(n), each at least `min_rows` long (one block when n is too small to split).
+def free_threads():
+    """How many threads a split made here can use: threads(), but 1 inside a task (a
+    part of a data-parallel step, say), where run_tasks runs the blocks one after
+    another on the calling thread anyway."""
+    return 1 if getattr(_inside, "busy", False) else threads()
 
-    One block per thread, not more: a block's small NumPy calls (on (n, 1) row
-    statistics, say) hold Python's lock, and more blocks would make the threads wait
-    for it in turn."""
-    k = max(min(threads(), n // max(min_rows, 1)), 1)
+
+def blocks(fn, n, min_rows=1):
+    """The tasks split_rows runs: fn(rows) for up to free_threads() consecutive blocks
+    of range(n), each at least `min_rows` long (one block when n is too small to split).
+
+    One block per thread, not more: every NumPy call costs Python's lock, which the
+    threads take in turn, and a thread that waits for it sleeps (slow to wake on a
+    virtual machine). So a part of a data-parallel step, which has its thread to itself,
+    runs each row-wise op as one block: half the NumPy calls of two blocks in turn, half
+    the sleeps, and the same numbers (each row is computed on its own)."""
+    k = max(min(free_threads(), n // max(min_rows, 1)), 1)
     bounds = [n * i // k for i in range(k + 1)]
     return [_Block(fn, slice(bounds[i], bounds[i + 1])) for i in range(k)]
 

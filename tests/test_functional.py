@@ -261,11 +261,13 @@ def test_tasks_on_several_threads_all_run_and_an_error_comes_back_after_them(mon
     def task(i):
         def run():
             ran_on.add(threading.get_ident())
-            parallel.split_rows(lambda rows: None, 100)     # a split inside a task runs inline
+            parallel.split_rows(lambda rows: None, 100)     # a split inside a task runs inline,
+            assert len(parallel.blocks(lambda rows: None, 100)) == 1   # as one block
             done[i] += 1
             if i == 3:
                 raise KeyError("task 3")
         return run
+    assert len(parallel.blocks(lambda rows: None, 100)) == 3
     with pytest.raises(KeyError, match="task 3"):
         parallel.run_tasks([task(i) for i in range(40)])
     assert done == [1] * 40                                  # every task once, the failing one too

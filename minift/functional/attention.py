@@ -132,17 +132,21 @@ def _causal_backward(q, k, v, probs, g, grads, scale, tiles):
     dq, dk, dv = grads
 
     def work(r, h):
-        dk[r, h] = 0
-        dv[r, h] = 0
-        for (a, b, keys), p in zip(tiles, probs):
+        # The last tile sees every key: it writes dk and dv, the others add to them (no
+        # zero-filled start; x + y = y + x exactly, so the sums are the same numbers).
+        for i, ((a, b, keys), p) in enumerate(reversed(list(zip(tiles, probs)))):
             p, gt = p[r, h], g[r, h, a:b]
-            dv[r, h, :keys] += xp.matmul(p.swapaxes(-1, -2), gt)
             # dP, then dS in the same buffer.  reference: ds = p * (dp - (dp * p).sum(-1, keepdims=True))
             ds = xp.matmul(gt, v[r, h, :keys].swapaxes(-1, -2))
             ds -= (ds * p).sum(axis=-1, keepdims=True)
             ds *= p
             xp.matmul(ds, k[r, h, :keys], out=dq[r, h, a:b])
-            dk[r, h, :keys] += xp.matmul(ds.swapaxes(-1, -2), q[r, h, a:b])
+            if i == 0:
+                xp.matmul(p.swapaxes(-1, -2), gt, out=dv[r, h, :keys])
+                xp.matmul(ds.swapaxes(-1, -2), q[r, h, a:b], out=dk[r, h, :keys])
+            else:
+                dv[r, h, :keys] += xp.matmul(p.swapaxes(-1, -2), gt)
+                dk[r, h, :keys] += xp.matmul(ds.swapaxes(-1, -2), q[r, h, a:b])
         dq[r, h] *= scale                                   # applied to the small (T, D) results
         dk[r, h] *= scale
     _over_heads(work, q)
