@@ -132,8 +132,9 @@ def _causal_backward(q, k, v, probs, g, grads, scale, tiles):
     dq, dk, dv = grads
 
     def work(r, h):
-        # The last tile sees every key: it writes dk and dv, the others add to them (no
-        # zero-filled start; x + y = y + x exactly, so the sums are the same numbers).
+        # Tiles last to first: the last sees every key, so it writes dk and dv, and each
+        # earlier tile adds to the keys it sees. No zero-filled start, and the same sums
+        # as first to last (x + y = y + x exactly).
         for i, ((a, b, keys), p) in enumerate(reversed(list(zip(tiles, probs)))):
             p, gt = p[r, h], g[r, h, a:b]
             # dP, then dS in the same buffer.  reference: ds = p * (dp - (dp * p).sum(-1, keepdims=True))
