@@ -94,6 +94,7 @@ def measure(model_dir, strategy, batch, T, steps):
     """One strategy in this process -> dict of figures."""
     import numpy as np
 
+    import minift.fast
     from minift.adapt import FinetuneConfig
     from minift.adapt.lora import parameter_counts
     from minift.adapt.tasks import make_task
@@ -102,6 +103,7 @@ def measure(model_dir, strategy, batch, T, steps):
     from minift.pretrain import load_gpt
     from minift.runs import RunDir
     from minift.trainer import Progress, Trainer
+    minift.fast.enable()                     # as `minift finetune` does
     t0 = time.perf_counter()
     gpt, tokenizer, _ = load_gpt(model_dir)
     figures = {"strategy": strategy, "load_s": time.perf_counter() - t0, "load_rss_mb": rss_mb()}
@@ -149,7 +151,9 @@ def main():
         write_random_gpt2(args.random)
         print(f"wrote a random GPT-2 124M directory to {args.random} ({time.perf_counter() - t0:.0f} s)")
     model = args.model or args.random
-    from minift.parallel import threads
+    import minift.fast
+    minift.fast.enable()
+    from minift.fast.threads import threads
     print(f"{threads()} thread(s); batch {args.batch} x {args.T} tokens; {args.steps} timed steps")
     print(f"{'strategy':<10}{'trainable':>12}{'optimizer state':>17}{'load':>7}{'step':>8}{'step memory':>13}"
           f"{'classify':>10}{'checkpoint':>17}{'peak memory':>13}")

@@ -54,12 +54,12 @@ def shape():
 
 
 def minift_step_fn(s):
-    from minift.backend import keep_freed_memory
+    import minift.fast
+    from minift.fast.training import forward_backward
     from minift.model import GPT, GPTConfig, param_groups
     from minift.optim import AdamW
     from minift.pretrain import lm_loss
-    from minift.trainer import data_parallel_parts, forward_backward
-    keep_freed_memory()                      # as minift's Trainer does (it helps PyTorch's allocations too)
+    minift.fast.enable()                     # as the command line and demos do (its allocator setting helps PyTorch too)
     config = GPTConfig(**{k: s[k] for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")})
     model = GPT(config, seed=0)
     opt = AdamW(param_groups(model, 0.1), lr=1e-4, betas=(0.9, 0.95))
@@ -67,10 +67,8 @@ def minift_step_fn(s):
     x = rng.integers(0, s["vocab_size"], (s["batch"], s["T"]))
     y = rng.integers(0, s["vocab_size"], (s["batch"], s["T"]))
 
-    parts = data_parallel_parts(model, (x, y))
-
     def step():
-        forward_backward(model, lm_loss, (x, y), parts=parts)   # as pretraining's Trainer runs it
+        forward_backward(model, lm_loss, (x, y), data_parallel=True)   # as pretraining's Trainer runs it
         opt.step()
         opt.zero_grad()
     return step

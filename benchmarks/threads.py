@@ -6,7 +6,7 @@
    norm's forward) timed alone, then in two threads at once, then in two processes at
    once, each running it over and over (median per call). Two processes share no
    Python lock: where the threads match them, the lock costs nothing in steady state.
-2. One split: minift.parallel runs two halves of a short pass over memory (the calling
+2. One split: minift.fast.threads runs two halves of a short pass over memory (the calling
    thread and one helper), against one thread doing all of it, right after another
    split and after 0.5 ms of Python work (long enough for the helper to fall asleep).
 
@@ -99,7 +99,7 @@ def python_work(seconds):
 
 
 def one_split(n=400):
-    from minift import parallel
+    from minift.fast import threads as parallel
     parallel.threads()
     parallel.set_threads(2)
     x = np.random.default_rng(0).random(200_000, dtype=np.float32)

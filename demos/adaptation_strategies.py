@@ -25,6 +25,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import minift.fast
 from minift.adapt import compare_strategies, mean_and_spread, seeds_table
 from minift.files import atomic_write, write_json
 from minift.errors import MiniftError
@@ -89,7 +90,10 @@ def main():
     parser.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds per row (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="the first seed (default 0)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--reference", action="store_true",
+                        help="the plain reading path, without minift.fast's CPU speed-ups (as MINIFT_FAST=0)")
     args = parser.parse_args()
+    minift.fast.enable_unless_reference(args.reference)
 
     root = Path(args.runs)
     plan = []                                   # (arch, pretrained run, its rows), decoder first

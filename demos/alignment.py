@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+import minift.fast
 from minift.align import ALIGN_TEMPLATE, AlignConfig, align, judged_following
 from minift.adapt import PromptFormat
 from minift.data import feedback
@@ -94,7 +95,10 @@ def main():
     parser.add_argument("--runs", default="runs/alignment", help="where the SFT and DPO runs go")
     parser.add_argument("--seed", type=int, default=0, help="training seed of SFT and DPO")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--reference", action="store_true",
+                        help="the plain reading path, without minift.fast's CPU speed-ups (as MINIFT_FAST=0)")
     args = parser.parse_args()
+    minift.fast.enable_unless_reference(args.reference)
     init, root = Path(args.init), Path(args.runs)
     t0 = time.time()
     try:

@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import minift.fast
 from minift.adapt import STRATEGIES, FinetuneConfig, finetune
 from minift.errors import MiniftError
 from minift.runs import FINETUNED_KINDS, RunDir
@@ -34,7 +35,10 @@ def main():
     parser.add_argument("--epochs", type=int, help="default: the strategy's recipe (adapt.FINETUNE_RECIPES)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--reference", action="store_true",
+                        help="the plain reading path, without minift.fast's CPU speed-ups (as MINIFT_FAST=0)")
     args = parser.parse_args()
+    minift.fast.enable_unless_reference(args.reference)
 
     if not RunDir(args.init).is_finished():
         sys.exit(f"no finished pretraining run in {args.init}; make one first with\n"

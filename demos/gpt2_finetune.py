@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+import minift.fast
 from minift.adapt import compare_strategies
 from minift.data import load_labeled
 from minift.errors import MiniftError
@@ -54,7 +55,11 @@ def parse():
     p.add_argument("--runs", default="runs/gpt2", help="where the fine-tuned runs go (default runs/gpt2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    return p.parse_args()
+    p.add_argument("--reference", action="store_true",
+                   help="the plain reading path, without minift.fast's CPU speed-ups (as MINIFT_FAST=0)")
+    args = p.parse_args()
+    minift.fast.enable_unless_reference(args.reference)
+    return args
 
 
 def sample(path, limit, out, args, seed):

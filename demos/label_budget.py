@@ -1,7 +1,7 @@
 """The label-budget curve: how many labels does pretraining save, and when does it stop
 mattering?
 
-    python demos/label_budget.py             # the full curve (see README for its duration)
+    python demos/label_budget.py             # the full curve (docs/experiments.md gives its duration)
     python demos/label_budget.py --quick     # a coarse curve in under 10 minutes
 
 For N labeled reviews of the built-in world (sentiment lexicon part A; 10% of them held
@@ -31,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+import minift.fast
 from minift.adapt import FINETUNE_RECIPES, FinetuneConfig, finetune, mean_and_spread
 from minift.data import feedback
 from minift.errors import MiniftError
@@ -205,7 +206,10 @@ def main():
                         help="keep the finished runs in --runs that have the same settings (to finish an "
                              "interrupted demo; delete the runs of a pretrained model you replaced)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--reference", action="store_true",
+                        help="the plain reading path, without minift.fast's CPU speed-ups (as MINIFT_FAST=0)")
     args = parser.parse_args()
+    minift.fast.enable_unless_reference(args.reference)
     budgets = sorted(args.budgets or (QUICK_BUDGETS if args.quick else BUDGETS))
     args.seeds = args.seeds or (1 if args.quick else 3)
     args.max_steps = QUICK_MAX_STEPS if args.quick else MAX_STEPS

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import minift.fast
 from minift.errors import MiniftError
 from minift.generate import generate
 from minift.pretrain import PretrainConfig, pretrain
@@ -57,7 +58,10 @@ def main():
     parser.add_argument("--steps", type=int, help="optimisation steps (default: the small recipe)")
     parser.add_argument("--fresh", action="store_true", help="delete an existing run in --out first")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--reference", action="store_true",
+                        help="the plain reading path, without minift.fast's CPU speed-ups (as MINIFT_FAST=0)")
     args = parser.parse_args()
+    minift.fast.enable_unless_reference(args.reference)
     out = Path(args.out)
     if args.fresh:
         RunDir(out).remove(PRETRAINED_KINDS)    # only ever a pretraining run

@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+import minift.fast
 from minift.adapt import FinetuneConfig, comparison_table, finetune
 from minift.errors import MiniftError
 from minift.pretrain import PretrainConfig, pretrain
@@ -52,7 +53,10 @@ def main():
     parser.add_argument("--strategies", nargs="+", default=STRATEGIES,
                         choices=["full", "head", "top-k", "lora", "prompt", "instruct", "scratch"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--reference", action="store_true",
+                        help="the plain reading path, without minift.fast's CPU speed-ups (as MINIFT_FAST=0)")
     args = parser.parse_args()
+    minift.fast.enable_unless_reference(args.reference)
     init, root = Path(args.init), Path(args.runs)
     t0 = time.time()
 

@@ -1,5 +1,13 @@
+"""`python -m minift` and the `minift` command: the command line, with the CPU-speed
+appendix (minift.fast) turned on unless --reference or MINIFT_FAST=0 says otherwise."""
 import sys
 
-from .cli import main
+from . import cli, fast
 
-sys.exit(main())
+
+def main(argv=None):
+    return cli.main(argv, speed=fast.enable_unless_reference)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

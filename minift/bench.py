@@ -4,6 +4,7 @@
     python -m minift.bench step       # one GPT training step of the reference config
     python -m minift.bench step --profile             # ... and the cost ledger: where the time goes
     python -m minift.bench step --shape gpt2 --steps 2   # GPT-2 124M, batch 4 x 256
+    python -m minift.bench step --reference           # the plain reading path, minift.fast off
 
 The CUDA kernels against cuBLAS and plain CuPy are measured by the GPU appendix's own
 benchmark, `python -m minift.bench_kernels` (GPU only).
@@ -15,7 +16,8 @@ import time
 
 import numpy as np
 
-from .parallel import count_waits
+from . import fast
+from .fast.threads import count_waits, threads
 from .tensor import set_profiler
 
 
@@ -162,12 +164,10 @@ SHAPES = {
 
 def _training_step(shape, device):
     """(step function, config) of a GPT of `shape` with AdamW, on fixed random tokens."""
-    from .backend import keep_freed_memory
     from .model import GPT, GPTConfig, param_groups
     from .optim import AdamW
     from .pretrain import lm_loss
-    from .trainer import data_parallel_parts, forward_backward
-    keep_freed_memory()                      # as the Trainer does
+    from .trainer import forward_backward
     config = GPTConfig(**{k: shape[k] for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")})
     model = GPT(config, seed=0).to(device)
     opt = AdamW(param_groups(model, 0.1), lr=1e-4, betas=(0.9, 0.95))
@@ -179,11 +179,14 @@ def _training_step(shape, device):
     x = xp.asarray(rng.integers(0, config.vocab_size, (shape["batch"], shape["T"])))
     y = xp.asarray(rng.integers(0, config.vocab_size, (shape["batch"], shape["T"])))
 
-    parts = data_parallel_parts(model, (x, y))      # the Trainer's data parallelism, as pretraining runs it
+    # The Trainer's forward and backward, as pretraining runs it: data-parallel when minift.fast is on.
+    parts, step_fn = 1, forward_backward
+    if fast.is_enabled():
+        parts, step_fn = fast.training.data_parallel_parts(model, (x, y)), fast.training.forward_backward
 
     def step(timings=None):
         t0 = time.perf_counter()
-        forward_backward(model, lm_loss, (x, y), parts=parts)   # the Trainer's forward and backward
+        step_fn(model, lm_loss, (x, y), data_parallel=True)
         t1 = time.perf_counter()
         opt.step()
         opt.zero_grad()
@@ -220,15 +223,17 @@ def bench_step(print_fn=print, device="cpu", steps=10, shape=None, profile=False
     step()   # warm-up (allocations, kernel compilation)
     t = _best_of(step, steps)
     flops = model_flops_per_token(config, T) * B * T
+    path = "minift.fast" if fast.is_enabled() else "the reference path (--reference)"
     print_fn(f"GPT training step, vocab {config.vocab_size}, {config.n_layer} layers, {config.n_head} heads, "
-             f"n_embd {config.n_embd}, batch {B} x T {T}, on {device}")
+             f"n_embd {config.n_embd}, batch {B} x T {T}, on {device}, {path}")
     print_fn(f"  {t * 1e3:8.1f} ms/step   {B * T / t:10,.0f} tokens/s   {flops / t / 1e9:7.2f} GFLOP/s (model)")
     if device != "cpu":
         return t
-    from .parallel import threads
     rate = matmul_rate()
-    print_fn(f"  {threads()} thread(s) (MINIFT_NUM_THREADS / OPENBLAS_NUM_THREADS); a float32 1024^3 matmul: "
-             f"{rate / 1e9:.2f} GFLOP/s -> the step runs at {flops / t / rate:.0%} of it")
+    who = f"{threads()} thread(s) (MINIFT_NUM_THREADS / OPENBLAS_NUM_THREADS)" if fast.is_enabled() else \
+        "NumPy on one core, BLAS with its own threads"
+    print_fn(f"  {who}; a float32 1024^3 matmul: {rate / 1e9:.2f} GFLOP/s -> the step runs at "
+             f"{flops / t / rate:.0%} of it")
     print_fn(f"  peak memory of a step (NumPy allocations above the model and optimizer): "
              f"{_peak_memory(step) / 2**20:,.1f} MB")
     if profile:
@@ -299,7 +304,9 @@ def main(argv=None):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, dest=name, help="override the shape's value")
     parser.add_argument("--steps", type=int, default=10, help="timed steps (the best is reported)")
     parser.add_argument("--profile", action="store_true", help="print the cost ledger: where the time goes")
+    parser.add_argument("--reference", action="store_true", help="time the plain reading path (minift.fast off)")
     args = parser.parse_args(argv)
+    fast.enable_unless_reference(args.reference)
     if args.what == "engine":
         bench_engine()
         return

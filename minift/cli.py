@@ -26,6 +26,13 @@ METHODS = ["sft", "dpo"]
 def _add_device(p):
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="where to compute (cuda needs CuPy and an NVIDIA GPU)")
+    _add_reference(p)
+
+
+def _add_reference(p):
+    p.add_argument("--reference", action="store_true",
+                   help="run the plain reading path of minift, without minift.fast's CPU speed-ups "
+                        "(MINIFT_FAST=0 does the same); slower, each op the same to float32 rounding")
 
 
 def _pretrain_parser(sub):
@@ -135,6 +142,7 @@ def _picture_parsers(sub):
     p.add_argument("run", metavar="RUN_DIR", help="any run directory (pretraining or fine-tuning)")
     p.add_argument("--text", help="the text whose attention maps are drawn (default: a sample review)")
     p.add_argument("--out", metavar="FILE", help="the HTML file to write (default RUN_DIR/report.html)")
+    _add_reference(p)
     p = sub.add_parser("show", help="draw the autograd graph of a small expression")
     p.add_argument("what", choices=["graph"])
     p.add_argument("--out", metavar="FILE", help="also write it as SVG (FILE.svg) or a page (FILE.html)")
@@ -281,9 +289,14 @@ def _interrupted(args):
     return "interrupted before the run started: nothing was saved (run the command again)"
 
 
-def main(argv=None):
+def main(argv=None, speed=None):
+    """Run one command; returns the exit code. `speed(reference)` turns the CPU
+    appendix on unless the command's --reference flag is given (python -m minift passes
+    minift.fast.enable_unless_reference; this module never imports the appendix)."""
     args = build_parser().parse_args(argv)
     from .errors import MiniftError
+    if speed is not None:
+        speed(getattr(args, "reference", False))
     try:
         COMMANDS[args.command](args)
     except MiniftError as e:

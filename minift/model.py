@@ -23,7 +23,7 @@ import numpy as np
 from . import functional as F
 from .backend import array_module
 from .errors import MiniftError
-from .nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, Parameter
+from .nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, Parameter, reseed_dropout
 from .tensor import Tensor
 
 
@@ -172,6 +172,7 @@ class GPT(Module):
         else:
             head_weight = Parameter(rng.normal(0.0, 0.02, (config.vocab_size, config.n_embd)).astype(dtype))
         self.lm_head = LMHead(head_weight)
+        reseed_dropout(self, seed, step=0)       # a generator per dropout layer, from this model's seed
 
     def forward(self, idx, targets=None, cache=None):
         x = self.transformer(idx, cache)

@@ -4,12 +4,13 @@ A `Module` finds its parameters and sub-modules by looking at its own attributes
 the order they were assigned, so `named_parameters()` yields dotted names such as
 `transformer.h.0.attn.c_attn.weight` without any registration calls.
 """
+import itertools
 from collections import OrderedDict
 
 import numpy as np
 
 from . import functional as F
-from .backend import to_device
+from .backend import to_device, to_numpy
 from .tensor import Tensor
 
 
@@ -125,8 +126,11 @@ class Module:
         unexpected = [k for k in state if k not in own]
         mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
                       for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-        if mismatched or (strict and (missing or unexpected)):
-            problems = []
+        tied = _tied_conflicts(own, state) if not mismatched else []
+        if mismatched or tied or (strict and (missing or unexpected)):
+            problems = [f"tied parameters given different values: {names} are one parameter in this model, "
+                        f"but the checkpoint holds two different arrays for them (an untied model's?)"
+                        for names in tied]
             if missing:
                 problems.append("missing keys: " + ", ".join(missing))
             if unexpected:
@@ -138,6 +142,21 @@ class Module:
             if name in state:
                 p.data = to_device(state[name], p.device).astype(p.data.dtype, copy=True)
         return {"missing": missing, "unexpected": unexpected}
+
+
+def _tied_conflicts(own, state):
+    """The names (joined by "and") of each parameter shared under several names (tied
+    weights) for which `state` holds arrays that differ: loading would keep whichever
+    came last, without a word."""
+    names_of = {}
+    for name, p in own.items():
+        names_of.setdefault(id(p), []).append(name)
+    conflicts = []
+    for names in names_of.values():
+        given = [n for n in names if n in state]
+        if any(not np.array_equal(to_numpy(state[given[0]]), to_numpy(state[n])) for n in given[1:]):
+            conflicts.append(" and ".join(given))
+    return conflicts
 
 
 class ModuleList(Module):
@@ -213,14 +232,20 @@ class LayerNorm(Module):
         return F.layer_norm(x, self.weight, self.bias, self.eps)
 
 
-class Dropout(Module):
-    """Zeroes activations with probability p in training mode. Its random generator is
-    re-seeded by the training loop at every step (`reseed_dropout`), so a resumed run
-    draws the same masks as an uninterrupted one."""
+_dropout_layers = itertools.count()      # numbers each Dropout made in this process
 
-    def __init__(self, p=0.0, seed=0):
+
+class Dropout(Module):
+    """Zeroes activations with probability p in training mode. Each layer draws from a
+    random generator of its own, seeded `seed`, or by default the layer's number in
+    this process (0 for the first Dropout made, 1 for the next, ...): two layers never
+    draw the same masks. A GPT reseeds its layers from its own seed when it is built
+    (the same model, the same masks), and the training loop at every step
+    (`reseed_dropout`), so a resumed run draws the masks an uninterrupted one draws."""
+
+    def __init__(self, p=0.0, seed=None):
         self.p = p
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(seed if seed is not None else next(_dropout_layers))
 
     def forward(self, x):
         return F.dropout(x, self.p, self.training, self.rng)

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from . import backend
 from .backend import array_module, to_device, to_numpy
 
 
@@ -131,19 +132,12 @@ class SGD(Optimizer):
         p.data -= p.dtype.type(group["lr"]) * grad
 
 
-SCRATCH_ELEMENTS = 1 << 20      # AdamW updates large parameters in slices of about this many numbers
-
-
 class AdamW(Optimizer):
-    """Adam with decoupled weight decay (Loshchilov & Hutter):
-
-        m <- b1 m + (1 - b1) g          v <- b2 v + (1 - b2) g^2
-        p <- p - lr * wd * p  -  lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
-
-    t counts the updates of this parameter (state["step"]), not the optimizer's steps:
-    a parameter whose first gradient comes late (one unfrozen mid-run, a LoRA matrix
-    whose gradient is first None) gets the bias correction of a first step, not one
-    that assumes moments averaged over steps it never had.
+    """Adam with decoupled weight decay (Loshchilov & Hutter), `adamw_step` for each
+    parameter. t counts the updates of this parameter (state["step"]), not the
+    optimizer's steps: a parameter whose first gradient comes late (one unfrozen mid-run,
+    a LoRA matrix whose gradient is first None) gets the bias correction of a first
+    step, not one that assumes moments averaged over steps it never had.
     Every parameter decays by its group's `weight_decay`; `model.param_groups` makes
     the usual groups (no decay on biases, LayerNorm weights and embeddings).
     """
@@ -151,57 +145,33 @@ class AdamW(Optimizer):
     defaults = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
 
     def _update(self, p, grad, state, group):
-        xp = array_module(p.data)
-        b1, b2 = group["betas"]
-        if "m" not in state:
-            state["m"] = xp.zeros_like(p.data)
-            state["v"] = xp.zeros_like(p.data)
-            state["step"] = 0
+        if "m" not in state:                                       # p's first update
+            xp = array_module(p.data)
+            state.update(m=xp.zeros_like(p.data), v=xp.zeros_like(p.data), step=0)
         state["step"] += 1
-        m, v, t = state["m"], state["v"], state["step"]
-        dtype = p.dtype.type
-        # Every pass writes into m, v, p or one scratch array shared by all parameters, so a
-        # step allocates nothing (for a large model, fresh temporaries cost more than the
-        # arithmetic).  reference: m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
-        #                          p -= lr wd p + lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
-        lr = group["lr"]
-        if group["weight_decay"]:
-            p.data *= dtype(1 - lr * group["weight_decay"])
-        # Large parameters go through in slices of rows, so the scratch array stays small.
-        n = len(p.data) if p.data.ndim else 1
-        rows = max(1, SCRATCH_ELEMENTS // max(1, p.data.size // max(n, 1)))
-        for start in range(0, n, rows):
-            part = slice(start, start + rows) if p.data.ndim else ...
-            self._adam_slice(p.data[part], grad[part], m[part], v[part], t, group, b1, b2, xp)
+        step = backend.implementation("adamw_step", adamw_step, p.data)   # (minift.fast's works in place)
+        p.data, state["m"], state["v"] = step(p.data, grad, state["m"], state["v"], state["step"],
+                                              group["lr"], group["betas"], group["eps"], group["weight_decay"])
 
-    def _adam_slice(self, p, grad, m, v, t, group, b1, b2, xp):
-        """The Adam update of one slice of a parameter, in place (weight decay is applied
-        to the whole parameter before)."""
-        dtype = p.dtype.type
-        tmp = self._scratch(p)
-        m *= b1
-        m += xp.multiply(grad, dtype(1 - b1), out=tmp)
-        xp.multiply(grad, grad, out=tmp)
-        tmp *= dtype(1 - b2)
-        v *= b2
-        v += tmp
-        xp.multiply(v, dtype(1 / (1 - b2 ** t)), out=tmp)
-        xp.sqrt(tmp, out=tmp)
-        tmp += group["eps"]                                 # tmp is the denominator
-        xp.divide(m, tmp, out=tmp)
-        tmp *= dtype(group["lr"] / (1 - b1 ** t))
-        p -= tmp
 
-    def _scratch(self, like):
-        """A scratch array shaped like `like`: a view of one flat buffer per device and
-        dtype, grown to the largest slice and reused by every update."""
-        xp = array_module(like)
-        key = (xp.__name__, like.dtype.str)
-        buffers = self.__dict__.setdefault("_buffers", {})
-        flat = buffers.get(key)
-        if flat is None or flat.size < like.size:
-            flat = buffers[key] = xp.empty(like.size, dtype=like.dtype)
-        return flat[:like.size].reshape(like.shape)
+def adamw_step(p, grad, m, v, t, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+    """One AdamW update of parameter p (any shape) with gradient grad; m and v are the
+    running averages of the gradient and of its square (p's shape, zeros before the
+    first step), t the number of this update (1, 2, ...). Returns the new (p, m, v):
+
+        m <- b1 m + (1 - b1) g          v <- b2 v + (1 - b2) g^2
+        m_hat = m / (1 - b1^t)          v_hat = v / (1 - b2^t)       (both start at 0: unbias them)
+        p <- p - lr * weight_decay * p  -  lr * m_hat / (sqrt(v_hat) + eps)
+
+    The decay uses p before this step's update, and it is not part of the gradient
+    (that is what "decoupled" means: Adam's scaling never touches it)."""
+    b1, b2 = betas
+    m = b1 * m + (1 - b1) * grad
+    v = b2 * v + (1 - b2) * grad * grad
+    m_hat = m / (1 - b1 ** t)
+    v_hat = v / (1 - b2 ** t)
+    p = p - lr * weight_decay * p - lr * m_hat / (array_module(p).sqrt(v_hat) + eps)
+    return p, m, v
 
 
 def clip_grad_norm(params, max_norm):

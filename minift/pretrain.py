@@ -205,7 +205,7 @@ def pretrain(out_dir, config=None, *, resume=False, device="cpu", until=None, lo
         trainer = Trainer(model, optimizer, sampler, lm_loss, steps=config.steps, schedule=schedule,
                           grad_accum=config.grad_accum, grad_clip=1.0, evaluate=evaluate,
                           eval_every=config.eval_every, run=run, seed=config.seed, progress=progress,
-                          data_parallel=config.arch == "decoder")   # a GPT's loss: a mean over rows
+                          data_parallel=config.arch == "decoder")   # a GPT's loss: a mean over its targets
         if resume and trainer.resume() is not None:
             log(f"resumed at step {trainer.step} of {config.steps}")
         trainer.run(until=until)

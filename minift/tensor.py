@@ -6,7 +6,7 @@ order, asks each for the gradient of its inputs (`Function.backward`), sums the
 gradients of a tensor used more than once, and stores the result in `.grad` of the
 leaves (tensors created by the user, such as parameters).
 
-Three rules keep the ops simple and the engine fast:
+Three rules keep the ops simple:
 - Broadcasting is undone once, here (`unbroadcast`), not in every op: an op may return
   a gradient of the broadcast shape and the engine sums it back to the input's shape.
 - Gradient arrays are never modified in place, by the engine or by an op's backward:
@@ -20,31 +20,31 @@ it, so this one cannot import it: instead each of those op classes enters itself
 table `_primitives` as ops.py defines it (the `@primitive` decorator, below), and an
 operator looks its op up by name when it runs.
 """
+import contextvars
 import itertools
 import operator
-from heapq import heappop, heappush
 
 import numpy as np
 
 from .backend import array_module, check_device, device_of, to_device, to_numpy
 
-_grad_enabled = True
-_profile = None      # the active `profile` (timing every op), or None: the hot path checks only this
-_next_seq = itertools.count().__next__  # creation order of nodes (see backward)
+# Whether ops record a graph. A context variable is per thread (and per asyncio task):
+# `no_grad` in one thread never switches recording off in another, as in PyTorch.
+_grad_enabled = contextvars.ContextVar("minift_grad_enabled", default=True)
+_profile = None      # the active profiler (timing every op: bench.profile), or None
+_next_seq = itertools.count().__next__  # creation order of nodes (see _walk)
 
 
 class no_grad:
-    """Context manager (and decorator) that records no graph: for evaluation and
-    for updating parameters in place without the update itself being differentiated."""
+    """Context manager (and decorator) that records no graph, in this thread: for
+    evaluation and for updating parameters in place without the update itself being
+    differentiated."""
 
     def __enter__(self):
-        global _grad_enabled
-        self._previous = _grad_enabled
-        _grad_enabled = False
+        self._token = _grad_enabled.set(False)
 
     def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self._previous
+        _grad_enabled.reset(self._token)
 
     def __call__(self, fn):
         def wrapper(*args, **kwargs):
@@ -55,7 +55,8 @@ class no_grad:
 
 
 def is_grad_enabled():
-    return _grad_enabled
+    """Whether ops record a graph in this thread (False inside `no_grad`)."""
+    return _grad_enabled.get()
 
 
 def _as_array(data, dtype):
@@ -77,14 +78,12 @@ def _as_array(data, dtype):
 # ----------------------------------------------------------------------------- operator helpers
 
 _primitives = {}   # op class name -> the class, filled by @primitive as ops.py is read
-_apply = {}        # op class name -> its `apply`, looked up once (operators are hot)
 
 
 def primitive(cls):
     """Class decorator of ops.py: enter the op in the table that Tensor's operators and
     methods take their op from (`a + b` runs `_primitives["Add"]`)."""
     _primitives[cls.__name__] = cls
-    _apply[cls.__name__] = cls.apply
     return cls
 
 
@@ -97,18 +96,12 @@ def _binary(op_name, reflected=False):
     """The method for a binary operator: `a + b` is Add(a, b), and the reflected
     `2 + a` (Python calls a.__radd__(2)) is Add(2, a)."""
     if reflected:
-        def method(self, other):
-            return _apply[op_name](_scalar(other, self), self)
-    else:
-        def method(self, other):
-            if type(other) is Tensor:
-                return _apply_two(_primitives[op_name], self, other)
-            return _apply[op_name](self, _scalar(other, self))
-    return method
+        return lambda self, other: _primitives[op_name].apply(_scalar(other, self), self)
+    return lambda self, other: _primitives[op_name].apply(self, _scalar(other, self))
 
 
 def _unary(op_name):
-    return lambda self: _apply[op_name](self)
+    return lambda self: _primitives[op_name].apply(self)
 
 
 def _reduction(op_name):
@@ -270,11 +263,10 @@ class Tensor:
         Calling backward twice adds the second gradient to the first: reset with
         `zero_grad()` between steps. With keep_graph=False each node lets go of what it
         saved as soon as its backward has run, freeing activations during the backward
-        pass (PyTorch's default, `retain_graph=False`; the Trainer's, for a lower peak
-        memory); the graph can then not be walked again. `grads`, a dict, gets the leaves'
-        gradients instead of `.grad` ({leaf: gradient}): two threads running backward
-        through graphs that share parameters (a data-parallel step) then never write the
-        same `.grad` at once."""
+        pass (PyTorch's default, `retain_graph=False`); the graph can then not be walked
+        again. `grads`, a dict, gets the leaves' gradients instead of `.grad` ({leaf:
+        gradient}, added to what it holds), as `torch.autograd.grad` returns them:
+        `.grad` is left alone."""
         if not self.requires_grad:
             raise RuntimeError("backward() called on a tensor that does not require grad "
                                "(no input of it requires grad, or it was built under no_grad)")
@@ -288,77 +280,62 @@ class Tensor:
             grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=self.dtype)
             if grad.shape != self.shape:
                 raise ValueError(f"backward(grad=...) has shape {grad.shape}, expected {self.shape}")
-        if self._ctx is None:                    # a leaf: its own gradient, nothing to walk
-            if grads is not None:
-                grads[self] = grads[self] + grad if self in grads else grad
+        found = {self: grad} if self._ctx is None else _walk(self._ctx, grad, keep_graph)
+        add_grads(found, into=grads)
+
+
+def _walk(root, grad, keep_graph):
+    """The loop of `backward`: from the root node, whose output's gradient is `grad`,
+    to every leaf; returns {leaf: dL/dleaf}.
+
+    A node is always created after the nodes of its inputs, so visiting nodes newest
+    first (largest creation number `_seq`) is a reverse topological order: when a node
+    is visited, every node that used its output has already added its part of the
+    gradient to `node_grads`."""
+    node_grads, leaf_grads = {root: grad}, {}      # dL/d(output) of each node, and of each leaf
+    for node in sorted(_nodes_reachable_from(root), key=lambda n: n._seq, reverse=True):
+        g = node_grads.pop(node)
+        node.last_backward = not keep_graph        # (an op may then reuse its saved arrays)
+        input_grads = node.backward(g) if _profile is None else _profile.backward(node, g)
+        if type(input_grads) is not tuple:
+            input_grads = (input_grads,)
+        for parent, gp in zip(node.parents, input_grads):
+            if gp is None or parent is None or not parent.requires_grad:
+                continue                           # no gradient needed, or not a tensor input
+            gp = _conform(gp, parent.shape, parent.dtype)   # undo broadcasting: the input's shape
+            sums = node_grads if parent.is_node else leaf_grads
+            sums[parent] = sums[parent] + gp if parent in sums else gp
+        if not keep_graph:
+            node.saved = node.parents = None       # the saved arrays can go now
+    return leaf_grads
+
+
+def _nodes_reachable_from(root):
+    """Every node the root was computed from, the root included (a depth-first search
+    with a stack, not recursion: a graph may be thousands of nodes deep)."""
+    seen, stack = {root}, [root]
+    while stack:
+        node = stack.pop()
+        if node.parents is None:
+            raise RuntimeError(f"backward() through a graph already freed by backward(keep_graph=False) "
+                               f"(at {type(node).__name__}); run the forward pass again")
+        for parent in node.parents:
+            if parent is not None and parent.is_node and parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return seen
+
+
+def add_grads(*found, into=None):
+    """Add gradients ({leaf: gradient} dicts, as backward(grads=d) collects them) to each
+    leaf's `.grad`, or to the dict `into`: dict after dict, a fixed order, so the sum
+    does not depend on which thread of a data-parallel step finished first."""
+    for grads in found:
+        for leaf, g in grads.items():
+            if into is not None:
+                into[leaf] = into[leaf] + g if leaf in into else g
             else:
-                self.grad = grad if self.grad is None else self.grad + grad
-            return
-        _walk(self._ctx, grad, keep_graph, grads)
-
-
-def _walk(node, grad, keep_graph, grads):
-    """The loop of `backward`, from the root `node`. A node is always created after its
-    inputs' nodes, so visiting nodes newest first (largest creation number `_seq`) is a
-    reverse topological order: when a node is visited, every node that used its output
-    has sent it its gradient, summed in its `pending` slot. Nodes wait in a heap ordered
-    by -_seq, but the one sure to come next (in a chain, most of a graph, the parent just
-    reached) skips it: 3% of an 8x8 op's forward and backward. Leaves get no visit."""
-    push, pop, profiling = heappush, heappop, _profile       # locals: a hot loop
-    heap, node.pending = [], grad
-    try:
-        while node is not None:
-            g, node.pending = node.pending, None
-            parents = node.parents
-            if parents is None:
-                raise RuntimeError(f"backward() through a graph already freed by backward(keep_graph=False) "
-                                   f"(at {type(node).__name__}); run the forward pass again")
-            if not keep_graph:
-                node.last_backward = True                  # may reuse its saved arrays in place
-            input_grads = node.backward(g) if profiling is None else profiling.backward(node, g)
-            if type(input_grads) is not tuple:
-                input_grads = (input_grads,)
-            if not keep_graph:
-                node.saved = node.parents = None           # the saved arrays can go now
-            node = None                                    # the next one: the first parent node reached,
-            for parent, gp in zip(parents, input_grads):
-                if gp is None or parent is None:           # no gradient needed, or not a tensor input
-                    continue
-                if parent.is_node:                         # a node knows its output's shape and dtype
-                    if gp.shape != parent.shape or gp.dtype is not parent.dtype:   # (dtypes are shared objects)
-                        gp = _conform(gp, parent.shape, parent.dtype)
-                    if parent.pending is not None:
-                        parent.pending = parent.pending + gp
-                    elif node is None:
-                        parent.pending, node = gp, parent
-                    else:
-                        parent.pending = gp
-                        push(heap, (-parent._seq, parent))
-                elif parent.requires_grad:                 # a leaf tensor that keeps its gradient
-                    data = parent.data
-                    if gp.shape != data.shape or gp.dtype is not data.dtype:
-                        gp = _conform(gp, data.shape, data.dtype)
-                    if grads is None:
-                        parent.grad = gp if parent.grad is None else parent.grad + gp
-                    else:
-                        grads[parent] = grads[parent] + gp if parent in grads else gp
-            if heap and (node is None or -heap[0][0] > node._seq):   # unless a newer one waits in the heap
-                if node is not None:
-                    push(heap, (-node._seq, node))
-                node = pop(heap)[1]
-    except BaseException:                                  # leave no stale sums for a later backward
-        for waiting in [node] + [n for _, n in heap]:
-            if waiting is not None:
-                waiting.pending = None
-        raise
-
-
-def add_grads(*dicts):
-    """Add the gradients that backward(grads=d) collected to each leaf's `.grad`, dict
-    after dict: a fixed order, so the sum does not depend on which thread ran first."""
-    for d in dicts:
-        for leaf, g in d.items():
-            leaf.grad = g if leaf.grad is None else leaf.grad + g
+                leaf.grad = g if leaf.grad is None else leaf.grad + g
 
 
 def set_profiler(profiler):
@@ -393,9 +370,6 @@ def unbroadcast(grad, shape):
     return grad
 
 
-_new = object.__new__
-
-
 class Function:
     """One differentiable op. Subclasses write, side by side,
 
@@ -409,9 +383,8 @@ class Function:
     is freed after it), so backward may reuse its saved arrays in place.
     """
 
-    __slots__ = ("parents", "needs_input_grad", "saved", "_seq", "shape", "dtype", "last_backward",
-                 "pending", "__dict__")
-    is_node = True
+    is_node = True           # in the graph, a node (leaf tensors are the other kind)
+    requires_grad = True     # a node exists only when some input requires grad
 
     def save(ctx, *arrays):
         ctx.saved = arrays
@@ -423,73 +396,22 @@ class Function:
 
         The node links to its inputs' nodes (or, for leaves, to the leaf tensors), not
         to the input tensors themselves: an intermediate array stays alive only while
-        the user holds its tensor or some node saved it for backward, as in PyTorch.
-        (Written for speed: this is the hot path of every op.)"""
-        if len(inputs) == 2 and not options and type(inputs[0]) is Tensor and type(inputs[1]) is Tensor:
-            return _apply_two(cls, *inputs)      # the most common case, without the loop
-        ctx = _new(cls)
-        raw, needs, links = _unpack(inputs)
-        record = _grad_enabled and True in needs
-        ctx.needs_input_grad = needs
-        out = _new(Tensor)
-        if _profile is not None:
-            data = _profile.forward(ctx, raw, options)
-        else:
-            data = ctx.forward(*raw, **options) if options else ctx.forward(*raw)
-        out.data, out.grad, out.name = data, None, None
-        if record:
-            # The inputs' nodes (leaves themselves), and what backward needs to know of the
-            # output, kept on this node (see above).
-            ctx.parents = links
-            ctx._seq = _next_seq()
-            ctx.shape = data.shape
-            ctx.dtype = data.dtype
-            ctx.pending = None                   # backward's running sum of this output's gradient
-            out.requires_grad, out._ctx = True, ctx
-        else:
-            out.requires_grad, out._ctx = False, None
-        return out
+        the user holds its tensor or some node saved it for backward, as in PyTorch."""
+        ctx = cls.__new__(cls)
+        raw = [x.data if isinstance(x, Tensor) else x for x in inputs]
+        ctx.needs_input_grad = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
+        data = ctx.forward(*raw, **options) if _profile is None else _profile.forward(ctx, raw, options)
+        if not (_grad_enabled.get() and any(ctx.needs_input_grad)):
+            return Tensor._wrap(data, False, None)
+        ctx.parents = tuple((x._ctx or x) if isinstance(x, Tensor) else None for x in inputs)
+        ctx._seq, ctx.shape, ctx.dtype = _next_seq(), data.shape, data.dtype   # what backward needs to know
+        return Tensor._wrap(data, True, ctx)
 
     def forward(ctx, *inputs, **options):
         raise NotImplementedError
 
     def backward(ctx, g):
         raise NotImplementedError
-
-
-def _apply_two(cls, a, b):
-    """Function.apply for two tensors and no options (`a * b`): its steps, written out."""
-    ctx = _new(cls)
-    ctx.needs_input_grad = (a.requires_grad, b.requires_grad)
-    out = _new(Tensor)
-    data = ctx.forward(a.data, b.data) if _profile is None else _profile.forward(ctx, (a.data, b.data), {})
-    out.data, out.grad, out.name = data, None, None
-    if _grad_enabled and (a.requires_grad or b.requires_grad):
-        ctx.parents = (a._ctx or a, b._ctx or b)
-        ctx._seq = _next_seq()
-        ctx.shape = data.shape
-        ctx.dtype = data.dtype
-        ctx.pending = None
-        out.requires_grad, out._ctx = True, ctx
-    else:
-        out.requires_grad, out._ctx = False, None
-    return out
-
-
-def _unpack(inputs):
-    """Each input's raw array, whether it requires grad, and its node (a leaf stands for
-    itself; a non-tensor input, such as a scalar, has none)."""
-    raw, needs, links = [], [], []
-    for x in inputs:
-        if isinstance(x, Tensor):
-            raw.append(x.data)
-            needs.append(x.requires_grad)
-            links.append(x._ctx or x)
-        else:
-            raw.append(x)
-            needs.append(False)
-            links.append(None)
-    return raw, needs, links
 
 
 def tensor(data, requires_grad=False, dtype=None):

@@ -1,10 +1,9 @@
 """The one training loop, for pretraining and fine-tuning alike, and its progress line.
 
     for step in range(start, steps):
-        lr = schedule(step)
+        set the learning rate from the schedule
         for each of grad_accum micro-batches:
             loss = loss_fn(model, batch) / grad_accum;  loss.backward()
-                (data_parallel: the batch's rows split over the threads, forward_backward)
         clip_grad_norm;  optimizer.step();  zero_grad
         every eval_every steps: evaluate;  every checkpoint_every steps: save a checkpoint
 
@@ -18,16 +17,15 @@ good one. `resume()` continues from that checkpoint bit for bit.
 import math
 import sys
 import time
-from functools import partial
 
 import numpy as np
 
-from .backend import device_of, keep_freed_memory, to_device, to_numpy
+from . import backend
+from .backend import device_of, to_device, to_numpy
 from .errors import MiniftError
 from .nn import Dropout, reseed_dropout
 from .optim import clip_grad_norm
-from .parallel import run_tasks, threads
-from .tensor import add_grads, no_grad
+from .tensor import no_grad
 
 
 class Progress:
@@ -65,74 +63,16 @@ def format_seconds(s):
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
-def forward_backward(model, loss_fn, batch, scale=1.0, parts=1):
+def forward_backward(model, loss_fn, batch, scale=1.0, data_parallel=False):
     """Forward and backward of loss_fn(model, batch) * scale, the gradients added to the
     parameters' `.grad`; returns the loss as a float64 scalar array on the batch's
     device (reading it would make a GPU wait). The graph is freed as backward passes
-    it (keep_graph=False): activations go as soon as they are used.
-
-    parts > 1: the batch's rows are cut into `parts` consecutive slices, which run at
-    once, one per thread: data parallelism, as several GPUs run a step, here on the
-    cores of one CPU.
-
-    Each part's loss is weighted by its share of the rows, so the parts' losses and
-    gradients add up to the whole batch's when loss_fn is a mean over rows of equal
-    weight (a GPT's next-token loss; not a loss over a varying count of masked tokens).
-    Each part's backward collects its gradients apart (`Tensor.backward(grads=...)`)
-    and they are added to `.grad` part after part, so the sum does not depend on which
-    thread finished first. One hand-off to the helper threads a step, where the ops'
-    own splits (minift.parallel) cost one each per large op: inside a part, nothing
-    splits again. With one thread the parts run one after another.
-
-    reference: loss = loss_fn(model, batch) * scale;  loss.backward()
-    """
-    if parts <= 1:
-        loss = loss_fn(model, batch)
-        if scale != 1.0:
-            loss = loss * scale
-        loss.backward(keep_graph=False)
-        return loss.data.astype(np.float64)
-    n = len(batch[0])
-    parts = max(min(parts, n), 1)
-    bounds = [n * i // parts for i in range(parts + 1)]
-    losses, grads = [None] * parts, [{} for _ in range(parts)]
-
-    def part(i):
-        rows = slice(bounds[i], bounds[i + 1])
-        piece = tuple(b[rows] if isinstance(b, np.ndarray) else b for b in batch)
-        loss = loss_fn(model, piece) * (scale * (rows.stop - rows.start) / n)
-        loss.backward(keep_graph=False, grads=grads[i])
-        losses[i] = loss.data.astype(np.float64)
-    run_tasks([partial(part, i) for i in range(parts)])
-    add_grads(*grads)
-    total = losses[0]
-    for loss in losses[1:]:
-        total = total + loss
-    return total
-
-
-DATA_PARALLEL_MAX_GRADIENTS = 16_000_000   # numbers: a second set of float32 gradients up to 64 MB
-DATA_PARALLEL_MAX_T = 256                  # tokens a row: longer rows split each op instead
-
-
-def data_parallel_parts(model, batch):
-    """How many parts a data-parallel step cuts `batch` into: one per thread for NumPy
-    arrays, unless the model has more than DATA_PARALLEL_MAX_GRADIENTS trainable
-    numbers or the rows are longer than DATA_PARALLEL_MAX_T tokens; else 1.
-
-    Each part holds its own set of gradients until they are added up, so each part
-    beyond the first costs one more copy of the trainable weights: nothing for the
-    demos' models, half a gigabyte for GPT-2 124M. And data parallelism pays for short
-    rows, where a step is many small ops that each split would cost a hand-off
-    between threads; for long rows attention's large per-row work dominates, splits
-    over the threads well op by op, and slows down more when two parts run at once
-    (4 layers, n_embd 128, 2,048 tokens a step, 2 threads: data-parallel / op splits
-    0.88 at T = 128, 0.99 at 256, 1.02 at 512, 1.08 at 1,024)."""
-    rows = batch[0]
-    if type(rows) is not np.ndarray or rows.ndim < 2 or rows.shape[1] > DATA_PARALLEL_MAX_T:
-        return 1
-    trainable = sum(p.data.size for p in model.parameters() if p.requires_grad)
-    return threads() if trainable <= DATA_PARALLEL_MAX_GRADIENTS else 1
+    it (keep_graph=False): activations go as soon as they are used. `data_parallel`
+    says whether the batch's rows may be split into parts (see Trainer): a faster step
+    may use it; this one runs the batch whole."""
+    loss = loss_fn(model, batch) * scale
+    loss.backward(keep_graph=False)
+    return loss.data.astype(np.float64)
 
 
 class Trainer:
@@ -143,12 +83,16 @@ class Trainer:
     the end (in eval mode, without a graph). With `run` (a locked runs.RunDir), a
     checkpoint is saved every `checkpoint_every` steps and at the end.
 
-    data_parallel=True: on the CPU with several threads, each batch's rows are split
-    over the threads, each running forward and backward of its part (`forward_backward`;
-    not for large models or long rows: `data_parallel_parts`). Only for a loss that is
-    a mean over rows of equal weight and a model without dropout (two threads would
-    draw from one generator). The result equals the whole batch's up to the order of
-    float sums, so it differs in the last digits from a run with another thread count.
+    Every step sets each parameter group's learning rate to the schedule's, times the
+    group's "lr_scale" (1 when absent: a group may learn slower or faster than the rest);
+    without a schedule the groups keep the rates they have.
+
+    data_parallel=True says that the batch's rows may be split into parts whose losses
+    and gradients add up to the whole batch's: loss_fn must be the mean of a loss over
+    the scored targets in batch[1] (integer targets, IGNORE = -100 where not scored: a
+    GPT's next-token loss, or a masked one). minift.fast, when it is turned on, then runs
+    the parts at once on the CPU's threads (`minift.fast.training`); the plain loop runs
+    the batch whole. Not with dropout: two threads would draw from one generator.
     """
 
     def __init__(self, model, optimizer, batches, loss_fn, *, steps, schedule=None, grad_accum=1,
@@ -179,7 +123,6 @@ class Trainer:
         """Train up to `self.steps` (or stop early at step `until`, checkpointing there, as
         an interruption would). Returns the history."""
         stop = self.steps if until is None else min(until, self.steps)
-        keep_freed_memory()              # every step reallocates the same arrays: keep them warm
         self._clock = (time.perf_counter(), self.step, 0)
         if self.step == 0 and self.evaluate is not None and not self.history["eval"]:
             self._evaluate()
@@ -199,28 +142,50 @@ class Trainer:
         return self.history
 
     def _train_step(self):
-        """One optimisation step; its loss and gradient norm stay on the device."""
-        params = self.optimizer.params()
-        lr = self.schedule(self.step) if self.schedule else self.optimizer.param_groups[0]["lr"]
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr
+        """One optimisation step, the body of nanoGPT's training loop. Its loss and
+        gradient norm stay on the device until the loop reads them back."""
+        lr = self._set_learning_rate()
         reseed_dropout(self.model, self.seed, self.step)
-        device = device_of(params[0].data)
-        loss_sum = 0.0
+        loss = 0.0
         for _ in range(self.grad_accum):
-            batch = tuple(to_device(b, device) if isinstance(b, np.ndarray) else b
-                          for b in self.batches.next_batch())
-            parts = data_parallel_parts(self.model, batch) if self.data_parallel else 1
-            loss_sum = loss_sum + forward_backward(self.model, self.loss_fn, batch, 1.0 / self.grad_accum, parts)
-            self._count_tokens(batch[0].size)
-        norm = clip_grad_norm(params, self.grad_clip if self.grad_clip else math.inf)
-        # At log steps only, the weights before the update are copied, to measure it (the report draws it)
-        before = {id(p): p.data.copy() for p in params if p.requires_grad} if self._logs(self.step + 1) else None
+            loss = loss + self._forward_backward(self._next_batch(), scale=1.0 / self.grad_accum)
+        norm = clip_grad_norm(self.optimizer.params(), self.grad_clip or math.inf)
+        before = self._weights_before_update()
         self.optimizer.step()
         self.optimizer.zero_grad()
         self.step += 1
         ratios = update_ratios(self.model, before) if before is not None else None
-        self._pending.append((self.step, lr, loss_sum, norm, ratios))
+        self._pending.append((self.step, lr, loss, norm, ratios))
+
+    def _set_learning_rate(self):
+        """Give every group the schedule's rate for this step times its lr_scale;
+        returns the schedule's rate (without a schedule: the first group's)."""
+        if self.schedule is None:
+            return self.optimizer.param_groups[0]["lr"]
+        lr = self.schedule(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        return lr
+
+    def _next_batch(self):
+        """The sampler's next batch, its arrays on the parameters' device."""
+        device = device_of(self.optimizer.params()[0].data)
+        batch = tuple(to_device(b, device) if isinstance(b, np.ndarray) else b for b in self.batches.next_batch())
+        self._count_tokens(batch[0].size)
+        return batch
+
+    def _forward_backward(self, batch, scale):
+        """forward_backward, or the step an appendix registered for the batch's device
+        (minift.fast's splits the rows over the CPU's threads when data_parallel)."""
+        step = backend.implementation("forward_backward", forward_backward, batch[0])
+        return step(self.model, self.loss_fn, batch, scale, data_parallel=self.data_parallel)
+
+    def _weights_before_update(self):
+        """At log steps only, a copy of the trainable weights, to measure the update
+        (update_ratios; the report draws it); else None."""
+        if not self._logs(self.step + 1):
+            return None
+        return {id(p): p.data.copy() for p in self.optimizer.params() if p.requires_grad}
 
     def _logs(self, step):
         """Whether `step` is a log step: the first, every progress line's and every evaluation's, the last."""

@@ -300,3 +300,27 @@ def test_two_threads_running_backward_at_once_through_shared_leaves():
         t.join()
     add_grads(*dicts)
     np.testing.assert_array_equal(w.grad, expected)
+
+
+def test_no_grad_in_one_thread_leaves_another_recording():
+    """Grad mode belongs to a thread: while another thread sits inside no_grad (a
+    helper evaluating, say), this one still records its graph and gets gradients."""
+    import threading
+    inside, leave = threading.Event(), threading.Event()
+
+    def evaluate_elsewhere():
+        with minift.no_grad():
+            inside.set()
+            leave.wait(10)
+            assert not minift.is_grad_enabled()
+    other = threading.Thread(target=evaluate_elsewhere)
+    other.start()
+    assert inside.wait(10)
+    x = leaf([1.0, 2.0])
+    y = (x * x).sum()                     # built while the other thread is inside no_grad
+    enabled_here = minift.is_grad_enabled()
+    leave.set()
+    other.join()
+    assert enabled_here and y.requires_grad
+    y.backward()
+    np.testing.assert_array_equal(x.grad, [2.0, 4.0])

@@ -1,4 +1,4 @@
-"""Fault injection: what README's "What happens when things go wrong" promises.
+"""Fault injection: what docs/robustness.md's "What happens when things go wrong" promises.
 
 - A SIGKILL at any write point of a pretraining or a fine-tuning run (each atomic rename
   of config, tokenizer, token cache, checkpoint, weights and metrics: just before it and

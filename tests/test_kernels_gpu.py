@@ -339,15 +339,20 @@ def test_backend_matmul_runs_the_kernel(shape_a, shape_b, monkeypatch):
     assert launches and all(name.startswith("sgemm_") for name in launches)
 
 
+def fused_causal(*arrays):
+    """The Function backend picks for causal attention on these arrays."""
+    return minift.backend.implementation("causal_attention", F.CausalAttention, *arrays)
+
+
 def test_causal_attention_takes_the_fused_kernels_when_they_apply():
     q, k, v = (cp.zeros((1, 2, 5, 8), dtype=np.float32) for _ in range(3))
-    assert minift.backend.fused_causal_attention(q, k, v) is cuda.FusedCausalAttention
-    assert minift.backend.fused_causal_attention(q.astype(np.float64), k, v) is None
+    assert fused_causal(q, k, v) is cuda.FusedCausalAttention
+    assert fused_causal(q.astype(np.float64), k, v) is F.CausalAttention
     longer = cp.zeros((1, 2, 7, 8), dtype=np.float32)          # decoding with a KV cache
-    assert minift.backend.fused_causal_attention(q, longer, longer) is None
+    assert fused_causal(q, longer, longer) is F.CausalAttention
     big = cp.zeros((1, 1, 5, cuda.MAX_HEAD_DIM + 1), dtype=np.float32)
-    assert minift.backend.fused_causal_attention(big, big, big) is None
-    assert minift.backend.fused_causal_attention(*(cp.asnumpy(x) for x in (q, k, v))) is None
+    assert fused_causal(big, big, big) is F.CausalAttention
+    assert fused_causal(*(cp.asnumpy(x) for x in (q, k, v))) is F.CausalAttention
 
 
 def test_functional_padded_attention_on_the_gpu():
@@ -356,7 +361,8 @@ def test_functional_padded_attention_on_the_gpu():
     rng = np.random.default_rng(5)
     q, k, v = _qkv(rng, 3, 2, 33, 16)
     g, lengths = randn(rng, 3, 2, 33, 16), np.array([33, 1, 20])
-    assert minift.backend.fused_padded_attention(*(cp.asarray(x) for x in (q, k, v))) is cuda.FusedPaddedAttention
+    assert minift.backend.implementation("padded_attention", F.PaddedAttention,
+                                         *(cp.asarray(x) for x in (q, k, v))) is cuda.FusedPaddedAttention
     tq, tk, tv = (minift.tensor(cp.asarray(x), requires_grad=True) for x in (q, k, v))
     out = F.padded_attention(tq, tk, tv, cp.asarray(lengths))
     assert isinstance(out._ctx, cuda.FusedPaddedAttention)

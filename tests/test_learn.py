@@ -1,6 +1,7 @@
 """The exercises (`python -m minift.learn`): every checker fails a planted wrong solution
-and passes the worked one, grading the learner's file (never minift's own code); `start`
-writes a stub with the signature, the docstring and a TODO."""
+and passes the worked one (minift's own code, cut from the reading path), grading the
+learner's file (never minift's own code); `start` writes a stub with the signature, a
+docstring and a TODO."""
 import ast
 import subprocess
 import sys
@@ -11,15 +12,15 @@ from doc_snippets import ROOT, defines
 from minift.learn import EXERCISES, check, stub
 from minift.learn.runner import solution_source
 
-# One planted mistake per exercise (text in the worked solution -> the wrong text): the
-# mistakes learners make (a forgotten keepdims, mean or bias correction, a transpose, an
-# off-by-one).
+# One planted mistake per exercise (text in the worked solution, minift's own code -> the
+# wrong text): the mistakes learners make (a forgotten keepdims, mean or bias correction,
+# a transpose, an off-by-one).
 MUTANTS = {
-    "unbroadcast": ("grad.sum(axis=grown, keepdims=True)", "grad.sum(axis=grown)"),
+    "unbroadcast": ("grad.sum(axis=axes, keepdims=True)", "grad.sum(axis=axes)"),
     "softmax": ("(g * y).sum(", "g.sum("),
-    "cross_entropy": ("(g / len(targets))", "g"),
+    "cross_entropy": ("g * w[:, None] * d", "g * d"),
     "layer_norm": ("\n                     - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))", ")"),
-    "gelu": ("(1.0 - t * t)", "(1.0 - t)"),
+    "gelu": ("(1 - t * t)", "(1 - t)"),
     "causal_attention": ("ds.swapaxes(-1, -2) @ q", "ds @ q"),
     "adamw": ("m / (1 - b1 ** t)", "m"),
     "lora_merge": ("(alpha / rank)", "alpha"),
@@ -59,16 +60,37 @@ def test_the_worked_solution_passes_and_a_planted_mistake_fails(tmp_path, name, 
 
 
 def test_a_stub_keeps_the_signatures_and_docstrings_and_leaves_a_todo():
+    """The stub is minift's own code with the piece to write cut: every signature and
+    docstring stays, but the written function's docstring says what it takes and returns
+    (minift's own states the derivative: the learner's to find)."""
     for name in EXERCISES:
-        solution, started = ast.parse(solution_source(name)), ast.parse(stub(solution_source(name)))
+        ex = EXERCISES[name]
+        solution, started = ast.parse(solution_source(name)), ast.parse(stub(name))
         assert ast.get_docstring(started) == ast.get_docstring(solution)
+        written = ex.reference.split(":")[1].split(".")[-1]
 
-        def defs(tree):
-            return {(n.name, ast.get_docstring(n), ast.dump(n.args) if hasattr(n, "args") else "")
+        def defs(tree, docstrings=True):
+            return {(n.name, ast.get_docstring(n) if docstrings and n.name != written else "",
+                     ast.dump(n.args) if hasattr(n, "args") else "")
                     for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
         assert defs(started) == defs(solution), name
-        text = stub(solution_source(name))
-        assert "# TODO: " in text and 'raise NotImplementedError("TODO' in text and "SOLUTION" not in text
+        asked = [n for n in ast.walk(started) if isinstance(n, ast.FunctionDef) and n.name == written]
+        assert [ast.get_docstring(n) for n in asked] == [ex.asks], name
+        text = stub(name)
+        assert "# TODO: " in text and 'raise NotImplementedError("TODO' in text
+        assert MUTANTS[name][0] not in text, name          # the answer's line is cut out
+
+
+def test_the_worked_solution_is_minifts_own_code():
+    """No second copy: each exercise's solution holds the reading path's function, as
+    its file reads."""
+    for name, ex in EXERCISES.items():
+        path, qualified = ex.reference.split(":")
+        assert defines(ROOT / path, qualified), f"{name}: {ex.reference} does not exist"
+        own = (ROOT / path).read_text(encoding="utf-8")
+        top = next(n for n in ast.parse(own).body if getattr(n, "name", None) == qualified.split(".")[0])
+        assert ast.get_source_segment(own, top) in solution_source(name), name
+    assert not (ROOT / "minift" / "learn" / "solutions").exists()
 
 
 def learn(*args, cwd):
@@ -80,7 +102,7 @@ def test_start_check_and_hint_from_the_command_line(tmp_path):
     done = learn("start", "layer_norm", "work", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     written = (tmp_path / "work" / "layer_norm.py").read_text(encoding="utf-8")
-    assert written == stub(solution_source("layer_norm"))
+    assert written == stub("layer_norm")
     assert "def backward(ctx, g):" in written and "dL/dx_j" in written
     done = learn("check", "layer_norm", "work", cwd=tmp_path)
     assert done.returncode == 1 and "still the TODO" in done.stdout, done.stdout + done.stderr

@@ -161,33 +161,6 @@ def test_modules_discovery_freeze_and_modes():
         net.layers[2]
 
 
-def test_data_parallel_step_gives_the_whole_batchs_loss_and_gradients(monkeypatch):
-    """forward_backward with the batch's rows in parts on two threads (the Trainer's
-    data parallelism): the loss and every gradient of the whole batch, to float64
-    rounding (the parts' sums add in another order); the same bits run after run."""
-    import minift.parallel as parallel
-    from minift.pretrain import lm_loss
-    from minift.trainer import forward_backward
-    monkeypatch.setattr(parallel, "_workers", [parallel._Worker()])
-    monkeypatch.setattr(parallel, "_threads", 2)
-    model = tiny_gpt()
-    rng = np.random.default_rng(4)
-    batch = (rng.integers(0, 11, (5, 8)), rng.integers(0, 11, (5, 8)))   # 5 rows: parts of 2 and 3
-
-    def run(parts):
-        model.zero_grad()
-        loss = forward_backward(model, lm_loss, batch, scale=0.5, parts=parts)
-        return float(loss), {n: p.grad.copy() for n, p in model.named_parameters()}
-    whole_loss, whole = run(1)
-    loss, grads = run(2)
-    assert abs(loss - whole_loss) < 1e-13 and whole_loss == 0.5 * float(lm_loss(model, batch).data)
-    assert whole.keys() == grads.keys()
-    for name in whole:
-        np.testing.assert_allclose(grads[name], whole[name], rtol=1e-10, atol=1e-13, err_msg=name)
-    again = run(2)[1]
-    assert all(np.array_equal(again[n], grads[n]) for n in grads)
-
-
 def test_data_parallel_training_refuses_dropout():
     from minift.optim import SGD
     from minift.trainer import Trainer
@@ -196,17 +169,33 @@ def test_data_parallel_training_refuses_dropout():
         Trainer(model, SGD(model.parameters(), lr=0.1), None, None, steps=1, data_parallel=True)
 
 
-def test_data_parallel_parts_only_for_small_models_and_short_rows(monkeypatch):
-    import minift.parallel as parallel
-    import minift.trainer as trainer
-    monkeypatch.setattr(parallel, "_workers", [parallel._Worker()])
-    monkeypatch.setattr(parallel, "_threads", 2)
+def test_each_dropout_layer_draws_masks_of_its_own():
+    """Two dropout layers never share a generator: in a hand-written loop (no Trainer to
+    reseed them) same-shaped layers draw different masks, and a GPT built twice from
+    one seed draws the same masks again."""
+    from minift.nn import Dropout
+    x = minift.tensor(np.ones((4, 16)))
+    first, second = Dropout(0.5), Dropout(0.5)
+    assert not np.array_equal(first(x).data, second(x).data)
+
+    def draws(model):
+        return [m.rng.random(8) for m in model.modules() if isinstance(m, Dropout)]
+    once, again = draws(tiny_gpt(dropout=0.5)), draws(tiny_gpt(dropout=0.5))
+    assert len(once) == 1 + 2 * TINY.n_layer and len({d.tobytes() for d in once}) == len(once)
+    assert all(np.array_equal(a, b) for a, b in zip(once, again))
+
+
+def test_loading_different_values_into_tied_weights_is_refused():
+    """A tied model has one matrix for the token embedding and the LM head: a state
+    that gives the two names different arrays (an untied model's) is refused, naming
+    both, instead of silently keeping whichever came last."""
     model = tiny_gpt()
-    short = np.zeros((4, trainer.DATA_PARALLEL_MAX_T), np.int64)
-    long = np.zeros((4, trainer.DATA_PARALLEL_MAX_T + 1), np.int64)
-    assert trainer.data_parallel_parts(model, (short, short)) == 2
-    assert trainer.data_parallel_parts(model, (long, long)) == 1
-    monkeypatch.setattr(trainer, "DATA_PARALLEL_MAX_GRADIENTS", model.num_parameters() - 1)
-    assert trainer.data_parallel_parts(model, (short, short)) == 1          # one more set of gradients: too much
-    model.transformer.requires_grad_(False)
-    assert trainer.data_parallel_parts(model, (short, short)) == 2          # frozen weights have no gradients
+    state = {name: array.copy() for name, array in model.state_dict().items()}
+    state["lm_head.weight"] = state["lm_head.weight"] + 1.0
+    with pytest.raises(KeyError, match="tied parameters given different values: transformer.wte.weight and "
+                                       "lm_head.weight"):
+        model.load_state_dict(state)
+    state["lm_head.weight"] = state["transformer.wte.weight"].copy()
+    model.load_state_dict(state)          # the same values under both names: loaded
+    untied = tiny_gpt(tie_weights=False)
+    untied.load_state_dict({**state, "lm_head.weight": state["lm_head.weight"] + 1.0})   # two parameters: fine

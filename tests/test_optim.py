@@ -199,18 +199,36 @@ def test_optimizer_state_round_trip():
         AdamW([Parameter(np.ones(3))]).load_state_dict(state)
 
 
-def test_adamw_in_slices_equals_adamw_whole(monkeypatch):
-    """A large parameter is updated slice by slice (a small scratch array): the numbers
-    are those of one pass over the whole parameter, bit for bit."""
-    import minift.optim as optim
-    results = []
-    for scratch in (1 << 30, 7):                              # one pass; slices of one row
-        monkeypatch.setattr(optim, "SCRATCH_ELEMENTS", scratch)
-        w = Parameter(np.random.default_rng(1).standard_normal((13, 5)).astype(np.float32))
-        opt = AdamW([{"params": [w], "weight_decay": 0.1}], lr=1e-2)
-        for step in range(3):
-            w.grad = np.random.default_rng(step + 10).standard_normal((13, 5)).astype(np.float32)
-            opt.step()
-        results.append((w.data.copy(), opt.state[id(w)]["m"].copy(), opt.state[id(w)]["v"].copy()))
-    for whole, sliced in zip(*results):
-        np.testing.assert_array_equal(whole, sliced)
+def test_the_schedule_keeps_each_groups_rate_multiplier():
+    """The Trainer gives every group the schedule's rate times the group's lr_scale (one
+    group here learns at a tenth of the rate); without a schedule, each group keeps the
+    rate it has."""
+    import io
+
+    from minift.nn import Module
+    from minift.trainer import Progress, Trainer
+
+    class TwoWeights(Module):
+        def __init__(self):
+            self.a, self.b = Parameter(np.ones(2)), Parameter(np.ones(2))
+
+    class OneBatch:
+        def next_batch(self):
+            return (np.zeros((1, 1), np.int64),)
+
+        def state_dict(self):
+            return {}
+
+    def loss_fn(model, batch):
+        return (model.a * model.a).sum() + (model.b * model.b).sum()      # gradient 2 w
+    for schedule, rates in ((lambda step: 0.25, (0.25, 0.025)), (None, (1.0, 0.5))):
+        model = TwoWeights()
+        groups = [{"params": [model.a]}, {"params": [model.b], "lr_scale": 0.1}]
+        if schedule is None:
+            groups[1]["lr"] = 0.5
+        opt = SGD(groups, lr=1.0)
+        Trainer(model, opt, OneBatch(), loss_fn, steps=1, schedule=schedule, grad_clip=0,
+                progress=Progress(io.StringIO())).run()
+        assert (opt.param_groups[0]["lr"], opt.param_groups[1]["lr"]) == pytest.approx(rates, rel=1e-15)
+        np.testing.assert_allclose(model.a.data, 1 - 2 * rates[0])
+        np.testing.assert_allclose(model.b.data, 1 - 2 * rates[1])

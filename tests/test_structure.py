@@ -1,18 +1,35 @@
 """The layering README.md describes, enforced: every import in minift/ (function-local ones
 included) goes to a module listed earlier in README's reading order, nothing imports in a
-cycle, no class is patched from outside its module, and functions and files stay short."""
+cycle, the reading path never imports an appendix (nor threads or ctypes), no class is
+patched from outside its module, functions and files stay short, and the line counts
+README gives are the files' own."""
 import ast
 import re
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "minift"
 
 
+def layout_rows():
+    """(name, line count, description) of each row of README's table of minift/, in its
+    order (`tensor.py`, `data/`, ...)."""
+    layout = (ROOT / "README.md").read_text(encoding="utf-8").split("## Read the code", 1)[1].split("\n## ", 1)[0]
+    return [(re.sub(r"(\.py|/)$", "", name), int(count.replace(",", "")), what)
+            for name, count, what in re.findall(r"^\| `([\w/.]+)` \| ([\d,]+) \| (.*) \|$", layout, re.M)]
+
+
 def reading_order():
-    """Top-level module names in the order of README's layout table (`tensor.py`, `data/`, ...)."""
-    layout = (ROOT / "README.md").read_text(encoding="utf-8").split("## Layout", 1)[1]
-    return [re.sub(r"(\.py|/)$", "", name) for name in re.findall(r"^\| `([\w/.]+)` \|", layout, re.M)]
+    """Top-level module names in the order of README's table."""
+    return [name for name, _, _ in layout_rows()]
+
+
+def appendices():
+    """The modules README's table marks as appendices (their description opens with
+    "(appendix"): everything before them is the reading path."""
+    return {name for name, _, what in layout_rows() if what.startswith("(appendix")}
 
 
 def modules():
@@ -83,6 +100,44 @@ def test_imports_follow_the_reading_order_and_never_cycle():
             visit(node, [node])
 
 
+READING_PATH_NEVER_IMPORTS = {"threading", "ctypes", "concurrent", "multiprocessing"}
+
+
+def test_the_reading_path_imports_no_appendix_and_no_threads():
+    """A reader of the reading path meets the plain implementation of every idea: no
+    module before the appendices imports one of them (minift.fast, minift.cuda, ...),
+    threads or ctypes, function-local imports included."""
+    order, extra = reading_order(), appendices()
+    assert {"fast", "cuda", "bench"} <= extra, extra
+    first_appendix = min(order.index(name) for name in extra)
+    assert all(order.index(name) >= first_appendix for name in extra), "an appendix listed before the reading path ends"
+    reading = set(order[:first_appendix])
+    known = modules()
+    for name, path in known.items():
+        if top_level(name) not in reading:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                roots = {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                roots = {(node.module or "").split(".")[0]}
+            else:
+                roots = set()
+            assert not roots & READING_PATH_NEVER_IMPORTS, f"{name} imports {roots & READING_PATH_NEVER_IMPORTS}"
+        for target in imports(name, path, known):
+            assert top_level(target) not in extra, f"{name} (reading path) imports the appendix {target}"
+
+
+def test_readme_line_counts_are_the_files_own():
+    """README's table gives each module's size in lines: within 10% (or 15 lines) of today's."""
+    for name, count, _ in layout_rows():
+        path = PACKAGE / f"{name}.py"
+        files = [path] if path.exists() else list((PACKAGE / name).rglob("*.py"))
+        assert files, f"README's table names {name}, which is neither minift/{name}.py nor a folder"
+        lines = sum(len(f.read_text(encoding="utf-8").splitlines()) for f in files)
+        assert abs(lines - count) <= max(15, count // 10), f"README says {name} has {count} lines; it has {lines}"
+
+
 def test_no_class_is_patched_from_outside_its_module():
     for path in PACKAGE.rglob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -145,3 +200,32 @@ def test_nothing_read_from_disk_is_unpickled_or_executed():
                 assert not (isinstance(func, ast.Name) and func.id in ("eval", "exec")), where
                 assert not (isinstance(func, ast.Attribute) and func.attr in ("load", "loads")
                             and getattr(func.value, "id", None) in ("np", "numpy", "pickle")), where
+
+
+def function_node(path, qualified_name):
+    scope = ast.parse(path.read_text(encoding="utf-8")).body
+    for part in qualified_name.split("."):
+        node = next(n for n in scope if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == part)
+        scope = node.body
+    return node
+
+
+# The reading path's budget: each of these a reader follows with the formula beside it.
+READING_BUDGETS = [
+    ("functional/basic.py", ["LayerNorm.forward", "LayerNorm.backward"], 25),
+    ("functional/basic.py", ["Linear.backward"], 6),
+    ("functional/attention.py", ["CausalAttention.forward"], 15),
+    ("functional/attention.py", ["CausalAttention.backward"], 15),
+    ("tensor.py", ["_walk"], 25),
+    ("trainer.py", ["Trainer._train_step"], 20),
+]
+
+
+@pytest.mark.parametrize("file, names, budget", READING_BUDGETS)
+def test_the_reading_path_fits_its_budget_of_lines(file, names, budget):
+    """Code lines (docstrings, comments and blank lines left out) of the functions a
+    learner comes for: within the budget that keeps them readable next to the formula."""
+    path = PACKAGE / file
+    lines = path.read_text(encoding="utf-8").splitlines()
+    count = sum(code_lines(function_node(path, name), lines) for name in names)
+    assert count <= budget, f"{file} {' + '.join(names)}: {count} code lines, over {budget}"

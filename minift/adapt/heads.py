@@ -60,6 +60,16 @@ def make_scratch(config, num_labels, pooling="last", seed=0, dtype=np.float32):
     return swap_head(language_model(config, seed=seed, dtype=dtype), num_labels, pooling=pooling, seed=seed)
 
 
+def pool_last(hidden, lengths):
+    """hidden: a Tensor (B, T, C); lengths: an integer array (B,), each in 1..T.
+    Returns a Tensor (B, C): row b is hidden[b, lengths[b] - 1], the last real token."""
+    # Two integer arrays pick one (b, t) pair per row; GetItem's backward scatters the
+    # gradient back to exactly those positions.
+    xp = array_module(hidden.data)
+    lengths = xp.asarray(lengths)
+    return hidden[xp.arange(len(lengths)), lengths - 1]
+
+
 def pool(hidden, lengths, how="last"):
     """One vector per row from hidden states (B, T, C), ignoring padding.
 
@@ -76,9 +86,7 @@ def pool(hidden, lengths, how="last"):
         raise ValueError(f"pool: lengths must be (B,) = ({B},) values in 1..{T}, got shape "
                          f"{tuple(lengths.shape)} with values {to_numpy(lengths).tolist()[:8]}")
     if how == "last":
-        # Two integer arrays pick one (b, t) pair per row; GetItem's backward scatters
-        # the gradient back to exactly those positions.
-        return hidden[xp.arange(B), lengths - 1]                           # (B, C)
+        return pool_last(hidden, lengths)                                  # (B, C)
     if how == "mean":
         mask = (xp.arange(T)[None, :] < lengths[:, None]).astype(hidden.dtype)   # (B, T) 1 = real
         total = (hidden * mask[:, :, None]).sum(axis=1)                    # (B, C)

@@ -59,10 +59,17 @@ class LoRALinear(Module):
         return y + update * self.scale
 
     def merged(self):
-        """A plain Linear computing the same function, W + (alpha / r) A @ B, for
-        inference without the extra matrix products (the bias is the same Parameter)."""
-        W = self.weight.data + (self.lora_A.data @ self.lora_B.data) * self.weight.dtype.type(self.scale)
+        """A plain Linear computing the same function (`merged_weight`), for inference
+        without the extra matrix products (the bias is the same Parameter)."""
+        W = merged_weight(self.weight.data, self.lora_A.data, self.lora_B.data, self.alpha, self.rank)
         return Linear.from_parameters(Parameter(W, requires_grad=self.weight.requires_grad), self.bias)
+
+
+def merged_weight(weight, lora_A, lora_B, alpha, rank):
+    """weight (in, out), lora_A (in, r), lora_B (r, out) arrays; alpha a number, rank r.
+    Returns the merged weight (in, out), a new array: x @ W' = x @ W + (x @ A) @ B *
+    (alpha / r) for every x, since (x @ A) @ B = x @ (A @ B)."""
+    return weight + (lora_A @ lora_B) * (alpha / rank)
 
 
 def _lora_sites(transformer, mlp):

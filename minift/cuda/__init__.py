@@ -8,15 +8,17 @@ This package is the bridge from Python:
 
     loader     find the source, paste its header in, compile once, launch safely
     wrappers   matmul, attention_forward, attention_backward on CuPy arrays
-    here       is_available(), and the two ways the rest of minift uses the kernels,
-               registered with `minift.backend` when this package is imported:
-               the batched matmul behind every `@` and Linear layer, and
-               FusedCausalAttention and FusedPaddedAttention, the Functions behind
-               functional.causal_attention and functional.padded_attention
+    here       is_available(), and the ways the rest of minift uses the kernels,
+               registered with `minift.backend` for CuPy arrays when this package is
+               imported: the batched matmul behind every `@` and Linear layer, and
+               FusedCausalAttention and FusedPaddedAttention, which replace
+               functional.CausalAttention and functional.PaddedAttention (their
+               reference) where they accept the arrays
 
 The rest of minift never imports this package: `backend` asks its registry, which
-this package fills when `import minift` imports it. Importing it never imports CuPy;
-that happens on the first launch.
+this package fills when `import minift` imports it (entries for CuPy arrays only:
+nothing changes on the CPU). Importing it never imports CuPy; that happens on the
+first launch.
 """
 import numpy as np
 
@@ -107,6 +109,17 @@ class FusedPaddedAttention(FusedCausalAttention):
         return attention_backward(q, k, v, out, lse, g, ctx.lengths, causal=False)
 
 
-backend.register_gpu("matmul", batched_matmul)
-backend.register_gpu("causal_attention", FusedCausalAttention)
-backend.register_gpu("padded_attention", FusedPaddedAttention)
+def scatter_add(out, index, values):
+    """out[index] += values with repeated indices adding up, on the GPU (CuPy's kernel)."""
+    import cupyx
+    cupyx.scatter_add(out, index, values)
+
+
+def _float32(*arrays):
+    return all(a.dtype == np.float32 for a in arrays)
+
+
+backend.register("cuda", "matmul", batched_matmul, accepts=_float32)
+backend.register("cuda", "scatter_add", scatter_add)
+backend.register("cuda", "causal_attention", FusedCausalAttention, accepts=FusedCausalAttention.accepts)
+backend.register("cuda", "padded_attention", FusedPaddedAttention, accepts=FusedPaddedAttention.accepts)

@@ -11,10 +11,13 @@ smallest it finds), and compares your results with minift's in float64: forward 
 gradients, and minift.gradcheck on your backward. The first failing input is printed
 with the index where your answer differs, the expected value and yours.
 
-    exercises   the ten exercises: how examples are drawn and how each is graded
+    exercises   the ten exercises: what you write, how examples are drawn, how each is graded
+    texts       the introduction at the top of each exercise's file
     grading     comparing arrays and ops, drawing examples
-    runner      stubs, loading your file, running the examples, the report
-    solutions/  worked solutions, from which the stubs are cut (read them after trying)
+    runner      stubs cut from minift's own code, loading your file, running the examples, the report
+
+The worked solution of each exercise is minift's own code: the function the stub is cut
+from (`python -m minift.learn list` names it). Read it after trying.
 """
 from .runner import check, exercise, start, stub
 from .exercises import EXERCISES

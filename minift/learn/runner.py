@@ -1,13 +1,18 @@
 """What `python -m minift.learn` does: write a stub, load a learner's file, grade it on many
 examples, and say what failed.
 
+A stub is cut from minift's own code: the learner's file holds the exercise's
+introduction, its imports and the very class or function minift runs (read from its file
+in the reading path), with the body of the piece to write replaced by a TODO. The worked
+solution is that code itself (`solution_source`): there is no second copy to drift.
+
 The learner's file is loaded from its path (importlib's spec_from_file_location), under
 a name of its own, so that the code graded is the learner's and never minift's: a
 grader that imported minift's own op would pass everyone. Loading a file runs it, as
 `python DIR/NAME.py` would; the learner asked for exactly that.
 """
+import ast
 import importlib.util
-import re
 import traceback
 from pathlib import Path
 
@@ -17,10 +22,10 @@ from ..errors import MiniftError
 from ..files import atomic_write
 from .exercises import EXERCISES
 from .grading import HypothesisDraw, Mismatch, SeededDraw
+from .texts import INTROS
 
-SOLUTIONS = Path(__file__).resolve().parent / "solutions"
+ROOT = Path(__file__).resolve().parent.parent.parent      # the folder that holds minift/
 EXAMPLES = 30
-_SOLUTION = re.compile(r"^(?P<indent>[ \t]*)# SOLUTION: (?P<todo>.*?)\n.*?^[ \t]*# END SOLUTION\n", re.M | re.S)
 
 
 def exercise(name):
@@ -31,20 +36,50 @@ def exercise(name):
 
 
 def solution_source(name):
-    """The worked solution of exercise `name`, as its file reads."""
-    return (SOLUTIONS / f"{exercise(name).name}.py").read_text(encoding="utf-8")
+    """The learner's file with the answer written: the exercise's introduction, its
+    imports, and minift's own code of the piece, as its file in minift/ reads."""
+    ex = exercise(name)
+    path = ROOT / ex.source[0]
+    code = "\n\n\n".join(top_level_source(path, n) for n in ex.copied)
+    where = (f"    check:  python -m minift.learn check {name} DIR\n"
+             f"    minift's own: {ex.reference} (this file is cut from it)\n")
+    imports = f"{ex.imports}\n\n\n" if ex.imports else "\n"
+    return f'"""{INTROS[name]}\n{where}"""\n{imports}{code}\n'
 
 
-def stub(source):
-    """The learner's starting file: `source` with every solution region replaced by its
-    TODO (signature, docstring and the given lines stay)."""
-    def todo(m):
-        indent = m["indent"]
-        return f"{indent}# TODO: {m['todo']}\n{indent}raise NotImplementedError(\"TODO: write this part\")\n"
-    out, n = _SOLUTION.subn(todo, source)
-    if n == 0:
-        raise ValueError("a solution file without a `# SOLUTION:` region")
-    return out
+def top_level_source(path, name):
+    """The source text of the top-level class, function or assignment `name` in the
+    Python file `path` (decorators included)."""
+    source = path.read_text(encoding="utf-8")
+    for node in ast.parse(source).body:
+        found = [node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else \
+            [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+        if name in found:
+            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            return "\n".join(source.splitlines()[start - 1:node.end_lineno])
+    raise ValueError(f"{path} defines no top-level {name}")
+
+
+def stub(name):
+    """The learner's starting file: solution_source(name) with the function to write
+    cut down to its signature, the exercise's docstring (what it takes and returns: the
+    derivative minift's own docstring states is the learner's to find), the `given`
+    statements and a TODO; everything else stays."""
+    ex = exercise(name)
+    source = solution_source(name)
+    lines = source.splitlines()
+    scope = ast.parse(source).body
+    for part in ex.source[1].split("."):
+        fn = next(n for n in scope if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == part)
+        scope = fn.body
+    body = fn.body[1:] if ast.get_docstring(fn) is not None else fn.body
+    first = lines[body[0].lineno - 1]
+    indent = first[:len(first) - len(first.lstrip())]
+    asks = ex.asks.replace("\n", "\n" + indent)
+    given = lines[body[0].lineno - 1:body[ex.given].lineno - 1]
+    todo = [f"{indent}# TODO: {ex.todo}", f'{indent}raise NotImplementedError("TODO: write this part")']
+    return "\n".join(lines[:fn.body[0].lineno - 1] + [f'{indent}"""{asks}"""'] + given + todo
+                     + lines[fn.end_lineno:]) + "\n"
 
 
 def start(name, directory):
@@ -55,7 +90,7 @@ def start(name, directory):
         raise MiniftError(f"{path} already exists: check it with `python -m minift.learn check {name} "
                           f"{directory}`, or delete it to start over")
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, stub(solution_source(name)).encode("utf-8"))
+    atomic_write(path, stub(name).encode("utf-8"))
     return path
 
 

@@ -2,7 +2,7 @@
 
 NumPy runs an elementwise op (exp, +, a row sum) on one core, and BLAS, left to itself,
 runs a matrix product on its own threads, which then spin waiting for the next product
-while NumPy's single-core work runs beside them. minift does the splitting itself
+while NumPy's single-core work runs beside them. minift.fast does the splitting itself
 instead: BLAS runs single-threaded, and every large matrix product and every large
 row-wise op (GELU, layer norm, cross-entropy, the softmax inside attention) is cut into
 as many row blocks as there are threads. NumPy releases Python's lock inside its loops
@@ -14,17 +14,17 @@ Each block writes its own rows of a preallocated output, so the result does not 
 on which thread ran which block. A split is not free: it wakes a helper and, when the
 calling thread finishes its share first, the caller waits to be woken back, tens of µs
 each way on a virtual machine (`benchmarks/threads.py`; the cost ledger's `threads:`
-line). That is why small work is not split (ROW_BLOCK_ELEMENTS, backend.SPLIT_WORK).
+line). That is why small work is not split (ROW_BLOCK_ELEMENTS, products.SPLIT_WORK).
 
 Pretraining a small GPT uses the same threads the other way round: each thread takes
 part of the batch through the whole step, and nothing splits inside a part: each op is
-one block there (free_threads; one hand-off a step: trainer.forward_backward,
-trainer.data_parallel_parts).
+one block there (free_threads; one hand-off a step: training.forward_backward).
 
 The thread count is MINIFT_NUM_THREADS, else OPENBLAS_NUM_THREADS (so
 `OPENBLAS_NUM_THREADS=1` still means one thread for all of minift), else the cores this
-process may use. With one thread, nothing here runs and BLAS keeps whatever threads it
-was given.
+process may use; it is decided when minift.fast is turned on, which is also when BLAS is
+made single-threaded (for the whole process: that is why it happens only then). With one
+thread, nothing here runs and BLAS keeps whatever threads it was given.
 """
 import ctypes
 import os
