@@ -107,7 +107,7 @@ attention_forward(const float* __restrict__ q, const float* __restrict__ k,
     // Key tiles 0 .. the one holding the last visible key: the last real key, and
     // when causal no later than the last query of this block.
     const int last_key = causal ? min(min(q0 + BR, T), n_keys) - 1 : n_keys - 1;
-    const int num_tiles = last_key / BC + 1;
+    const int num_tiles = (last_key + BC) / BC;   // 0 when no key is visible (last_key = -1)
     for (int t = 0; t < num_tiles; ++t) {
         const int k0 = t * BC;
         __syncthreads();   // the previous tile's Ks, Vs, Pt are no longer being read
@@ -131,8 +131,8 @@ attention_forward(const float* __restrict__ q, const float* __restrict__ k,
             }
             const float m_new = fmaxf(m[i], row_max(tile_max));
             // A row with no visible key yet keeps m = -inf; subtract 0 then, not -inf
-            // (-inf - -inf would be NaN). Key 0 is visible to every query, so this only
-            // matters for rows past T, whose results are discarded.
+            // (-inf - -inf would be NaN). Key 0 is visible to every query of a sequence
+            // with keys, so this only matters for rows past T, whose results are discarded.
             const float m_ref = (m_new == neg_inf()) ? 0.f : m_new;
             const float correction = exp2f(m[i] - m_ref);   // rescales the old sums
             float tile_sum = 0.f;
@@ -159,14 +159,16 @@ attention_forward(const float* __restrict__ q, const float* __restrict__ k,
         accumulate(acc, Pt, Vs, min(BC, n_keys - k0), ty, tx);
     }
 
-    // o = acc / l and lse = m ln2 + ln l, for the rows that exist.
+    // o = acc / l and lse = m ln2 + ln l, for the rows that exist. A row that saw no key
+    // has l = 0: a sequence of 0 keys (the wrappers refuse lengths < 1, but the kernel
+    // does not rely on it) gets o = 0 and lse = -inf, not 0/0 = NaN.
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-        const float inv_l = 1.f / l[i];
+        const float inv_l = l[i] > 0.f ? 1.f / l[i] : 0.f;
 #pragma unroll
         for (int c = 0; c < D_GROUPS * 4; ++c) acc[i][c] *= inv_l;
         const int qi = q0 + ty * 4 + i;
-        if (tx == 0 && qi < T) lse[qi] = m[i] * LN2 + logf(l[i]);
+        if (tx == 0 && qi < T) lse[qi] = l[i] > 0.f ? m[i] * LN2 + logf(l[i]) : neg_inf();
     }
     store_rows(o, acc, 1.f, q0, T, ty, tx);
 }

@@ -101,7 +101,7 @@ def _kernel_resources(print_fn):
 
 def bench_matmul(cp, print_fn):
     os.environ.pop("MINIFT_MATMUL", None)   # minift's kernel, not the cuBLAS switch
-    sms = cp.cuda.Device().attributes["MultiProcessorCount"]
+    sms = cuda.device_attribute("MultiProcessorCount")
     print_fn("SGEMM, float32 (no TF32), ms per call; ratio = minift / cuBLAS")
     print_fn(f"  {'shape':28s} {'form':6s} {'tiles':7s} {'minift':>8s} {'cuBLAS':>8s} "
              f"{'ratio':>6s} {'minift TFLOP/s':>15s} {'max rel err':>12s}")
@@ -182,7 +182,7 @@ def bench_attention(cp, print_fn):
 
 
 def run(print_fn=print):
-    """Print the SGEMM and attention benchmarks; says so and returns without a GPU."""
+    """Print the SGEMM and attention benchmarks; without a GPU, say so and return False."""
     if "cupy" not in sys.modules:
         # cuBLAS in full float32 for a fair comparison (read when CuPy/cuBLAS load).
         os.environ["CUPY_TF32"] = "0"
@@ -193,7 +193,7 @@ def run(print_fn=print):
         cp = get_cupy()
     except RuntimeError as e:
         print_fn(f"bench_kernels: no GPU to measure on ({e})")
-        return
+        return False
     props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
     name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
     print_fn(f"GPU: {name}, CuPy {cp.__version__}")
@@ -202,7 +202,8 @@ def run(print_fn=print):
     bench_matmul_tiles(cp, print_fn)
     print_fn("Kernel resources:")
     _kernel_resources(print_fn)
+    return True
 
 
 if __name__ == "__main__":
-    run()
+    sys.exit(0 if run() else 1)

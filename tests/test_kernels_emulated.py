@@ -1,19 +1,24 @@
-"""minift's CUDA kernels, run on the CPU by an emulator of the GPU: no GPU needed.
+"""minift's CUDA kernels, run on the CPU by an emulator of the GPU, through the very
+script a lent GPU runs (kernels/check_on_device.sh): no GPU needed.
 
-tests/test_kernels_gpu.py compares the kernels with NumPy but needs CuPy and a GPU,
-which CI does not have. This test runs that file with small sizes
-(MINIFT_KERNEL_TEST_SIZES=small) in a subprocess whose PYTHONPATH starts with
-tests/cuda_emulator: there `import cupy` finds a fake CuPy that builds each kernel
-with g++ against tests/cuda_emulator/cuda_emu.h and runs it on the CPU, every CUDA
-thread a fiber. The emulator's files say what it checks (races a missing
-__syncthreads causes, reads of unwritten shared memory, out-of-bounds stores,
-misaligned float4 loads, launch arguments) and what it cannot.
+tests/test_kernels_gpu.py and tests/test_kernels_device_limits.py compare the kernels
+with NumPy but need CuPy and a GPU, which CI does not have. This test runs
+kernels/check_on_device.sh with MINIFT_CHECK_MODE=emulator: its commands then run with
+tests/cuda_emulator first on PYTHONPATH, where `import cupy` finds a fake CuPy that
+builds each kernel with g++ against tests/cuda_emulator/cuda_emu.h and runs it on the
+CPU, every CUDA thread a fiber, and the test files keep to small sizes
+(MINIFT_KERNEL_TEST_SIZES=small). The emulator's files say what it checks (races a
+missing __syncthreads causes, reads of unwritten shared memory, out-of-bounds stores,
+misaligned float4 loads, launch arguments, each device's shared memory limit) and what
+it cannot. The script must come to its end, write every log, pass the GPU test files,
+the kernel launches and the bit-for-bit repeat, and say which GPU parts it skipped.
 
 The fake CuPy compiles exactly the text minift's loader hands to cupy.RawModule (tile
 sizes prepended, kernels/attention_common.cuh pasted in), so the emulated kernels are
-the ones a GPU would run. Only that subprocess sees the fake CuPy, so in this session
-the GPU tests still skip without a GPU. The kernels come from MINIFT_KERNEL_DIR when it is set, as everywhere
-in minift, so an edited copy of a kernel can be checked without a GPU:
+the ones a GPU would run. Only the script's commands see the fake CuPy, so in this
+session the GPU tests still skip without a GPU. The kernels come from MINIFT_KERNEL_DIR
+when it is set, as everywhere in minift, so an edited copy of a kernel can be checked
+without a GPU:
     MINIFT_KERNEL_DIR=/tmp/my_kernels python -m pytest tests/test_kernels_emulated.py
 and one emulated test can be run by hand:
     MINIFT_KERNEL_TEST_SIZES=small PYTHONPATH=tests/cuda_emulator:. \
@@ -45,18 +50,24 @@ except cupy.CompileException as e:
 """
 
 
+# Every log the script writes, and how each part must end on the emulator.
+PARTS = {"environment": "ok", "gpu_tests": "ok", "bench_kernels": "skipped", "bench_step_gpu": "skipped",
+         "bench_step_cpu": "ok", "sanitizer_launches": "ok", "sanitizer_racecheck": "skipped",
+         "sanitizer_synccheck": "skipped", "sanitizer_memcheck": "skipped", "sanitizer_initcheck": "skipped",
+         "repeat": "ok"}
+
+
 def emulator_env(build_dir):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(EMULATOR), str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env["MINIFT_CUDA_EMU_BUILD_DIR"] = str(build_dir)   # g++ builds, kept for this run only
-    env["MINIFT_KERNEL_TEST_SIZES"] = "small"
     env["PYTHONDONTWRITEBYTECODE"] = "1"                # nothing written into the repository
     return env
 
 
-def test_kernels_on_the_cpu_emulator(tmp_path):
-    env = emulator_env(tmp_path)
+def test_the_device_check_runs_on_the_cpu_emulator(tmp_path):
+    env = emulator_env(tmp_path / "build")
     if shutil.which("g++") is None:
         pytest.skip("the CUDA emulator needs g++, which is not installed")
     probe = subprocess.run([sys.executable, "-c", TOOLCHAIN_PROBE], cwd=REPO, env=env,
@@ -65,18 +76,24 @@ def test_kernels_on_the_cpu_emulator(tmp_path):
         pytest.skip(f"g++ cannot build the CUDA emulator's libraries:\n{probe.stdout[-3000:]}")
     assert probe.returncode == 0, f"the fake cupy failed:\n{probe.stdout}{probe.stderr}"
 
-    # -v names each test before it runs and --capture=sys lets the emulator's own
-    # messages (UBSan's on a misaligned load, which ends the process) reach the output.
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-v", "--tb=short", "--capture=sys",
-         "-p", "no:cacheprovider", "tests/test_kernels_gpu.py"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    out = tmp_path / "logs"
+    env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, MINIFT_CHECK_MODE="emulator",
+               PYTHONDONTWRITEBYTECODE="1")
+    run = subprocess.run(["bash", str(REPO / "kernels" / "check_on_device.sh")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=900)
     output = run.stdout + run.stderr
-    passed = re.search(r"(\d+) passed", output)
-    if run.returncode != 0 or not passed or int(passed.group(1)) == 0:
-        pytest.fail(f"tests/test_kernels_gpu.py on the CPU emulator: pytest exit code "
-                    f"{run.returncode}, expected 0 with tests passed. Its output (the end):\n"
-                    f"{output[-20000:]}", pytrace=False)
+    summary = (out / "summary.log").read_text() if (out / "summary.log").exists() else "(no summary.log)"
+    if run.returncode != 0:
+        pytest.fail(f"kernels/check_on_device.sh on the CPU emulator: exit code {run.returncode}, "
+                    f"expected 0. Its output (the end):\n{output[-20000:]}", pytrace=False)
+    for name, how in PARTS.items():
+        assert (out / f"{name}.log").is_file(), f"no {name}.log; summary:\n{summary}"
+        assert re.search(rf"^{name} +{how}\b", summary, re.M), f"{name} should be {how}:\n{summary}"
+    tests = (out / "gpu_tests.log").read_text()
+    passed = re.search(r"(\d+) passed", tests)
+    assert passed and int(passed.group(1)) > 100 and not re.search(r"\d+ (failed|error)", tests), tests[-5000:]
+    for name in ("sanitizer_launches", "repeat"):
+        assert "all agree" in (out / f"{name}.log").read_text()
 
 
 def test_the_fake_cupy_stays_out_of_this_session():

@@ -1,4 +1,4 @@
-"""minift's CUDA kernels against NumPy float64 references computed in this file, and
+"""minift's CUDA kernels against NumPy float64 references (tests/kernel_references.py), and
 the ways the rest of minift reaches them (backend.matmul, F.causal_attention,
 F.padded_attention).
 
@@ -14,7 +14,6 @@ Each comparison is elementwise |got - ref| <= atol + rtol * |ref| with
     attention backward:  atol = 2e-4,           rtol = 2e-3   (dq, dk, dv: one more level
                                                               of float32 sums than o)
 """
-import math
 import os
 
 import numpy as np
@@ -26,6 +25,9 @@ from minift import cuda
 from minift.cuda import wrappers
 from minift.backend import get_cupy
 
+from kernel_references import (assert_close, attention_reference, attention_reference_backward,
+                               matmul_reference, matmul_tol, qkv, randn)
+
 pytestmark = pytest.mark.gpu
 try:   # imports CuPy and counts the GPUs; says why not (no CuPy, broken CUDA, no device)
     cp = get_cupy()
@@ -33,22 +35,6 @@ except RuntimeError as e:
     pytest.skip(f"GPU kernel tests skipped: {e}", allow_module_level=True)
 
 SMALL = os.environ.get("MINIFT_KERNEL_TEST_SIZES") == "small"
-
-
-def assert_close(got, ref, atol, rtol, what):
-    got = cp.asnumpy(got).astype(np.float64)
-    assert got.shape == ref.shape, f"{what}: shape {got.shape}, expected {ref.shape}"
-    err = np.abs(got - ref)
-    bound = atol + rtol * np.abs(ref)
-    bad = ~(err <= bound)   # also catches NaN
-    if bad.any():
-        i = np.unravel_index(np.argmax(np.where(bad, err - bound, -np.inf)), ref.shape)
-        raise AssertionError(f"{what}: {bad.sum()} of {ref.size} elements off; worst at {i}: "
-                             f"got {got[i]!r}, expected {ref[i]!r} (atol {atol}, rtol {rtol})")
-
-
-def randn(rng, *shape, scale=1.0):
-    return (scale * rng.standard_normal(shape)).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- matmul
@@ -60,16 +46,6 @@ def matmul_tiles(request, monkeypatch):
     monkeypatch.setattr(wrappers, "matmul_config", lambda *args: config)
     monkeypatch.delenv("MINIFT_MATMUL", raising=False)
     return config
-
-
-def matmul_reference(a, b, ta, tb):
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    return (a.swapaxes(-1, -2) if ta else a) @ (b.swapaxes(-1, -2) if tb else b)
-
-
-def matmul_tol(K):
-    return dict(atol=1e-4 * math.sqrt(max(K, 1)), rtol=1e-3)
 
 
 MATMUL_SHAPES = [(1, 1, 1), (7, 33, 1), (33, 7, 129), (129, 257, 33), (257, 129, 257),
@@ -167,39 +143,23 @@ def test_matmul_errors():
 
 # ----------------------------------------------------------------------------- attention
 
-def attention_reference(q, k, v, lengths=None, causal=True):
-    """float64 attention, causal and/or hiding keys j >= lengths[b] of sequence b: (o, lse, p)."""
-    q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
-    T, D = q.shape[-2:]
-    s = q @ k.swapaxes(-1, -2) / math.sqrt(D)
-    if causal:
-        s = np.where(np.triu(np.ones((T, T), dtype=bool), 1), -np.inf, s)
-    if lengths is not None:
-        padding = np.arange(T)[None, :] >= np.asarray(lengths)[:, None]          # (B, T) keys
-        s = np.where(padding[:, None, None, :], -np.inf, s)
-    m = s.max(-1, keepdims=True)
-    e = np.exp(s - m)
-    row_sum = e.sum(-1, keepdims=True)
-    p = e / row_sum
-    return p @ v, (m + np.log(row_sum))[..., 0], p
-
-
-def attention_reference_backward(q, k, v, do, lengths=None, causal=True):
-    """float64 gradients (dq, dk, dv) of attention_reference, the textbook way."""
-    q, k, v, do = (np.asarray(x, np.float64) for x in (q, k, v, do))
-    scale = 1 / math.sqrt(q.shape[-1])
-    _, _, p = attention_reference(q, k, v, lengths, causal)
-    dv = p.swapaxes(-1, -2) @ do
-    dp = do @ v.swapaxes(-1, -2)
-    ds = p * (dp - (dp * p).sum(-1, keepdims=True))
-    return scale * ds @ k, scale * ds.swapaxes(-1, -2) @ q, dv
-
-
 @pytest.fixture(params=[64, 32])
 def attention_tile(request, monkeypatch):
-    """Force one tile size (the wrapper picks the largest that fits the GPU)."""
+    """Force one tile size (the wrapper picks the largest that fits the GPU); a test
+    then calls require_tile, since tile 64 does not fit every GPU."""
     monkeypatch.setattr(wrappers, "ATTENTION_TILES", (request.param,))
     return request.param
+
+
+def require_tile(tile, D, *kernels):
+    """Skip unless `kernels` ("forward", "dkdv", "dq") fit this GPU's shared memory at
+    `tile`: at tile 64 the backward needs 170,496 B for D 65..128, over an A100's
+    166,912, and 104,960 B for D <= 64, over the 101,376 of sm_86/sm_89 cards."""
+    sizes = cuda.attention_smem_bytes(D, tile)
+    need, limit = max(sizes[k] for k in kernels), cuda.max_shared_memory()
+    if need > limit:
+        pytest.skip(f"tile {tile}, D {D}: {'/'.join(kernels)} needs {need} B of shared memory, "
+                    f"this GPU offers {limit} B per block")
 
 
 ATTENTION_SHAPES = [  # (B, H, T, D)
@@ -211,14 +171,11 @@ if SMALL:   # T = 1, 17, 100; D = 16, 64, 80 and 17 (not a multiple of 4)
                         (1, 2, 17, 17)]
 
 
-def _qkv(rng, B, H, T, D):
-    return randn(rng, B, H, T, D, scale=2.0), randn(rng, B, H, T, D, scale=2.0), randn(rng, B, H, T, D)
-
-
 @pytest.mark.parametrize("B,H,T,D", ATTENTION_SHAPES)
 def test_attention_forward(attention_tile, B, H, T, D):
+    require_tile(attention_tile, D, "forward")
     rng = np.random.default_rng(T * 1000 + D)
-    q, k, v = _qkv(rng, B, H, T, D)
+    q, k, v = qkv(rng, B, H, T, D)
     o, lse = cuda.attention_forward(cp.asarray(q), cp.asarray(k), cp.asarray(v))
     o_ref, lse_ref, _ = attention_reference(q, k, v)
     assert_close(o, o_ref, atol=1e-4, rtol=1e-3, what=f"o {B, H, T, D}")
@@ -227,8 +184,9 @@ def test_attention_forward(attention_tile, B, H, T, D):
 
 @pytest.mark.parametrize("B,H,T,D", ATTENTION_SHAPES)
 def test_attention_backward(attention_tile, B, H, T, D):
+    require_tile(attention_tile, D, "dkdv", "dq")
     rng = np.random.default_rng(T * 1000 + D + 1)
-    q, k, v = _qkv(rng, B, H, T, D)
+    q, k, v = qkv(rng, B, H, T, D)
     do = randn(rng, B, H, T, D)
     o_ref, lse_ref, _ = attention_reference(q, k, v)
     # The backward kernels take the forward's saved o and lse; feed them float32 copies
@@ -242,7 +200,7 @@ def test_attention_backward(attention_tile, B, H, T, D):
 def test_attention_forward_backward_chain_is_deterministic():
     """Forward then backward through the kernels' own o and lse; twice, same bits."""
     rng = np.random.default_rng(0)
-    q, k, v = _qkv(rng, 2, 2, 129, 64)
+    q, k, v = qkv(rng, 2, 2, 129, 64)
     do = randn(rng, 2, 2, 129, 64)
     qc, kc, vc, doc = (cp.asarray(x) for x in (q, k, v, do))
     o, lse = cuda.attention_forward(qc, kc, vc)
@@ -286,8 +244,9 @@ def _lengths(rng, B, T):
 def test_attention_with_padding(attention_tile, B, H, T, D, causal):
     """Per-sequence key lengths, with or without the causal mask: forward (o, lse) and
     backward against the float64 reference; padding keys get dk = dv = 0 exactly."""
+    require_tile(attention_tile, D, "forward", "dkdv", "dq")
     rng = np.random.default_rng(T * 1000 + D + 2)
-    q, k, v = _qkv(rng, B, H, T, D)
+    q, k, v = qkv(rng, B, H, T, D)
     do, lengths = randn(rng, B, H, T, D), _lengths(rng, B, T)
     o, lse = cuda.attention_forward(cp.asarray(q), cp.asarray(k), cp.asarray(v), lengths, causal=causal)
     o_ref, lse_ref, _ = attention_reference(q, k, v, lengths, causal)
@@ -359,7 +318,7 @@ def test_functional_padded_attention_on_the_gpu():
     """F.padded_attention on GPU tensors runs the fused kernels without the causal mask:
     output and gradients against the float64 reference."""
     rng = np.random.default_rng(5)
-    q, k, v = _qkv(rng, 3, 2, 33, 16)
+    q, k, v = qkv(rng, 3, 2, 33, 16)
     g, lengths = randn(rng, 3, 2, 33, 16), np.array([33, 1, 20])
     assert minift.backend.implementation("padded_attention", F.PaddedAttention,
                                          *(cp.asarray(x) for x in (q, k, v))) is cuda.FusedPaddedAttention
@@ -378,7 +337,7 @@ def test_functional_causal_attention_on_the_gpu():
     """F.causal_attention on GPU tensors: the output and the gradients of q, k, v that
     the fused Function gives, against the float64 reference."""
     rng = np.random.default_rng(4)
-    q, k, v = _qkv(rng, 2, 2, 33, 16)
+    q, k, v = qkv(rng, 2, 2, 33, 16)
     g = randn(rng, 2, 2, 33, 16)
     tq, tk, tv = (minift.tensor(cp.asarray(x), requires_grad=True) for x in (q, k, v))
     out = F.causal_attention(tq, tk, tv)

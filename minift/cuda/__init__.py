@@ -28,15 +28,17 @@ from .loader import (COMPILE_OPTIONS, INSTALLED_KERNEL_DIR, KERNEL_DIR, compiled
                      get_function, kernel_dir, kernel_source, launch, load_module)
 from .wrappers import (ATTENTION_TILES, DEFAULT_DEFINES, MATMUL_LARGE, MATMUL_SMALL, MAX_HEAD_DIM,
                        attention_backward, attention_config, attention_forward,
-                       attention_smem_bytes, matmul, matmul_config, use_kernels)
+                       attention_smem_bytes, device_attribute, matmul, matmul_config,
+                       max_shared_memory, use_kernels)
 
 __all__ = [   # the appendix's public names, for tests and bench_kernels
     "ATTENTION_TILES", "COMPILE_OPTIONS", "DEFAULT_DEFINES", "INSTALLED_KERNEL_DIR", "KERNEL_DIR",
     "MATMUL_LARGE", "MATMUL_SMALL", "MAX_HEAD_DIM", "FusedCausalAttention", "FusedPaddedAttention",
     "attention_backward",
     "attention_config", "attention_forward", "attention_smem_bytes", "batched_matmul",
-    "compiled_kernels", "get_function", "is_available", "kernel_dir", "kernel_source", "launch",
-    "load_module", "matmul", "matmul_config", "use_kernels",
+    "compiled_kernels", "device_attribute", "get_function", "is_available", "kernel_dir",
+    "kernel_source", "launch", "load_module", "matmul", "matmul_config", "max_shared_memory",
+    "use_kernels",
 ]
 
 

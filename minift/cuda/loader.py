@@ -97,7 +97,7 @@ def _with_headers(path):
 
 _modules = {}            # (name, sorted defines) -> cupy.RawModule
 _functions = {}          # (name, sorted defines, kernel name) -> cupy.RawKernel
-_smem_opted_in = {}      # id(kernel) -> dynamic shared memory bytes already allowed
+_smem_opted_in = {}      # (name, sorted defines, kernel name, device id) -> bytes allowed
 
 
 def _key(name, defines):
@@ -177,8 +177,12 @@ def launch(module_name, kernel_name, grid, block, args, defines=None, shared_mem
         raise ValueError(f"{where}: grid {grid} outside CUDA's limits "
                          f"(x < 2**31, y and z <= 65535, all >= 1)")
     func = get_function(module_name, kernel_name, defines)
-    if shared_mem > STATIC_SMEM_LIMIT and _smem_opted_in.get(id(func), 0) < shared_mem:
-        # Above 48 KB a kernel must opt in to the larger shared memory of newer GPUs.
-        func.max_dynamic_shared_size_bytes = int(shared_mem)
-        _smem_opted_in[id(func)] = shared_mem
+    if shared_mem > STATIC_SMEM_LIMIT:
+        # Above 48 KB a kernel must opt in to the larger shared memory of newer GPUs. The
+        # setting belongs to the kernel as loaded on one device, and CuPy loads a kernel
+        # again on each device it runs on: a second GPU needs its own opt-in.
+        opt_in = _key(module_name, defines) + (kernel_name, cp.cuda.runtime.getDevice())
+        if _smem_opted_in.get(opt_in, 0) < shared_mem:
+            func.max_dynamic_shared_size_bytes = int(shared_mem)
+            _smem_opted_in[opt_in] = shared_mem
     func(grid, block, tuple(args), shared_mem=int(shared_mem))

@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from ..backend import get_cupy
-from .loader import STATIC_SMEM_LIMIT, launch
+from .loader import launch
 
 # Tile sizes. matmul: a BM x BN tile of C per block, BK-deep slices of K, TM x TN
 # outputs per thread ((BM/TM) * (BN/TN) threads). The large tile reuses each loaded
@@ -34,18 +34,30 @@ DEFAULT_DEFINES = {
 
 # ----------------------------------------------------------------------------- helpers
 
-_device_attributes = {}   # device id -> {attribute name: value}
+_device_attributes = {}   # (device id, attribute name) -> value
 
 
-def _device_attribute(name, default):
-    """An attribute of the current GPU (cudaDeviceAttr name without the prefix), read
-    once per device: asking the driver for all of them costs more than a launch."""
-    device = get_cupy().cuda.Device()
-    attributes = _device_attributes.get(device.id)
-    if attributes is None:
-        attributes = _device_attributes[device.id] = dict(device.attributes)
-    value = attributes.get(name)
-    return default if value is None else int(value)   # an old CuPy may lack the name
+def device_attribute(name):
+    """An attribute of the current GPU, `name` as in CUDA's cudaDevAttr<name>
+    (MultiProcessorCount, MaxSharedMemoryPerBlockOptin), read once per device with
+    cudaDeviceGetAttribute. Raises when CuPy does not know the attribute: no guess
+    stands in for it (a 48 KB guess for the shared memory would refuse D = 128)."""
+    cp = get_cupy()
+    device = cp.cuda.runtime.getDevice()
+    value = _device_attributes.get((device, name))
+    if value is None:
+        attribute = getattr(cp.cuda.runtime, f"cudaDevAttr{name}", None)
+        if attribute is None:
+            raise RuntimeError(f"CuPy {cp.__version__} has no cupy.cuda.runtime.cudaDevAttr{name}: "
+                               f"cannot read the GPU's {name}")
+        value = _device_attributes[(device, name)] = int(cp.cuda.runtime.deviceGetAttribute(attribute, device))
+    return value
+
+
+def max_shared_memory():
+    """Bytes of shared memory one block of the current GPU may use after opting in
+    (232,448 on an H100, 166,912 on an A100, 101,376 on sm_86/sm_89 cards)."""
+    return device_attribute("MaxSharedMemoryPerBlockOptin")
 
 
 def _require_float32(cp, x, name):
@@ -147,7 +159,7 @@ def matmul(a, b, transpose_a=False, transpose_b=False, *, out=None, accumulate=F
 
     a, transpose_a = _operand(cp, a, transpose_a)
     b, transpose_b = _operand(cp, b, transpose_b)
-    defines = tiles or matmul_config(M, N, batch, _device_attribute("MultiProcessorCount", 108))
+    defines = tiles or matmul_config(M, N, batch, device_attribute("MultiProcessorCount"))
     kernel = f"sgemm_{'t' if transpose_a else 'n'}{'t' if transpose_b else 'n'}"
     block = ((defines["BM"] // defines["TM"]) * (defines["BN"] // defines["TN"]),)
     # Batch elements are blockIdx.z; stride 0 broadcasts one matrix over the batch.
@@ -191,12 +203,9 @@ def attention_config(head_dim, max_smem, backward=False):
         need = max(sizes["dkdv"], sizes["dq"]) if backward else sizes["forward"]
         if need <= max_smem:
             return {"HEAD_DIM": head_dim, "BR": tile, "BC": tile}
-    raise RuntimeError(f"attention kernels: head size {head_dim} needs more shared memory "
-                       f"than this GPU offers ({max_smem} bytes per block)")
-
-
-def _max_smem():
-    return _device_attribute("MaxSharedMemoryPerBlockOptin", STATIC_SMEM_LIMIT)
+    raise RuntimeError(f"attention {'backward' if backward else 'forward'} kernels: head size {head_dim} "
+                       f"needs {need} bytes of shared memory per block at the smallest tile ({tile}); "
+                       f"this GPU offers {max_smem}")
 
 
 def _check_attention_inputs(cp, named, shape=None):
@@ -214,7 +223,9 @@ def _check_attention_inputs(cp, named, shape=None):
 
 def _key_lengths(cp, lengths, B, T):
     """The (B,) int32 device array of real keys per sequence the kernels read: all T
-    when `lengths` is None, else `lengths` checked (integers from 1 to T)."""
+    when `lengths` is None, else `lengths` checked (integers from 1 to T). 0 keys is
+    refused here: the kernels would give o = 0, lse = -inf and zero gradients, but
+    the reference (functional.PaddedAttention) gives NaN, a softmax over no key."""
     if lengths is None:
         return cp.asarray(np.full(B, T, dtype=np.int32))
     host = np.asarray(cp.asnumpy(lengths) if isinstance(lengths, cp.ndarray) else lengths)
@@ -241,7 +252,7 @@ def attention_forward(q, k, v, lengths=None, causal=True):
     if o.size == 0:
         return o, lse
     q, k, v = (_contiguous_aligned(cp, x) for x in (q, k, v))
-    defines = attention_config(D, _max_smem())
+    defines = attention_config(D, max_shared_memory())
     tile = defines["BR"]
     launch("attention_forward", "attention_forward", (B * H, math.ceil(T / tile)),
            ((tile // 4) ** 2,), (q, k, v, o, lse, n_keys, np.int32(T), np.int32(H), np.int32(causal),
@@ -267,7 +278,7 @@ def attention_backward(q, k, v, o, lse, do, lengths=None, causal=True):
         return dq, dk, dv
     q, k, v, o, do = (_contiguous_aligned(cp, x) for x in (q, k, v, o, do))
     lse = cp.ascontiguousarray(lse)
-    defines = attention_config(D, _max_smem(), backward=True)
+    defines = attention_config(D, max_shared_memory(), backward=True)
     tile = defines["BR"]
     smem = attention_smem_bytes(D, tile)
     scale = np.float32(1 / math.sqrt(D))

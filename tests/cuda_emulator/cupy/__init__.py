@@ -1,9 +1,11 @@
 """A fake `cupy` that runs minift's CUDA kernels on the CPU, for tests without a GPU.
 
-Only tests/test_kernels_emulated.py puts tests/cuda_emulator on PYTHONPATH, in a
-subprocess that runs tests/test_kernels_gpu.py; the normal test session never sees
-this module. It provides the part of CuPy that minift/cuda and that test file
-use, and nothing more:
+Only kernels/check_on_device.sh on a machine without a GPU (which
+tests/test_kernels_emulated.py runs) puts tests/cuda_emulator on PYTHONPATH, for the
+commands that run the kernels: tests/test_kernels_gpu.py,
+tests/test_kernels_device_limits.py and tests/device_check.py. The normal test session
+never sees this module. It provides the part of CuPy that minift/cuda and those files
+use, and nothing more (not CuPy's NumPy API: tests/test_gpu_model.py skips here):
 
 * `ndarray` is a NumPy array whose type lives in module `cupy` (which is how
   minift.backend recognises a GPU array). Arrays made here (asarray, empty, zeros,
@@ -19,8 +21,15 @@ use, and nothing more:
   the kernel file's name and line, as a GPU would stop with "misaligned address".
 * `RawKernel.__call__` checks what a real launch would: the argument count, each
   scalar's exact C type (numpy.int32 for int, ...), each pointer's dtype and
-  contiguity, the grid limits and the dynamic shared memory opt-in above 48 KB.
-* `cuda.Device().attributes` gives an H100's multiprocessor count and shared memory.
+  contiguity, the grid limits, the dynamic shared memory opt-in above 48 KB (set
+  for the current device: CuPy loads a kernel once per device) and the device's
+  shared memory limit.
+* The GPUs are the list DEVICES (one H100 by default: its multiprocessor count and
+  shared memory opt-in limit), read through cuda.runtime.deviceGetAttribute as CuPy
+  does; cuda.Device(i) switches between them. Tests change the list to emulate a
+  smaller card or a second GPU; MINIFT_CUDA_EMU_SMEM_OPTIN=101376 (say) gives the
+  default device another limit.
+* cuda.set_allocator does nothing: every array here is its own allocation already.
 
 Libraries are built in $MINIFT_CUDA_EMU_BUILD_DIR (when unset, a temporary folder
 removed at exit) and reused when the same source comes again.
@@ -131,11 +140,63 @@ def _check_guards(array, what):
 
 # ----------------------------------------------------------------------------- device
 
-class Device:
-    id = 0
-    attributes = {"MultiProcessorCount": 132, "MaxSharedMemoryPerBlockOptin": 227 * 1024}  # H100
+# The fake GPUs, one dict of attributes each (CUDA's cudaDevAttr names without the
+# prefix), an H100's by default. Tests change them (monkeypatch) to emulate a smaller
+# card, or a second GPU: launches are checked against the current device's figures.
+H100 = {"MultiProcessorCount": 132, "MaxSharedMemoryPerBlockOptin": 232_448}
+DEVICES = [dict(H100, MaxSharedMemoryPerBlockOptin=int(os.environ.get("MINIFT_CUDA_EMU_SMEM_OPTIN", 232_448)))]
+_current_device = 0
 
-    def __init__(self, device=0):
+
+class CUDARuntimeError(RuntimeError):
+    pass
+
+
+def _runtime_getDevice():
+    return _current_device
+
+
+def _runtime_setDevice(device):
+    global _current_device
+    if not 0 <= device < len(DEVICES):
+        raise CUDARuntimeError(f"cudaErrorInvalidDevice: device {device} of {len(DEVICES)}")
+    _current_device = device
+
+
+# CUDA's numbers for the attributes (driver_types.h), which CuPy exports as
+# cupy.cuda.runtime.cudaDevAttr<name>.
+_ATTRIBUTE_NUMBERS = {16: "MultiProcessorCount", 97: "MaxSharedMemoryPerBlockOptin"}
+
+
+def _runtime_deviceGetAttribute(attribute, device):
+    name = _ATTRIBUTE_NUMBERS.get(attribute)
+    if name is None or not 0 <= device < len(DEVICES):
+        raise CUDARuntimeError(f"cudaErrorInvalidValue: attribute {attribute} of device {device} "
+                               f"(the emulator knows {sorted(_ATTRIBUTE_NUMBERS)})")
+    return DEVICES[device][name]
+
+
+class Device:
+    def __init__(self, device=None):
+        self.id = _current_device if device is None else int(device)
+
+    @property
+    def attributes(self):   # CuPy reads every attribute it knows with deviceGetAttribute
+        return {name: _runtime_deviceGetAttribute(number, self.id)
+                for number, name in _ATTRIBUTE_NUMBERS.items()}
+
+    def use(self):
+        _runtime_setDevice(self.id)
+        return self
+
+    def __enter__(self):
+        self._previous = _current_device
+        return self.use()
+
+    def __exit__(self, *exc):
+        _runtime_setDevice(self._previous)
+
+    def synchronize(self):   # launches finish before they return
         pass
 
 
@@ -146,7 +207,12 @@ class CompileException(Exception):
 
 cuda = types.SimpleNamespace(
     Device=Device,
-    runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
+    set_allocator=lambda allocator=None: None,   # every array here is its own allocation
+    runtime=types.SimpleNamespace(
+        getDeviceCount=lambda: len(DEVICES), getDevice=_runtime_getDevice,
+        setDevice=_runtime_setDevice, deviceGetAttribute=_runtime_deviceGetAttribute,
+        CUDARuntimeError=CUDARuntimeError,
+        **{f"cudaDevAttr{name}": number for number, name in _ATTRIBUTE_NUMBERS.items()}),
     compiler=types.SimpleNamespace(CompileException=CompileException),
 )
 
@@ -247,14 +313,26 @@ class RawModule:
 class RawKernel:
     def __init__(self, library, name, params):
         self.name = name
-        self.max_dynamic_shared_size_bytes = 0
+        self._smem_opt_in = {}   # device -> bytes: CuPy loads a kernel once per device
         self._params = params
         self._library = library
         self._launch = getattr(library, f"emu_launch_{name}")
         self._launch.restype = ctypes.c_int
 
+    @property
+    def max_dynamic_shared_size_bytes(self):
+        return self._smem_opt_in.get(_current_device, 0)
+
+    @max_dynamic_shared_size_bytes.setter
+    def max_dynamic_shared_size_bytes(self, value):
+        limit = DEVICES[_current_device]["MaxSharedMemoryPerBlockOptin"]
+        if value > limit:   # cuFuncSetAttribute: CUDA_ERROR_INVALID_VALUE
+            raise CUDARuntimeError(f"emulated kernel {self.name}: max_dynamic_shared_size_bytes "
+                                   f"{value} > {limit}, the opt-in limit of device {_current_device}")
+        self._smem_opt_in[_current_device] = value
+
     def __call__(self, grid, block, args, shared_mem=0):
-        where = f"emulated kernel {self.name}"
+        where = f"emulated kernel {self.name} on device {_current_device}"
         grid = tuple(grid) + (1,) * (3 - len(grid))
         block = tuple(block) + (1,) * (3 - len(block))
         if block[1:] != (1, 1):
@@ -264,9 +342,9 @@ class RawKernel:
         if shared_mem > 48 * 1024 and shared_mem > self.max_dynamic_shared_size_bytes:
             raise ValueError(f"{where}: {shared_mem} bytes of dynamic shared memory need "
                              f"max_dynamic_shared_size_bytes set first (above 48 KB)")
-        if shared_mem > Device.attributes["MaxSharedMemoryPerBlockOptin"]:
+        if shared_mem > DEVICES[_current_device]["MaxSharedMemoryPerBlockOptin"]:
             raise ValueError(f"{where}: {shared_mem} bytes of shared memory, more than the "
-                             f"device has")
+                             f"device has ({DEVICES[_current_device]['MaxSharedMemoryPerBlockOptin']})")
         if len(args) != len(self._params):
             raise TypeError(f"{where}: takes {len(self._params)} arguments, got {len(args)}")
         values = []
