@@ -1,4 +1,4 @@
-"""Helpers for tests that keep documentation true (README.md, docs/tour.md): run a
+"""Helpers for tests that keep documentation true (README.md, docs/): run a
 snippet as a learner would, and find the files and functions a text names."""
 import ast
 import re
@@ -20,9 +20,10 @@ def run_snippet(snippet, cwd, language="python", timeout=600):
 
 def missing_paths(text):
     """(paths named, those of them that do not exist): `minift/...`, `tests/...`,
-    `demos/...`, `kernels/...` in backquotes, and `python demos/x.py`."""
-    paths = set(re.findall(r"`((?:minift|tests|demos|kernels)/[\w/.]+)", text))
-    paths |= set(re.findall(r"python ((?:demos|tests)/\w+\.py)", text))
+    `demos/...`, `kernels/...`, `benchmarks/...`, `docs/...` in backquotes, and
+    `python demos/x.py` (or benchmarks/, tests/)."""
+    paths = set(re.findall(r"`((?:minift|tests|demos|kernels|benchmarks|docs)/[\w/.-]+)", text))
+    paths |= set(re.findall(r"python ((?:demos|tests|benchmarks)/\w+\.py)", text))
     return paths, [p for p in sorted(paths) if not (ROOT / p.split("::")[0]).exists()]
 
 
