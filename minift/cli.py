@@ -15,6 +15,7 @@ naming the file. Anything else is a bug in minift and keeps its traceback.
 """
 import argparse
 import sys
+import warnings
 
 # The names only: importing the adaptation code would load NumPy and the model before
 # argparse has even checked the command line (tests check these lists stay in step).
@@ -275,6 +276,16 @@ COMMANDS = {"pretrain": cmd_pretrain, "generate": cmd_generate, "finetune": cmd_
             "report": cmd_report, "show": cmd_show}
 
 
+def _check_texts(args):
+    """Texts given on the command line hold only real characters (bytes that are not
+    UTF-8 reach Python as stand-ins that the tokenizer cannot encode)."""
+    from .data import check_text
+    for flag, name in (("a TEXT argument", "texts"), ("--prompt", "prompt"), ("--text", "text")):
+        values = getattr(args, name, None)
+        for value in ([values] if isinstance(values, str) else values or []):
+            check_text(value, f"{flag} ({value.encode('utf-8', 'backslashreplace').decode()[:40]!r})")
+
+
 def _interrupted(args):
     """What Ctrl-C leaves behind, in one sentence."""
     if args.command not in ("pretrain", "finetune", "align"):
@@ -298,7 +309,13 @@ def main(argv=None, speed=None):
     if speed is not None:
         speed(getattr(args, "reference", False))
     try:
-        COMMANDS[args.command](args)
+        _check_texts(args)
+        with warnings.catch_warnings():
+            # NumPy's overflow and invalid-value warnings would print around the one
+            # sentence a mistake gets; what matters (a loss or a weight that is not
+            # finite) minift checks itself and says.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            COMMANDS[args.command](args)
     except MiniftError as e:
         print(f"minift {args.command}: error: {e}", file=sys.stderr)
         return 2

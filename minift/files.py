@@ -13,6 +13,8 @@ the raw little-endian bytes of every array. Loading it cannot run code, and the 
 checks the whole header before it reads a byte of data, so a damaged or tampered file
 is refused with one `MiniftError` sentence instead of loading the wrong weights.
 """
+import errno
+import hashlib
 import json
 import math
 import os
@@ -35,6 +37,7 @@ _ENTRY_KEYS = ("dtype", "shape", "data_offsets")
 # The same bound as the reference safetensors reader: a real header is a few hundred
 # bytes per tensor, so anything larger is damage or an attempt to exhaust memory.
 MAX_HEADER_BYTES = 100_000_000
+MAX_DIMENSION = 2**40     # far past any real tensor's axis; NumPy refuses sizes near 2**63
 
 # What atomic_write names its temporary files: .{name}.{pid}.{uuid4 hex}.tmp
 _TEMP_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>[1-9][0-9]{0,9})\.[0-9a-f]{32}\.tmp")
@@ -50,10 +53,15 @@ def atomic_write(path, data):
     system), is flushed to disk, then renamed over `path`, and the directory is flushed
     so that the rename itself survives a power cut. Returns `path` as a Path.
 
-    If writing fails (disk full, permission denied) the temporary file is removed and
-    the original OSError is raised. A process killed before the rename leaves its
-    temporary file behind; `remove_stale_temp_files` clears those."""
+    If writing fails (disk full, a file-size limit, permission denied) the temporary
+    file is removed and an OSError naming `path` is raised (the system's own error names
+    no file for a full disk, which it meets writing to an open descriptor, and the
+    temporary file for a failed rename). A process
+    killed before the rename leaves its temporary file behind; `remove_stale_temp_files`
+    clears those."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file name", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     pieces = data if isinstance(data, list) else [data]
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
@@ -64,14 +72,35 @@ def atomic_write(path, data):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass    # the caller needs the error that stopped the write, not this one
+        if isinstance(e, OSError) and e.filename != str(path):    # none, or the temporary file's
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
         raise
     _fsync_directory(path.parent)
     return path
+
+
+def resolved(path):
+    """The absolute path of `path`, symbolic links followed, as a string; a link that
+    loops back on itself is one MiniftError naming the path (Path.resolve raises
+    RuntimeError or OSError there, depending on the Python version)."""
+    try:
+        return str(Path(path).resolve())
+    except (RuntimeError, OSError) as e:
+        raise MiniftError(f"{path}: cannot follow this path ({e}); a symbolic link loops back on itself") from None
+
+
+def file_sha256(path):
+    """The sha256 of a file's bytes (read a megabyte at a time), as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _fsync_directory(directory):
@@ -139,7 +168,20 @@ def _json_kind(value):
 
 
 def write_json(path, obj):
-    atomic_write(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Write `obj` as strict JSON, atomically: a float that is not finite (NaN, inf: a
+    loss that diverged, a metric with nothing to average) is written as null, since
+    JSON has no such numbers and other tools refuse Python's `NaN`."""
+    atomic_write(path, json.dumps(_finite_or_null(obj), indent=2, allow_nan=False) + "\n")
+
+
+def _finite_or_null(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value
 
 
 def read_json(path, what="file", expect=None):
@@ -227,12 +269,15 @@ def check_dtypes(header, allowed, path):
             raise MiniftError(f"{path}: tensor '{name}' is {code}, expected {' or '.join(sorted(codes))}")
 
 
-def load_safetensors(path, expect_dtypes=None):
+def load_safetensors(path, expect_dtypes=None, finite=False):
     """Read a safetensors file -> (dict name -> NumPy array, metadata dict).
     The header is checked first, entirely (see read_safetensors_header, which also
     explains `expect_dtypes`); the arrays are then read in file order, straight into
-    their own memory. Every problem is MiniftError naming the file and the tensor,
-    except a missing file, which is FileNotFoundError."""
+    their own memory. With finite=True (weights and checkpoints) every float must be
+    finite: minift never writes NaN or inf (training stops first), so one is damage,
+    and a model would compute NaN from it without a word. Every problem is
+    MiniftError naming the file and the tensor, except a missing file, which is
+    FileNotFoundError."""
     with _open_safetensors(path) as f:
         header, metadata, data_start = _read_header(f, path)
         if expect_dtypes is not None:
@@ -240,6 +285,10 @@ def load_safetensors(path, expect_dtypes=None):
         arrays = {}
         for name, (code, shape, (begin, end)) in sorted(header.items(), key=lambda item: item[1][2]):
             arrays[name] = _read_array(f, path, name, code, shape, data_start + begin, end - begin)
+            if finite and arrays[name].dtype.kind == "f" and not np.isfinite(arrays[name]).all():
+                bad = int((~np.isfinite(arrays[name])).sum())
+                raise MiniftError(f"{path}: tensor '{name}' holds {bad} value(s) that are not finite (NaN or "
+                                  f"inf); the file is damaged or was written by something other than minift")
     return {name: arrays[name] for name in header}, metadata
 
 
@@ -351,6 +400,9 @@ def _check_entry(path, name, info):
         raise MiniftError(f"{where} has unsupported dtype {code!r} (expected one of {', '.join(_DTYPES)})")
     if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
         raise MiniftError(f"{where} has shape {json.dumps(shape)}; expected a list of non-negative integers")
+    if any(d > MAX_DIMENSION for d in shape):
+        raise MiniftError(f"{where} has shape {json.dumps(shape)}: an axis longer than {MAX_DIMENSION:,} "
+                          f"(2**40), which no real tensor has")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)):
         raise MiniftError(f"{where} has data_offsets {json.dumps(offsets)}; "
                           f"expected [begin, end], two non-negative integers")

@@ -14,7 +14,10 @@ def _pick(logits, temperature, top_k, top_p, rng):
     """Choose the next token id from one row of logits (V,) (a NumPy array)."""
     if temperature == 0:
         return int(np.argmax(logits))
-    logits = logits.astype(np.float64) / temperature
+    # Shift first, then scale: every value is <= 0 before the division, so a tiny
+    # temperature sends all but the best to -inf (probability 0), never to inf - inf = NaN.
+    with np.errstate(over="ignore"):
+        logits = (logits.astype(np.float64) - logits.max()) / temperature
     if top_k is not None and top_k < logits.size:
         kth = np.partition(logits, -top_k)[-top_k]
         logits = np.where(logits < kth, -np.inf, logits)
@@ -47,10 +50,13 @@ def generate(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, top
                           "masked tokens from both sides, which cannot continue a text")
     if len(prompt_ids) == 0:
         raise MiniftError("generate needs a non-empty prompt (start with the end-of-text id for none)")
-    if not (temperature >= 0 and math.isfinite(temperature)) or max_new_tokens < 0 or \
-            (top_p is not None and not 0 < top_p <= 1) or (top_k is not None and top_k < 1):
-        raise MiniftError(f"generate: need --temperature a finite number >= 0, --max-new-tokens >= 0, "
-                          f"0 < --top-p <= 1 and --top-k >= 1; got {temperature}, {max_new_tokens}, {top_p}, {top_k}")
+    problems = [f"{flag} must be {rule}, got {value}" for flag, value, rule, ok in (
+        ("--temperature", temperature, "a finite number >= 0 (0: greedy)", temperature >= 0 and math.isfinite(temperature)),
+        ("--max-new-tokens", max_new_tokens, ">= 0", max_new_tokens >= 0),
+        ("--top-p", top_p, "in (0, 1]", top_p is None or 0 < top_p <= 1),
+        ("--top-k", top_k, ">= 1", top_k is None or top_k >= 1)) if not ok]
+    if problems:
+        raise MiniftError("generate: " + "; ".join(problems))
     was_training = model.training
     model.eval()
     block = model.config.block_size

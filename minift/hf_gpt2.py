@@ -224,7 +224,7 @@ def load_hf_gpt2(path, device="cpu"):
     header, _ = read_safetensors_header(weights)
     names = match_weights(header, config, weights)          # before anything is allocated
     model = GPT(config)
-    arrays, _ = load_safetensors(weights)
+    arrays, _ = load_safetensors(weights, finite=True)
     for name, p in model.named_parameters():                # a tied lm_head is wte, listed once
         # The arrays just read become the parameters (no copy): at 124M a copy is 500 MB more.
         p.data = arrays.pop(names[name]).astype(p.dtype, copy=False)
@@ -271,7 +271,7 @@ def _read_source(source):
     _check_exportable(config, run.file(CONFIG))
     tokenizer = run.load_tokenizer(cfg)
     run.check_weights(config)
-    arrays, _ = load_safetensors(run.file(WEIGHTS), expect_dtypes=FLOAT_DTYPES)
+    arrays, _ = load_safetensors(run.file(WEIGHTS), expect_dtypes=FLOAT_DTYPES, finite=True)
     if cfg["kind"] == "classifier":
         if not config.tie_weights:
             raise MiniftError(f"{run.path} is a classifier run whose model had an untied LM head, which "

@@ -225,6 +225,28 @@ def language_model(config, seed=0, dtype=np.float32):
 EMBEDDING_TABLES = ("wte", "wpe")   # token and position tables: lookups, never decayed
 
 
+def parameter_count(config):
+    """How many numbers a GPT (or Encoder) of `config` holds, from the config alone: a
+    plan is checked against memory before anything is allocated."""
+    C, b = config.n_embd, int(config.bias)
+    block = 2 * (C + b * C) + (3 * C * C + b * 3 * C) + (C * C + b * C) + (4 * C * C + b * 4 * C) + (4 * C * C + b * C)
+    head = 0 if config.tie_weights else config.vocab_size * C
+    return (config.vocab_size + config.block_size) * C + config.n_layer * block + (C + b * C) + head
+
+
+def training_bytes(config, batch_size, T, trainable=None):
+    """A lower bound of the memory one training step of a GPT of `config` holds, in
+    bytes: float32 weights, and for the `trainable` numbers (default: all) their
+    gradients and AdamW's two moments; the activations backward needs, at least 8
+    numbers a channel per token in each block; and the logits, twice (with their
+    softmax). Real steps hold more: this catches a plan that cannot fit at all."""
+    weights = parameter_count(config)
+    trainable = weights if trainable is None else trainable
+    tokens = batch_size * T
+    activations = tokens * (config.n_layer * 8 * config.n_embd + 2 * config.vocab_size)
+    return 4 * (weights + 3 * trainable + activations)
+
+
 def param_groups(module, weight_decay, trainable_only=False):
     """Optimizer groups [decay, no decay] for the parameters of `module`:
 

@@ -12,7 +12,6 @@ whole in config.json, so a run can be resumed (or reproduced) from its directory
 """
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -22,10 +21,11 @@ from .data import (
     split_into_documents, tokenize_corpus, train_val_split,
 )
 from .errors import MiniftError
+from .files import resolved
 from .hf_gpt2 import is_hf_model_dir, load_hf_gpt2
-from .model import PRESETS, GPTConfig, language_model, param_groups
+from .model import PRESETS, GPTConfig, language_model, param_groups, training_bytes
 from .optim import AdamW, WarmupCosine
-from .runs import PRETRAINED_KINDS, RunDir, claim, config_from_json, refuse_changes
+from .runs import PRETRAINED_KINDS, RunDir, check_memory, claim, config_from_json, refuse_changes
 from .trainer import Trainer
 
 # Recipes per model preset (model.PRESETS has the architectures). "small" is what
@@ -77,7 +77,7 @@ class PretrainConfig:
                 setattr(self, key, value)
         if self.eval_every is None:
             self.eval_every = max(1, min(100, self.steps // 10))
-        self.corpus_files = [str(Path(f).resolve()) for f in self.corpus_files]
+        self.corpus_files = [resolved(f) for f in self.corpus_files]
         for name, flag, low in (("steps", "--steps", 1), ("batch_size", "--batch-size", 1),
                                 ("grad_accum", "--grad-accum", 1), ("eval_every", "--eval-every", 1),
                                 ("vocab_size", "--vocab-size", 258 + (self.arch == "encoder")),
@@ -181,15 +181,16 @@ def pretrain(out_dir, config=None, *, resume=False, device="cpu", until=None, lo
     checkpointing), as an interruption would.
     """
     with claim(out_dir, "pretrain", resume, device) as run:
-        if resume and run.holds_run():
+        if resume:                                          # (claim: the run exists)
             config, tokenizer, documents = reopen(run, config or {}, log)
             ids = None                                      # from the token cache, if it is current
         else:
-            if resume:
-                log(f"{out_dir} holds no run yet (it stopped before writing {run.file('config.json').name}): "
-                    f"starting it")
             config = config if isinstance(config, PretrainConfig) else PretrainConfig(**(config or {}))
             run.require_new()
+            check_memory(training_bytes(config.model_config(config.vocab_size), config.batch_size,
+                                        PRESETS[config.preset]["block_size"]),
+                         f"pretraining the {config.preset} preset with batch size {config.batch_size}",
+                         "lower --batch-size", device)
             tokenizer, documents, ids = start(run, config, log)
         model_config = config.model_config(tokenizer.vocab_size)
         ids = tokenize_corpus(documents, tokenizer, cache_dir=run.path, ids=ids)

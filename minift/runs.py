@@ -31,7 +31,7 @@ from .backend import get_cupy
 from .data import Tokenizer
 from .errors import MiniftError
 from .files import (
-    load_safetensors, read_json, read_safetensors_header, remove_stale_temp_files,
+    file_sha256, load_safetensors, read_json, read_safetensors_header, remove_stale_temp_files,
     save_safetensors, write_json,
 )
 from .model import GPTConfig
@@ -100,6 +100,20 @@ class RunDir:
             raise
         return self
 
+    def in_use(self):
+        """Who holds this directory's lock (the .owner line), or None when no process
+        does: a reader can tell a run that stopped from one still being written."""
+        if fcntl is None or not self.path.is_dir():
+            return None
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return self._holder()
+        finally:
+            os.close(fd)                        # (releases the lock if it was taken)
+        return None
+
     def _holder(self):
         try:
             return self.file(OWNER).read_text(encoding="utf-8").strip() or "holder unknown"
@@ -109,10 +123,13 @@ class RunDir:
     def unlock(self, remove_if_unused=False):
         """Give the directory up. With remove_if_unused, a directory this lock created and
         in which nothing was written is removed again (a command that failed its checks
-        leaves nothing behind)."""
+        leaves nothing behind). A directory left with files but no run (a failure between
+        tokenizer.json and config.json) keeps its .owner: the mark that minift wrote them,
+        so that the run may start there again (`require_unused`)."""
         if self._lock_fd is None:
             return
-        self.file(OWNER).unlink(missing_ok=True)
+        if self.holds_run() or not [p for p in self.path.iterdir() if p.name != OWNER]:
+            self.file(OWNER).unlink(missing_ok=True)
         if remove_if_unused and self._made_dir:
             try:
                 self.path.rmdir()               # only succeeds when empty
@@ -141,6 +158,18 @@ class RunDir:
         if self.holds_run():
             raise MiniftError(f"{self.path} already holds a run; continue it with --resume, "
                               f"or choose another {flag}")
+
+    def require_unused(self, flag="--out"):
+        """Refuse to start a run in a directory that holds files minift did not write: a
+        new run goes into a new or empty directory, or one that a minift command left
+        before its run was written (its .owner marks it). A user's folder that happens
+        to hold a metrics.json is never written into."""
+        if not self.path.is_dir() or self.holds_run() or self.file(OWNER).exists():
+            return
+        found = sorted(p.name for p in self.path.iterdir())
+        if found:
+            raise MiniftError(f"{self.path} is not empty ({len(found)} entries, such as {found[0]!r}) and holds no "
+                              f"minift run; a run starts only in a new or empty directory: choose another {flag}")
 
     def remove(self, kinds):
         """Delete this run directory, but only when it holds a run of one of `kinds` (the
@@ -213,7 +242,7 @@ class RunDir:
     def load_weights(self, model):
         """Load model.safetensors into `model` (call check_weights before building it)."""
         path = self.file(WEIGHTS)
-        arrays, _ = load_safetensors(path, expect_dtypes=FLOAT_DTYPES)
+        arrays, _ = load_safetensors(path, expect_dtypes=FLOAT_DTYPES, finite=True)
         try:
             model.load_state_dict(arrays)
         except KeyError as e:        # load_state_dict lists every problem, one per line: make it one line
@@ -256,7 +285,7 @@ class RunDir:
         path = self.file(CHECKPOINT)
         if not path.exists():
             return None
-        arrays, meta = load_safetensors(path, expect_dtypes=FLOAT_DTYPES)
+        arrays, meta = load_safetensors(path, expect_dtypes=FLOAT_DTYPES, finite=True)
         try:
             meta = json.loads(meta["minift"])
             step = meta["step"]
@@ -309,9 +338,11 @@ class RunDir:
         if step is None:
             return None
         weights = self.weights_step()
-        if weights != step:
+        metrics = self.read_metrics() or {}
+        if weights != step or (not self.is_finished() and metrics.get("step") != step):
             model_state, _, meta = self.load_checkpoint()
-            log(f"repairing {self.path}: {WEIGHTS} was at step {weights}, the checkpoint at step {step}")
+            log(f"repairing {self.path}: {WEIGHTS} was at step {weights} and {METRICS} at step "
+                f"{metrics.get('step')}, the checkpoint at step {step}")
             self.save_weights(model_state, step)
             self.write_metrics({**meta["history"], "step": step, "finished": False})
         return step
@@ -319,13 +350,58 @@ class RunDir:
 
 def claim(path, command, resume=False, device="cpu"):
     """The locked RunDir of a training command (`with claim(...) as run:`), after the
-    checks that need no file: the device exists, and --resume has a directory to resume."""
+    checks that need no file: the device exists; --resume has a run to resume (its
+    config.json says how it was started: without it, resuming would have to guess); a
+    new run's directory is new, empty or minift's own."""
     if device == "cuda":
         get_cupy()                          # fail now, with the reason, before anything is written
     run = RunDir(path)
-    if resume and not run.path.is_dir():
-        raise MiniftError(f"nothing to resume: {run.path} does not exist (start the run without --resume)")
+    if resume and not run.holds_run():
+        why = "does not exist" if not run.path.exists() else \
+            f"holds no run to resume (no {CONFIG}: the run stopped before writing it, so how it was started is unknown)"
+        raise MiniftError(f"nothing to resume: {run.path} {why}; start the run again without --resume")
+    run.require_unused()
     return run.lock(command)
+
+
+def available_memory():
+    """Bytes this machine can give new allocations now (MemAvailable in /proc/meminfo on
+    Linux; elsewhere the physical memory), or None when it cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(nbytes, what, advice, device="cpu"):
+    """Refuse, in one sentence with the figures, a plan whose lower bound of memory
+    (`nbytes`, model.training_bytes) is more than the machine has: before anything is
+    allocated or written, not as a MemoryError minutes later. (The GPU's memory is the
+    GPU's to report.)"""
+    available = available_memory() if device == "cpu" else None
+    if available is not None and nbytes > available:
+        raise MiniftError(f"{what} needs at least {nbytes / 2**30:,.1f} GiB of memory; this machine has "
+                          f"{available / 2**30:,.1f} GiB available: {advice}")
+
+
+def check_init_unchanged(cfg, tokenizer, path):
+    """For --resume of a run started from another one (its --init, as config.json
+    records it): that run's weights and tokenizer must still be the ones this run began
+    with, or the resumed run would quietly continue with others."""
+    init = Path(cfg["init"])
+    digest = cfg.get("init_sha256")
+    if digest is not None and (not (init / WEIGHTS).is_file() or file_sha256(init / WEIGHTS) != digest):
+        raise MiniftError(f"{init / WEIGHTS} changed (or is gone) since the run in {path} started; --resume "
+                          f"needs the same --init (restore it, or start a new run)")
+    expected = cfg.get("tokenizer_fingerprint")
+    if expected is not None and tokenizer.fingerprint() != expected:
+        raise MiniftError(f"the tokenizer of {init} changed since the run in {path} started; --resume needs the "
+                          f"same --init (restore it, or start a new run)")
 
 
 def refuse_changes(config, insisted, path, flags=None):

@@ -2,12 +2,14 @@
 
     python tests/kill_at_write.py SPEC_JSON
 
-SPEC_JSON: {"command": "pretrain" | "finetune", "out": dir, "init": dir (finetune),
-"config": {settings}, "resume": bool, "kill_at": N or null, "phase": "before" | "after",
-"log": file or null}. Every atomic write of minift ends with os.replace(temp, final);
-the N-th such rename is the kill point: "before" kills with the temp file written and
-the final file not yet replaced, "after" right after the rename. With a "log" file,
-the name of every file renamed is appended to it (to count the write points).
+SPEC_JSON: {"command": "pretrain" | "finetune" | "align", "out": dir, "init": dir
+(finetune, align), "config": {settings}, "resume": bool, "until": step or null (stop
+early there, as the commands' `until` does), "kill_at": N or null, "phase": "before" |
+"after", "log": file or null}. Every atomic write of minift ends with
+os.replace(temp, final); the N-th such rename is the kill point: "before" kills with the
+temp file written and the final file not yet replaced, "after" right after the rename.
+With a "log" file, the name of every file renamed is appended to it (to count the write
+points).
 """
 import json
 import os
@@ -34,15 +36,19 @@ def install(kill_at, phase, log):
 def main():
     spec = json.loads(sys.argv[1])
     install(spec.get("kill_at"), spec.get("phase", "before"), spec.get("log"))
-    quiet = dict(log=lambda *a, **k: None)
+    common = dict(resume=spec["resume"], until=spec.get("until"), log=lambda *a, **k: None)
     if spec["command"] == "pretrain":
         from minift.pretrain import PretrainConfig, pretrain
         config = spec["config"] if spec["resume"] else PretrainConfig(**spec["config"])
-        pretrain(spec["out"], config, resume=spec["resume"], **quiet)
-    else:
+        pretrain(spec["out"], config, **common)
+    elif spec["command"] == "finetune":
         from minift.adapt import FinetuneConfig, finetune
         config = spec["config"] if spec["resume"] else FinetuneConfig(**spec["config"])
-        finetune(spec["init"], spec["out"], config, resume=spec["resume"], **quiet)
+        finetune(spec["init"], spec["out"], config, **common)
+    else:
+        from minift.align import AlignConfig, align
+        config = spec["config"] if spec["resume"] else AlignConfig(**spec["config"])
+        align(spec["init"], spec["out"], config, **common)
 
 
 if __name__ == "__main__":

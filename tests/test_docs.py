@@ -57,3 +57,11 @@ def test_the_readme_is_a_front_page():
     explanations live in docs/ (DESIGN.md section 8: about 200 lines)."""
     lines = TEXTS["README.md"].count("\n")
     assert lines <= 250, f"README.md has {lines} lines: move the long parts to a page of docs/"
+
+
+def test_each_promise_of_the_robustness_table_names_its_test():
+    rows = [line for line in TEXTS["docs/robustness.md"].splitlines()
+            if line.startswith("| ") and not line.startswith(("| when", "|---"))]
+    assert len(rows) >= 20
+    for row in rows:
+        assert re.search(r"\| `tests/\w+\.py(::\w+)?`[^|]*\|$", row), f"a promise without its test: {row}"

@@ -105,8 +105,8 @@ def test_masking_chooses_15_percent_and_splits_them_80_10_10():
     lengths = rng.integers(1, 101, 400)
     inputs, targets = mask_tokens(ids, np.random.default_rng(1), mask_id=2, first_regular_id=3, vocab_size=500,
                                   lengths=lengths)
-    chosen = targets != IGNORE
-    np.testing.assert_array_equal(chosen.sum(axis=1), np.maximum(1, np.rint(MASK_FRACTION * lengths)))
+    chosen = targets != -100                              # PyTorch's ignore_index, as cross_entropy's
+    np.testing.assert_array_equal(chosen.sum(axis=1), np.maximum(1, np.rint(0.15 * lengths)))
     assert not chosen[np.arange(100)[None, :] >= lengths[:, None]].any()            # never padding
     np.testing.assert_array_equal(targets[chosen], ids[chosen])
     np.testing.assert_array_equal(inputs[~chosen], ids[~chosen])
@@ -117,6 +117,7 @@ def test_masking_chooses_15_percent_and_splits_them_80_10_10():
     for share, expected in ((masked, 0.8), (same, 0.1 + 0.1 / 497), (other, 0.1 - 0.1 / 497)):
         assert abs(share - expected) < 4 * np.sqrt(expected * (1 - expected) / n), (share, expected)
     assert inputs.min() >= 2 and inputs[chosen & (inputs != 2)].min() >= 3   # never another special token
+    assert (MASK_FRACTION, IGNORE) == (0.15, -100)        # and the constants a reader finds say so too
 
 
 def test_documents_of_a_stream():

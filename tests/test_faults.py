@@ -1,9 +1,13 @@
 """Fault injection: what docs/robustness.md's "What happens when things go wrong" promises.
 
-- A SIGKILL at any write point of a pretraining or a fine-tuning run (each atomic rename
-  of config, tokenizer, token cache, checkpoint, weights and metrics: just before it and
-  just after it), followed by the same command with --resume, ends with weights and loss
-  history bit-identical to an uninterrupted run, and no temp file left behind.
+- A SIGKILL at any write point of a pretraining, fine-tuning or alignment (SFT, DPO) run
+  (each atomic rename of config, tokenizer, token cache, built-in data, checkpoint,
+  weights and metrics: just before it and just after it), followed by the same command
+  with --resume, ends with weights and loss history bit-identical to an uninterrupted
+  run, and no temp file left behind. A resume stopped before its first step already
+  finds weights and metrics at the checkpoint's step (RunDir.repair). Killed before
+  config.json exists, --resume refuses (how the run was started is unknown) and the same
+  command without it starts afresh, to the same result.
 - Two commands on one run directory: the second fails at once naming the first.
 - A read-only directory and a full disk: one line, exit code 2, nothing lost; after the
   disk has room again, --resume finishes the run exactly.
@@ -22,7 +26,7 @@ import pytest
 
 from minift.data import feedback
 from minift.files import load_safetensors
-from minift.runs import CHECKPOINT, WEIGHTS, RunDir
+from minift.runs import CHECKPOINT, CONFIG, WEIGHTS, RunDir
 
 HERE = Path(__file__).resolve().parent
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(HERE.parent))
@@ -40,20 +44,37 @@ def cli(*args, timeout=120):
 
 
 def outcome(out):
-    """(weights, loss history without timings, metrics' test results) of a finished run."""
+    """(weights, loss history without timings, evaluations, metrics' test results) of a
+    finished run."""
     weights, _ = load_safetensors(Path(out) / WEIGHTS)
     metrics = json.loads((Path(out) / "metrics.json").read_text())
     history = metrics["history"] if "history" in metrics else metrics
     losses = [(r["step"], r["loss"], r.get("grad_norm")) for r in history["train"]]
-    return weights, losses, metrics.get("test")
+    return weights, losses, history["eval"], metrics.get("test")
 
 
 def assert_same(a, b, what):
-    wa, la, ta = a
-    wb, lb, tb = b
+    wa, la, ea, ta = a
+    wb, lb, eb, tb = b
     assert wa.keys() == wb.keys() and all(np.array_equal(wa[k], wb[k]) for k in wa), f"{what}: weights differ"
     assert la == lb, f"{what}: loss history differs"
+    assert ea == eb, f"{what}: evaluations differ"
     assert ta == tb, f"{what}: test results differ"
+
+
+def behind_checkpoint(out):
+    """How model.safetensors in `out` differs from its checkpoint's weights (None: it holds
+    them): what RunDir.repair() restores after a crash between the two writes."""
+    run = RunDir(out)
+    if run.is_finished():
+        return None
+    model_state, _, meta = run.load_checkpoint()
+    if run.weights_step() != meta["step"]:
+        return f"{WEIGHTS} is at step {run.weights_step()}, the checkpoint at step {meta['step']}"
+    weights, _ = load_safetensors(run.file(WEIGHTS))
+    if weights.keys() != model_state.keys() or not all(np.array_equal(weights[k], model_state[k]) for k in weights):
+        return f"{WEIGHTS} does not hold the checkpoint's weights"
+    return None
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +117,27 @@ def kill_and_resume(spec, point, phase):
     if killed.returncode != -9:
         return spec["out"], f"expected SIGKILL at write {point} ({phase}), got exit {killed.returncode}: " \
                             f"{killed.stderr[-500:]}"
+    if not RunDir(spec["out"]).holds_run():
+        # Killed before config.json: how the run was started is unknown, so --resume refuses
+        # (it would have to guess) and the same command without it starts the run afresh.
+        refused = child(dict(spec, resume=True))
+        if refused.returncode == 0 or "nothing to resume" not in refused.stderr:
+            return spec["out"], f"--resume with no {CONFIG} after a kill at write {point} ({phase}) was not " \
+                                f"refused: exit {refused.returncode}: {refused.stderr[-500:]}"
+        started = child(spec)
+        if started.returncode != 0:
+            return spec["out"], f"a new start after a kill at write {point} ({phase}) failed: {started.stderr[-800:]}"
+        return spec["out"], None
+    step = RunDir(spec["out"]).checkpoint_step()
+    if step is not None:
+        # A resume that stops before its first step (until=) shows the directory as the resume
+        # found it once repaired: without repair(), a kill between the checkpoint and the
+        # weights would leave them a step apart until the next checkpoint.
+        stopped = child(dict(spec, resume=True, until=step))
+        problem = f"exit {stopped.returncode}: {stopped.stderr[-800:]}" if stopped.returncode else \
+            behind_checkpoint(spec["out"])
+        if problem:
+            return spec["out"], f"a resume stopped at step {step} after a kill at write {point} ({phase}): {problem}"
     resumed = child(dict(spec, resume=True))
     if resumed.returncode != 0:
         return spec["out"], f"--resume after a kill at write {point} ({phase}) failed: {resumed.stderr[-800:]}"
@@ -143,6 +185,71 @@ def test_sigkill_at_every_write_point_of_finetuning_then_resume_is_exact(tmp_pat
         assert problem is None, problem
         assert_same(outcome(out), reference, f"killed at {label}")
         assert not [p.name for p in Path(out).iterdir() if p.name.endswith(".tmp")]
+
+
+def align_spec(init, method):
+    """A make_spec for `align --method method` from `init`: built-in data (so that data.jsonl
+    is a write point too), 36 examples or world pairs -> 32 trained, 4 steps of 8, a
+    checkpoint at steps 2 and 4; no judge at the end (it samples 52 responses)."""
+    def spec(out, **extra):
+        config = {"method": method, "examples": 36, "epochs": 1, "batch_size": 8, "judge_samples": 0, "seed": 1}
+        if method == "dpo":
+            config.update(pairs_from="world", lr=1e-3)           # world pairs: no sampling from the init
+        return {"command": "align", "init": str(init), "out": str(out), "config": config, "resume": False,
+                **extra}
+    return spec
+
+
+@pytest.fixture(scope="module")
+def straight_sft(tmp_path_factory, straight_pretrain):
+    """An uninterrupted SFT run from the pretrained one, and the files it renames, in order."""
+    init, _ = straight_pretrain
+    folder = tmp_path_factory.mktemp("straight_sft")
+    log = folder / "writes.log"
+    done = child(align_spec(init, "sft")(folder / "run", log=str(log)))
+    assert done.returncode == 0, done.stderr
+    return folder / "run", log.read_text().split()
+
+
+def assert_every_kill_resumed_exactly(straight, writes, make_spec, tmp_path):
+    """Kill a run at every write point of `writes`, before and after the rename, resume
+    each, and compare with the uninterrupted run in `straight`."""
+    assert {"tokenizer.json", "data.jsonl", "config.json", "model.safetensors", "metrics.json"} <= set(writes)
+    assert writes.count("checkpoint.safetensors") == 2          # one checkpoint mid-run: the resume trains on
+    reference = outcome(straight)
+    results = every_write_point(make_spec, len(writes), tmp_path)
+    for (out, problem), label in zip(results, [f"{w} {p}" for w in writes for p in ("before", "after")]):
+        assert problem is None, problem
+        assert_same(outcome(out), reference, f"killed at {label}")
+        assert RunDir(out).is_finished() and not [p.name for p in Path(out).iterdir() if p.name.endswith(".tmp")]
+
+
+def test_sigkill_at_every_write_point_of_sft_then_resume_is_exact(tmp_path, straight_pretrain, straight_sft):
+    init, _ = straight_pretrain
+    straight, writes = straight_sft
+    assert_every_kill_resumed_exactly(straight, writes, align_spec(init, "sft"), tmp_path)
+
+
+def test_sigkill_at_every_write_point_of_dpo_then_resume_is_exact(tmp_path, straight_sft):
+    init, _ = straight_sft                                        # DPO starts from the SFT run, as documented
+    make_spec = align_spec(init, "dpo")
+    log = tmp_path / "writes.log"
+    done = child(make_spec(tmp_path / "straight", log=str(log)))
+    assert done.returncode == 0, done.stderr
+    assert_every_kill_resumed_exactly(tmp_path / "straight", log.read_text().split(), make_spec, tmp_path)
+
+
+def test_a_kill_between_weights_and_metrics_is_repaired_by_the_next_resume(tmp_path, straight_pretrain,
+                                                                           corpus_file):
+    _, writes = straight_pretrain
+    point = writes.index("metrics.json", writes.index("checkpoint.safetensors")) + 1   # the first checkpoint's
+    spec = pretrain_spec(tmp_path / "run", corpus_file)
+    assert child(dict(spec, kill_at=point, phase="before")).returncode == -9
+    run = RunDir(spec["out"])
+    step = run.checkpoint_step()
+    assert child(dict(spec, resume=True, until=step)).returncode == 0          # repairs, then stops at once
+    _, _, meta = run.load_checkpoint()
+    assert run.read_metrics() == {**meta["history"], "step": step, "finished": False}
 
 
 def test_a_second_command_on_the_same_directory_fails_at_once(tmp_path, corpus_file):

@@ -11,6 +11,7 @@ before all inputs have been checked; a run stopped at any moment continues with
 """
 import hashlib
 import math
+import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -18,11 +19,12 @@ import numpy as np
 
 from ..data import LabeledData, encode_labels, feedback, label_vocabulary, load_labeled, stratified_split
 from ..errors import MiniftError
-from ..files import atomic_write, write_json
-from ..model import language_model, param_groups
+from ..files import atomic_write, file_sha256, resolved, write_json
+from ..model import language_model, param_groups, training_bytes
 from ..optim import AdamW, WarmupCosine
 from ..pretrain import load_gpt
-from ..runs import FINETUNED_KINDS, RunDir, claim, config_from_json, refuse_changes
+from ..runs import (FINETUNED_KINDS, WEIGHTS, RunDir, check_init_unchanged, check_memory, claim, config_from_json,
+                    refuse_changes)
 from ..trainer import Progress, Trainer
 from .heads import POOLINGS
 from .lora import has_lora, merge_lora, parameter_counts
@@ -85,8 +87,8 @@ class FinetuneConfig:
                 setattr(self, key, value)
         if self.k is None:
             self.k = DEFAULT_K.get(self.strategy)
-        self.train_file = str(Path(self.train_file).resolve()) if self.train_file else None
-        self.test_files = [str(Path(f).resolve()) for f in self.test_files]
+        self.train_file = resolved(self.train_file) if self.train_file else None
+        self.test_files = [resolved(f) for f in self.test_files]
         trains = self.strategy != "prompt"
         for name, flag, low in (("epochs", "--epochs", 1 if trains else 0), ("batch_size", "--batch-size", 1),
                                 ("lora_rank", "--lora-rank", 1), ("seed", "--seed", 0),
@@ -157,7 +159,24 @@ def load_finetune_data(config):
             tests[name] = load_labeled(f, config.text_column, config.label_column)
     for data in [train, *tests.values()]:
         data.require_examples()
+    if len(set(train.labels)) < 2:
+        raise MiniftError(f"{train.source}: every example has the label {train.labels[0]!r}; telling classes "
+                          f"apart needs at least 2 labels (a prompt with one label to choose from scores 100% "
+                          f"whatever the text)")
+    _note_labels_differing_in_case(train)
     return train, tests
+
+
+def _note_labels_differing_in_case(data):
+    """Labels that differ only in case ("Positive" and "positive") are two classes, as
+    the file says; a note says so, since it is more often a slip than an intent."""
+    by_lower = {}
+    for label in sorted(set(data.labels)):
+        by_lower.setdefault(label.casefold(), []).append(label)
+    for same in by_lower.values():
+        if len(same) > 1:
+            print(f"note: {data.source}: the labels {', '.join(repr(x) for x in same)} differ only in case; they "
+                  f"are {len(same)} classes (make them one in the file if they mean one)", file=sys.stderr)
 
 
 def split_data(train, tests, labels, config):
@@ -194,7 +213,7 @@ def finetune(init, out_dir, config=None, *, device="cpu", resume=False, until=No
     the run's). `until` stops training early at that step, as an interruption would.
     """
     with claim(out_dir, "finetune", resume, device) as run:
-        if resume and run.holds_run():
+        if resume:                                          # (claim: the run exists)
             if run.is_finished():
                 log(f"{out_dir} already finished fine-tuning")
                 return None, None, run.read_metrics()
@@ -206,6 +225,8 @@ def finetune(init, out_dir, config=None, *, device="cpu", resume=False, until=No
                 raise MiniftError("--init is required: the pretraining run to start from")
         train_data, tests = load_finetune_data(config)
         gpt, tokenizer, init_cfg = load_gpt(init, device, command="finetune --init", finished=True)
+        if resume:
+            check_init_unchanged(run.read_config(), tokenizer, run.path)
         for note in init_cfg.get("notes", ()):              # a Hugging Face GPT-2 directory: padding
             log(note)
         _check_against_model(config, gpt.config)
@@ -213,6 +234,7 @@ def finetune(init, out_dir, config=None, *, device="cpu", resume=False, until=No
             config = replace(config, pooling="last" if gpt.config.causal else "mean")
         labels = label_vocabulary(train_data.labels)
         texts, y = split_data(train_data, tests, labels, config)
+        _check_memory(config, gpt.config, len(y["train"]), device)
         task = make_task(config, labels, tokenizer, gpt.config, texts["train"], y["train"])
         model = task.build(gpt).to(device)
         encoded, truncated = {}, {}
@@ -225,7 +247,8 @@ def finetune(init, out_dir, config=None, *, device="cpu", resume=False, until=No
         if not run.holds_run():
             run.save_tokenizer(tokenizer)
             run.write_config({"kind": task.kind, "format": 2, "strategy": config.strategy, "model": gpt.config,
-                              **task.to_config(), "init": str(Path(init).resolve()),
+                              **task.to_config(), "init": resolved(init),
+                              "init_sha256": file_sha256(Path(init) / WEIGHTS),
                               "tokenizer_fingerprint": tokenizer.fingerprint(), "train": config.recipe(),
                               "finetune": config.to_dict(), "data_sha256": file_digests(config),
                               "data": {"train": train_data.source, "tests": {n: d.source for n, d in tests.items()}}})
@@ -238,6 +261,19 @@ def finetune(init, out_dir, config=None, *, device="cpu", resume=False, until=No
                              "truncated": truncated, "skipped_empty": skipped})
         run.write_metrics(metrics)                  # last: the run is finished once this file says so
     return model, tokenizer, metrics
+
+
+def _check_memory(config, model_config, n_train, device):
+    """Refuse, before the adapters are allocated, a plan that cannot fit in memory (a
+    LoRA rank of 10^8 needs tens of GiB): adapters of rank r add r (in + out) numbers at
+    each adapted Linear, 6 r C a block for attention and 10 r C more for the MLP."""
+    if config.strategy == "lora":
+        adapters = model_config.n_layer * config.lora_rank * model_config.n_embd * (6 + 10 * config.lora_mlp)
+        nbytes = training_bytes(model_config, min(config.batch_size, n_train), 1, trainable=adapters) + 4 * adapters
+        check_memory(nbytes, f"LoRA of rank {config.lora_rank}", "lower --lora-rank", device)
+    else:
+        check_memory(training_bytes(model_config, min(config.batch_size, n_train), 1),
+                     f"fine-tuning with batch size {config.batch_size}", "lower --batch-size", device)
 
 
 def _check_against_model(config, model_config):
@@ -309,7 +345,7 @@ def reopen(run, init, insisted):
         raise MiniftError(f"{run.path} was written before fine-tuning runs could be resumed; start it again "
                           f"in a new directory")
     config = config_from_json(FinetuneConfig, cfg["finetune"], run.file("config.json"), "finetune")
-    if init is not None and str(Path(init).resolve()) != cfg["init"]:
+    if init is not None and resolved(init) != cfg["init"]:
         raise MiniftError(f"--init {init} contradicts the run in {run.path}, which was started from {cfg['init']}")
     refuse_changes(config, insisted, run.path, flags={"train_file": "--train", "test_files": "--test",
                                                       "class_weighting": "--class-weights"})
@@ -368,6 +404,9 @@ def load_finetuned(run_dir, device="cpu"):
     run = RunDir(run_dir)
     cfg = run.read_config(FINETUNED_KINDS, command="classify")
     if not run.is_finished():
+        holder = run.in_use()
+        if holder is not None:
+            raise MiniftError(f"{run.path} is still being fine-tuned ({holder}); classify it once that has finished")
         step = run.checkpoint_step()
         where = f"it stopped at step {step}" if step is not None else "it stopped before its first checkpoint"
         raise MiniftError(f"{run.path} did not finish fine-tuning ({where}); finish it with "

@@ -100,7 +100,8 @@ def choose_shots(texts, labels, k, seed=0, max_chars=None):
             by_label.setdefault(labels[i], []).append(int(i))
     names = sorted(by_label)
     if not names:
-        raise MiniftError(f"no training text is short enough (<= {max_chars} characters) to serve as a shot")
+        raise MiniftError(f"--k {k}: no training text is short enough (<= {max_chars} characters) for {k} shots and "
+                          f"the text to fit the model's context; lower --k")
     shots = []
     for j in range(k):
         candidates = by_label[names[j % len(names)]]

@@ -6,7 +6,6 @@ reads back what the run trained on) -> the method's batches, loss and evaluation
 one Trainer -> weights, and for built-in data the judge on the held-out requests ->
 metrics.json. A run stopped at any moment continues with `align --resume`, bit for bit.
 """
-import hashlib
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,10 +16,12 @@ from ..adapt.prompts import PromptFormat, instruction_batch, instruction_loss, m
 from ..adapt.tasks import EpochBatches
 from ..data import PAIR_KEYS, feedback, load_pairs, write_pairs
 from ..errors import MiniftError
+from ..files import file_sha256, resolved
 from ..model import param_groups
 from ..optim import AdamW, WarmupCosine
 from ..pretrain import load_gpt
-from ..runs import ALIGNED_KINDS, LANGUAGE_MODEL_KINDS, RunDir, claim, config_from_json, refuse_changes
+from ..runs import (ALIGNED_KINDS, LANGUAGE_MODEL_KINDS, RunDir, check_init_unchanged, claim, config_from_json,
+                    refuse_changes)
 from ..trainer import Progress, Trainer
 from .dpo import dpo_loss, logprobs_of, preference_batch, preference_metrics, sequence_logprobs
 from .judged import judged_following, judged_pairs
@@ -68,7 +69,7 @@ class AlignConfig:
         for key, value in ALIGN_RECIPES[self.method].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
-        self.pairs_file = str(Path(self.pairs_file).resolve()) if self.pairs_file else None
+        self.pairs_file = resolved(self.pairs_file) if self.pairs_file else None
         for name, low in (("samples", 2), ("examples", 2), ("epochs", 1), ("batch_size", 1), ("seed", 0),
                           ("judge_samples", 0)):
             value = getattr(self, name)
@@ -139,10 +140,6 @@ def encode_rows(tokenizer, fmt, rows, block_size):
     return encoded, cut
 
 
-def file_sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 # ----------------------------------------------------------------------------- aligning
 
 def align(init, out_dir, config=None, *, device="cpu", resume=False, until=None, log=print, progress=None):
@@ -152,7 +149,7 @@ def align(init, out_dir, config=None, *, device="cpu", resume=False, until=None,
     that must equal the run's). `until` stops early at that step, as an interruption would.
     """
     with claim(out_dir, "align", resume, device) as run:
-        started = resume and run.holds_run()
+        started = resume                                  # (claim: the run exists)
         if started:
             if run.is_finished():
                 log(f"{out_dir} already finished aligning")
@@ -163,6 +160,8 @@ def align(init, out_dir, config=None, *, device="cpu", resume=False, until=None,
             run.require_new()
             _require_finished(init)
         model, tokenizer, _ = load_gpt(init, device, kinds=LANGUAGE_MODEL_KINDS, command="align --init")
+        if started:
+            check_init_unchanged(run.read_config(), tokenizer, run.path)     # DPO's reference is a copy of it
         if not getattr(model.config, "causal", True):
             raise MiniftError(f"{init} holds an encoder; align needs a language model that writes text (a GPT)")
         fmt = PromptFormat(config.prompt_template)
@@ -227,7 +226,7 @@ def _start(run, init, config, model, tokenizer, pairs):
     run.save_tokenizer(tokenizer)
     if config.pairs_file is None:
         write_pairs(run.file(DATA), pairs)
-    run.write_config({"kind": config.method, "format": 2, "model": model.config, "init": str(Path(init).resolve()),
+    run.write_config({"kind": config.method, "format": 2, "model": model.config, "init": resolved(init),
                       "init_sha256": file_sha256(Path(init) / "model.safetensors"),
                       "tokenizer_fingerprint": tokenizer.fingerprint(), "align": config.to_dict(), "data": _source(config),
                       "data_sha256": {config.pairs_file or DATA: file_sha256(config.pairs_file or run.file(DATA))}})
@@ -287,13 +286,9 @@ def reopen(run, init, insisted):
     in `insisted` (or `init`) contradicts it and that the init and the data are unchanged."""
     cfg = run.read_config(ALIGNED_KINDS, command="align --resume")
     config = config_from_json(AlignConfig, cfg.get("align"), run.file("config.json"), "align")
-    if init is not None and str(Path(init).resolve()) != cfg["init"]:
+    if init is not None and resolved(init) != cfg["init"]:
         raise MiniftError(f"--init {init} contradicts the run in {run.path}, which was started from {cfg['init']}")
     refuse_changes(config, insisted, run.path, flags={"pairs_file": "--pairs"})
-    weights = Path(cfg["init"]) / "model.safetensors"
-    if not weights.is_file() or file_sha256(weights) != cfg.get("init_sha256"):
-        raise MiniftError(f"{weights} changed (or is gone) since the run in {run.path} started; --resume needs "
-                          f"the same init (DPO's reference is a copy of it)")
     for name, digest in cfg.get("data_sha256", {}).items():
         path = run.file(name) if name == DATA else Path(name)
         if not path.is_file() or file_sha256(path) != digest:

@@ -18,12 +18,12 @@ from .labeled import (
 )
 from .masking import MaskedDocuments, mask_tokens, split_into_documents
 from .preferences import PAIR_KEYS, load_pairs, write_pairs
-from .text import read_text_files, split_documents
+from .text import check_text, read_text_files, split_documents
 from .tokenizer import Tokenizer
 
 __all__ = [
     "Tokenizer",
-    "read_text_files", "split_documents", "tokenize_corpus", "corpus_sha256", "train_val_split",
+    "check_text", "read_text_files", "split_documents", "tokenize_corpus", "corpus_sha256", "train_val_split",
     "BatchSampler", "MaskedDocuments", "mask_tokens", "split_into_documents",
     "LabeledData", "load_labeled", "label_vocabulary", "encode_labels",
     "stratified_split", "class_weights", "encode_texts", "pad_batch",

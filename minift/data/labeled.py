@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MiniftError
-from .text import decode_utf8
+from .text import check_text, decode_utf8, require_file
 
 __all__ = [
     "LabeledData", "load_labeled", "label_vocabulary", "encode_labels",
@@ -65,6 +65,9 @@ class LabeledData:
 
 # ----------------------------------------------------------------------------- loading
 
+FIELD_LIMIT = 1 << 30       # characters in one CSV/TSV field (a text of a gigabyte is not a review)
+
+
 def load_labeled(path, text_column="text", label_column="label", fmt=None):
     """Read labeled examples from a CSV, TSV or JSONL file.
 
@@ -90,8 +93,7 @@ def load_labeled(path, text_column="text", label_column="label", fmt=None):
     fmt = {"json": "jsonl"}.get(fmt, fmt)
     if fmt not in ("csv", "tsv", "jsonl"):
         raise ValueError(f"unknown format {fmt!r}; expected 'csv', 'tsv' or 'jsonl'")
-    if not path.is_file():
-        raise FileNotFoundError(f"labeled data file not found: {path}")
+    require_file(path, "labeled data file")
 
     text = decode_utf8(path.read_bytes(), path)
     if fmt == "jsonl":
@@ -101,6 +103,17 @@ def load_labeled(path, text_column="text", label_column="label", fmt=None):
         rows = _delimited_rows(text, path, delimiter, text_column, label_column)
 
     data = LabeledData(texts=[], labels=[], source=str(path))
+    previous_limit = csv.field_size_limit(FIELD_LIMIT)        # the csv module's default is 128 KB a field
+    try:
+        _add_rows(data, rows, path, label_column)
+    finally:
+        csv.field_size_limit(previous_limit)
+    return data
+
+
+def _add_rows(data, rows, path, label_column):
+    """Append the (line, text, label) rows to `data`: empty texts skipped and counted,
+    labels stripped, a text without a label refused."""
     for line, row_text, label in rows:
         if row_text is None or not row_text.strip():
             data.n_skipped_empty += 1
@@ -110,7 +123,6 @@ def load_labeled(path, text_column="text", label_column="label", fmt=None):
                               f"missing; every row with text needs a label")
         data.texts.append(row_text)
         data.labels.append(label.strip())
-    return data
 
 
 def _delimited_rows(text, path, delimiter, text_column, label_column):
@@ -129,6 +141,9 @@ def _delimited_rows(text, path, delimiter, text_column, label_column):
         except StopIteration:
             break
         except csv.Error as e:
+            if "field limit" in str(e):
+                raise MiniftError(f"{path}: line {start}: a field is longer than {FIELD_LIMIT:,} characters, the "
+                                  f"most minift reads in one field") from None
             raise MiniftError(f"{path}: line {start}: malformed {kind} record ({e}); a "
                               f"field that contains the delimiter, a quote or a newline "
                               f"must be enclosed in double quotes, with inner quotes "
@@ -192,7 +207,11 @@ def _jsonl_rows(text, path, text_column, label_column):
         if row_text is not None and not isinstance(row_text, str):
             raise MiniftError(f"{path}: line {line_no}: {text_column!r} is "
                               f"{_json_type(row_text)}, expected a string")
-        yield line_no, row_text, _label_string(obj[label_column], path, line_no)
+        label = _label_string(obj[label_column], path, line_no)
+        for value, column in ((row_text, text_column), (label, label_column)):
+            if value is not None:
+                check_text(value, f"{path}: line {line_no}: {column!r}")
+        yield line_no, row_text, label
 
 
 def _label_string(value, path, line_no):

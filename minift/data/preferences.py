@@ -15,16 +15,16 @@ from pathlib import Path
 
 from ..errors import MiniftError
 from ..files import atomic_write
-from .text import decode_utf8
+from .text import check_text, decode_utf8, require_file
 
 PAIR_KEYS = ("prompt", "chosen", "rejected")
 
 
 def load_pairs(path, keys=PAIR_KEYS):
     """The pairs of a JSONL file as a list of dicts, each holding `keys` as non-empty strings."""
-    path = Path(path)
-    if not path.is_file():
+    if not Path(path).exists():
         raise MiniftError(f"preference pairs file not found: {path}")
+    path = require_file(path, "preference pairs file")
     example = "{" + ", ".join(f'"{k}": "..."' for k in keys) + "}"
     pairs = []
     # Split on "\n" only: JSON allows U+2028 and other separators inside strings.
@@ -45,6 +45,7 @@ def load_pairs(path, keys=PAIR_KEYS):
             if not isinstance(obj[key], str) or not obj[key].strip():
                 raise MiniftError(f"{path}: line {line_no}: {key!r} must be a non-empty string, found "
                                   f"{json.dumps(obj[key])[:60]}")
+            check_text(obj[key], f"{path}: line {line_no}: {key!r}")
         pairs.append(obj)
     if not pairs:
         raise MiniftError(f"{path}: the file holds no pairs; each line holds {example}")

@@ -7,11 +7,12 @@ and byte offset, with the way to fix it.
 import codecs
 import os
 import re
+import stat
 from pathlib import Path
 
 from ..errors import MiniftError
 
-__all__ = ["decode_utf8", "read_text_files", "split_documents"]
+__all__ = ["check_text", "decode_utf8", "read_text_files", "require_file", "split_documents"]
 
 
 def decode_utf8(data, source):
@@ -34,8 +35,53 @@ def decode_utf8(data, source):
         raise MiniftError(
             f"{source}: line {line}, column {column} (byte offset {offset}): "
             f"bytes {bad!r} are not valid UTF-8 ({e.reason}). minift reads text as "
-            f"UTF-8; re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)."
+            f"UTF-8; {_how_to_convert(data)}"
         ) from None
+
+
+def _how_to_convert(data):
+    """The likely encoding of bytes that are not UTF-8, and how to convert them: UTF-16
+    (a byte-order mark, or a zero byte beside most ASCII characters), else a single-byte
+    code page such as Latin-1."""
+    sample = data[:4096]
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or sample.count(0) > len(sample) // 4:
+        return "the file looks like UTF-16: convert it with `iconv -f utf-16 -t utf-8` (or re-save it as UTF-8)."
+    return ("re-save the file as UTF-8; if it is Latin-1 or Windows-1252, `iconv -f latin1 -t utf-8` converts "
+            "it.")
+
+
+def check_text(text, where):
+    """`text` itself, after checking it holds only real characters. A string can hold
+    half of a UTF-16 surrogate pair (JSON's "\\ud800" escape without its partner), or,
+    from the command line, stand-ins for bytes that were not UTF-8 (Python keeps them as
+    U+DC80..U+DCFF): neither can be encoded, so the tokenizer would fail on it. One
+    MiniftError names `where` (a file and line, or a flag) and the character."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        code = ord(text[e.start])
+        what = f"the byte 0x{code - 0xDC00:02x}, which is not UTF-8" if 0xDC80 <= code <= 0xDCFF else \
+            f"U+{code:04X}, half of a UTF-16 surrogate pair (an escape such as \\ud800 without its partner)"
+        raise MiniftError(f"{where}: character {e.start + 1} of the text is {what}; give the text as UTF-8")
+    return text
+
+
+def require_file(path, what="file"):
+    """`path` as a Path, after checking it is a regular file: a missing one is
+    FileNotFoundError naming `what`; a FIFO, a pipe, a device or a directory is one
+    MiniftError (minift reads a file whole, and hashes it to notice changes)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} not found: {path}") from None
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO or pipe" if stat.S_ISFIFO(mode) else \
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else \
+            "not a regular file"
+        raise MiniftError(f"{path} is {kind}, not a regular file; minift reads a {what} whole and hashes it to "
+                          f"notice changes: save the data to a file first")
+    return path
 
 
 def read_text_files(paths):
@@ -50,9 +96,7 @@ def read_text_files(paths):
         paths = [paths]
     texts = []
     for p in paths:
-        p = Path(p)
-        if not p.is_file():
-            raise FileNotFoundError(f"text file not found: {p}")
+        p = require_file(p, "text file")
         text = decode_utf8(p.read_bytes(), p)
         texts.append(text.replace("\r\n", "\n").replace("\r", "\n"))
     return texts
