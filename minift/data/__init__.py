@@ -4,7 +4,7 @@ Read in this order (each module imports only those above it):
     text       strict UTF-8 reading of text files, splitting text into documents
     tokenizer  byte-level BPE over HF `tokenizers`, special tokens <|endoftext|> and <|pad|>
     corpus     documents -> one stream of token ids (cached) -> random (x, y) windows
-    labeled    CSV / TSV / JSONL labeled text, label ids, stratified splits, padding
+    labeled    CSV / TSV / JSONL labeled text, texts to classify, label ids, splits, padding
     masking    masked-language-model batches of documents for an encoder (BERT's 80/10/10)
     preferences  JSONL preference pairs (prompt, chosen, rejected) for alignment
     feedback   the built-in "embedded world" of customer reviews (a sub-package: lexicon,
@@ -14,7 +14,7 @@ Read in this order (each module imports only those above it):
 from .corpus import BatchSampler, corpus_sha256, tokenize_corpus, train_val_split
 from .labeled import (
     LabeledData, class_weights, encode_labels, encode_texts, label_vocabulary,
-    load_labeled, pad_batch, stratified_split,
+    load_labeled, load_texts, pad_batch, parse_texts, stratified_split,
 )
 from .masking import MaskedDocuments, mask_tokens, split_into_documents
 from .preferences import PAIR_KEYS, load_pairs, write_pairs
@@ -25,7 +25,7 @@ __all__ = [
     "Tokenizer",
     "check_text", "read_text_files", "split_documents", "tokenize_corpus", "corpus_sha256", "train_val_split",
     "BatchSampler", "MaskedDocuments", "mask_tokens", "split_into_documents",
-    "LabeledData", "load_labeled", "label_vocabulary", "encode_labels",
+    "LabeledData", "load_labeled", "load_texts", "parse_texts", "label_vocabulary", "encode_labels",
     "stratified_split", "class_weights", "encode_texts", "pad_batch",
     "PAIR_KEYS", "load_pairs", "write_pairs",
 ]

@@ -7,9 +7,11 @@
     seqs, n_cut = encode_texts(data.texts, tokenizer, max_len=128)
     ids, lengths = pad_batch([seqs[i] for i in train_idx[:16]], tokenizer.pad_id)
 
-Files are CSV, TSV or JSON Lines in UTF-8. Every problem in a file is reported with the
-file name and the line, because a bad row in a few thousand is otherwise hard to find,
-as a MiniftError: the file is the user's to fix, not a bug in minift.
+    texts, n_skipped = load_texts("new.jsonl")        # unlabeled texts to classify (.txt too)
+
+Files are CSV, TSV or JSON Lines in UTF-8 (texts to classify may also be plain text).
+Every problem in a file is reported with the file name and the line, because a bad row
+in a few thousand is otherwise hard to find, as a MiniftError: the file is the user's to fix, not a bug in minift.
 """
 import csv
 import io
@@ -24,7 +26,7 @@ from ..errors import MiniftError
 from .text import check_text, decode_utf8, require_file
 
 __all__ = [
-    "LabeledData", "load_labeled", "label_vocabulary", "encode_labels",
+    "LabeledData", "load_labeled", "load_texts", "parse_texts", "label_vocabulary", "encode_labels",
     "stratified_split", "class_weights", "encode_texts", "pad_batch",
 ]
 
@@ -154,16 +156,16 @@ def _delimited_rows(text, path, delimiter, text_column, label_column):
         if header is None:
             header = [name.strip() for name in row]
             text_i = _column_index(header, text_column, "text_column", path)
-            label_i = _column_index(header, label_column, "label_column", path)
+            label_i = _column_index(header, label_column, "label_column", path) if label_column else None
             continue
         if len(row) != len(header):
             raise MiniftError(f"{path}: line {start}: expected {len(header)} fields "
                               f"({', '.join(header)}), found {len(row)}; a field that "
                               f"contains the delimiter must be enclosed in double quotes")
-        yield start, row[text_i], row[label_i]
+        yield start, row[text_i], row[label_i] if label_i is not None else None
     if header is None:
-        raise MiniftError(f"{path}: the file is empty; expected a header row naming the "
-                          f"columns {text_column!r} and {label_column!r}")
+        names = f"the columns {text_column!r} and {label_column!r}" if label_column else f"the column {text_column!r}"
+        raise MiniftError(f"{path}: the file is empty; expected a header row naming {names}")
 
 
 def _column_index(header, column, argument, path):
@@ -181,9 +183,9 @@ def _other_columns(present, argument):
 
 
 def _jsonl_rows(text, path, text_column, label_column):
-    """Yield (line, text, label) from JSON Lines text."""
-    expected = (f"JSON Lines holds one complete object per line, such as "
-                f'{{"{text_column}": "...", "{label_column}": "..."}}')
+    """Yield (line, text, label) from JSON Lines text (label None without `label_column`)."""
+    example = f'"{text_column}": "..."' + (f', "{label_column}": "..."' if label_column else "")
+    expected = f"JSON Lines holds one complete object per line, such as {{{example}}}"
     if not text.strip():
         raise MiniftError(f"{path}: the file is empty; {expected}")
     # Split on "\n" only: str.splitlines would also split at U+2028 and other
@@ -200,14 +202,14 @@ def _jsonl_rows(text, path, text_column, label_column):
             raise MiniftError(f"{path}: line {line_no}: expected a JSON object, found "
                               f"{_json_type(obj)}; {expected}")
         for column, argument in ((text_column, "text_column"), (label_column, "label_column")):
-            if column not in obj:
+            if column is not None and column not in obj:
                 raise MiniftError(f"{path}: line {line_no}: no column {column!r}; "
                                   f"{_other_columns(list(obj), argument)}")
         row_text = obj[text_column]
         if row_text is not None and not isinstance(row_text, str):
             raise MiniftError(f"{path}: line {line_no}: {text_column!r} is "
                               f"{_json_type(row_text)}, expected a string")
-        label = _label_string(obj[label_column], path, line_no)
+        label = _label_string(obj[label_column], path, line_no) if label_column else None
         for value, column in ((row_text, text_column), (label, label_column)):
             if value is not None:
                 check_text(value, f"{path}: line {line_no}: {column!r}")
@@ -233,6 +235,54 @@ def _json_type(value):
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
              int: "a number", float: "a number", type(None): "null"}
     return names.get(type(value), type(value).__name__)
+
+
+# ----------------------------------------------------------------------------- texts to classify
+
+TEXT_FORMATS = {**_FORMATS, ".txt": "txt"}
+
+
+def load_texts(path, text_column="text", fmt=None):
+    """Unlabeled texts to classify: (texts, number of empty rows skipped).
+
+    The format comes from the extension (.csv, .tsv, .jsonl, .json, .txt) or `fmt`: CSV /
+    TSV with a header row (the text in `text_column`, other columns ignored), JSON Lines
+    (the text under the key `text_column`), or plain text ("txt"), one text a line.
+    """
+    path = Path(path)
+    fmt = fmt or TEXT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise MiniftError(f"{path}: cannot tell the format from the extension {path.suffix!r}; name the file "
+                          f".csv, .tsv, .jsonl or .txt, or give --format (fmt= in Python)")
+    require_file(path, "file of texts")
+    return parse_texts(path.read_bytes(), path, fmt, text_column)
+
+
+def parse_texts(data, source, fmt="txt", text_column="text"):
+    """`load_texts` of bytes already read (standard input, say); `source` names them in errors."""
+    if fmt not in ("csv", "tsv", "jsonl", "txt"):
+        raise ValueError(f"unknown format {fmt!r}; expected 'csv', 'tsv', 'jsonl' or 'txt'")
+    text = decode_utf8(data, source)
+    if fmt == "txt":
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        if lines[-1] == "":
+            lines.pop()                      # the newline that ends the last line starts no text
+        rows = ((number, line, None) for number, line in enumerate(lines, start=1))
+    elif fmt == "jsonl":
+        rows = _jsonl_rows(text, source, text_column, None)
+    else:
+        rows = _delimited_rows(text, source, "," if fmt == "csv" else "\t", text_column, None)
+    texts, skipped = [], 0
+    previous_limit = csv.field_size_limit(FIELD_LIMIT)
+    try:
+        for _, row_text, _ in rows:
+            if row_text is None or not row_text.strip():
+                skipped += 1
+            else:
+                texts.append(row_text)
+    finally:
+        csv.field_size_limit(previous_limit)
+    return texts, skipped
 
 
 # ----------------------------------------------------------------------------- labels
