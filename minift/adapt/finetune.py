@@ -381,7 +381,9 @@ def compare_strategies(init, root, runs, common=None, *, device="cpu", log=print
 # ----------------------------------------------------------------------------- using a fine-tuned run
 
 class FinetunedModel:
-    """A finished fine-tuned run, loaded: `classify(texts)` gives label probabilities."""
+    """A finished fine-tuned run, loaded, with scikit-learn's names: `predict(texts)`
+    gives labels, `predict_proba(texts)` probabilities (columns in `labels` order),
+    `evaluate(texts, labels)` the metrics; `classify` also counts texts cut to the context."""
 
     def __init__(self, model, tokenizer, task, config):
         self.model, self.tokenizer, self.task, self.config = model, tokenizer, task, config
@@ -389,6 +391,8 @@ class FinetunedModel:
 
     def classify(self, texts):
         """(probabilities (N, L) in `labels` order, number of texts cut to the context)."""
+        if isinstance(texts, str):
+            raise MiniftError("texts must be a list of strings, not one string (write [text] for one)")
         texts = list(texts)
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
@@ -396,17 +400,38 @@ class FinetunedModel:
         encoded, n_cut = self.task.encode(texts)
         return softmax_rows(self.task.scores(self.model, encoded)), n_cut
 
+    def predict_proba(self, texts):
+        """Probabilities, an (N, L) array whose column j is the label `labels[j]`."""
+        return self.classify(texts)[0]
 
-def load_finetuned(run_dir, device="cpu"):
+    def predict(self, texts):
+        """The most probable label of each text, a list of label names."""
+        return [self.labels[j] for j in self.predict_proba(texts).argmax(axis=1)]
+
+    def evaluate(self, texts, labels, source=None):
+        """classification_metrics of the predictions against the true `labels` (names);
+        a label the run never trained on is a MiniftError naming `source`."""
+        texts, labels = list(texts), list(labels)
+        if len(texts) != len(labels):
+            raise MiniftError(f"{len(texts)} texts but {len(labels)} labels; evaluate needs one label a text")
+        if not texts:
+            raise MiniftError("no examples to evaluate")
+        y_true = encode_labels(labels, self.labels, source=source)
+        return classification_metrics(y_true, self.predict_proba(texts).argmax(axis=1), self.labels)
+
+
+def load_finetuned(run_dir, device="cpu", command="classify"):
     """The FinetunedModel of a finished run written by `finetune` (a Classifier for kind
     "classifier", the GPT for "instruct" and "prompt"). A run that did not finish is
-    refused: its weights are a checkpoint, not the result."""
+    refused: its weights are a checkpoint, not the result. `command` names the user's
+    command in those refusals."""
     run = RunDir(run_dir)
-    cfg = run.read_config(FINETUNED_KINDS, command="classify")
+    cfg = run.read_config(FINETUNED_KINDS, command=command)
     if not run.is_finished():
         holder = run.in_use()
         if holder is not None:
-            raise MiniftError(f"{run.path} is still being fine-tuned ({holder}); classify it once that has finished")
+            raise MiniftError(f"{run.path} is still being fine-tuned ({holder}); {command} it once that has "
+                              f"finished")
         step = run.checkpoint_step()
         where = f"it stopped at step {step}" if step is not None else "it stopped before its first checkpoint"
         raise MiniftError(f"{run.path} did not finish fine-tuning ({where}); finish it with "
