@@ -3,7 +3,8 @@
     pretrain   train a GPT (or an encoder) on the built-in feedback corpus or your text files
     generate   continue a prompt with a pretrained (or instruction-tuned) run
     finetune   adapt a pretrained run to a labeled classification task
-    classify   label texts with a fine-tuned run
+    classify   label texts with a fine-tuned run (arguments, a file or standard input)
+    evaluate   a fine-tuned run's metrics on a labeled test file
     align      teach a language model to follow requests (sft), then to prefer responses that do (dpo)
     export     write a run (or a GPT-2 directory) as a Hugging Face GPT-2 directory
     report     one self-contained HTML page of a run: curves, confusion matrices, updates, attention
@@ -149,6 +150,29 @@ def _picture_parsers(sub):
     p.add_argument("--out", metavar="FILE", help="also write it as SVG (FILE.svg) or a page (FILE.html)")
 
 
+def _classify_parsers(sub):
+    p = sub.add_parser("classify", help="label texts with a fine-tuned run")
+    p.add_argument("--model", required=True, metavar="RUN_DIR", help="run directory written by finetune")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify; '-' alone reads standard input")
+    p.add_argument("--input", metavar="FILE", help="a file of texts, its format from the extension: .csv or .tsv "
+                                                   "(a header row, the text in --text-column), .jsonl (the text "
+                                                   "under that key), .txt (one text a line); - reads standard input")
+    p.add_argument("--format", choices=["csv", "tsv", "jsonl", "txt"],
+                   help="the format of --input whatever its extension (standard input: default txt)")
+    p.add_argument("--text-column", default="text", help="the column (or JSON key) of the text (default text)")
+    p.add_argument("--output", metavar="FILE", help="write the predictions as CSV: text, label, p_<label> a label")
+    p.add_argument("--json", action="store_true", help="print the predictions as JSON Lines: text, label, "
+                                                       "probabilities")
+    _add_device(p)
+    p = sub.add_parser("evaluate", help="a fine-tuned run's metrics on a labeled test file")
+    p.add_argument("--model", required=True, metavar="RUN_DIR", help="run directory written by finetune")
+    p.add_argument("--test", required=True, metavar="FILE", help="labeled CSV / TSV / JSONL")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--json", metavar="OUT", help="also write the metrics to this JSON file")
+    _add_device(p)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m minift", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -156,10 +180,7 @@ def build_parser():
     _pretrain_parser(sub)
     _generate_parser(sub)
     _finetune_parser(sub)
-    p = sub.add_parser("classify", help="label texts with a fine-tuned run")
-    p.add_argument("--model", required=True, metavar="RUN_DIR", help="run directory written by finetune")
-    p.add_argument("texts", nargs="+", metavar="TEXT")
-    _add_device(p)
+    _classify_parsers(sub)
     p = sub.add_parser("export", help="write a run as a Hugging Face GPT-2 directory (transformers loads it)")
     p.add_argument("--model", required=True, metavar="RUN_DIR", help="any minift run, or a GPT-2 directory")
     p.add_argument("--out", required=True, metavar="DIR", help="the directory to write (new or empty)")
@@ -220,17 +241,77 @@ def cmd_finetune(args):
     print(f"saved {args.out}  {summary}")
 
 
+def _texts_to_classify(args):
+    """(texts, where they came from, number of empty rows skipped): the TEXT arguments,
+    --input FILE, or standard input (--input - or a lone TEXT '-'), never the text "-"."""
+    from .data import load_texts, parse_texts
+    from .errors import MiniftError
+    source, texts = args.input, args.texts
+    if texts == ["-"] and source is None:
+        source, texts = "-", []
+    elif "-" in texts:
+        raise MiniftError("a TEXT '-' means standard input: give it alone (or use --input -), not with other texts")
+    if source is None:
+        if not texts:
+            raise MiniftError("nothing to classify: give TEXT arguments, or --input FILE (- for standard input)")
+        return texts, "the command line", 0
+    if texts:
+        raise MiniftError(f"give TEXT arguments or --input {source}, not both")
+    if source == "-":
+        where = "standard input"
+        texts, skipped = parse_texts(sys.stdin.buffer.read(), where, args.format or "txt", args.text_column)
+    else:
+        where = source
+        texts, skipped = load_texts(source, args.text_column, args.format)
+    if not texts:
+        raise MiniftError(f"{where}: no texts to classify" + (f" (all {skipped} rows are empty)" if skipped else ""))
+    return texts, where, skipped
+
+
 def cmd_classify(args):
-    from .adapt import load_finetuned
+    from .adapt import load_finetuned, predictions_csv, predictions_jsonl
+    from .adapt.predict import check_output
+    from .files import atomic_write
+    if args.output:
+        check_output(args.output, "--output", [args.input if args.input != "-" else None], args.model)
+    texts, where, skipped = _texts_to_classify(args)
     classifier = load_finetuned(args.model, device=args.device)
-    probs, n_cut = classifier.classify(args.texts)
+    probs, n_cut = classifier.classify(texts)
     labels = classifier.labels
-    for text, p in zip(args.texts, probs):
-        shown = "  ".join(f"{name} {q:.3f}" for name, q in zip(labels, p))
-        print(f"{labels[int(p.argmax())]:<12}  {shown}  {text}")
+    if args.output:
+        atomic_write(args.output, predictions_csv(texts, labels, probs))
+        print(f"wrote {args.output}  ({len(texts)} texts)", file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        sys.stdout.write(predictions_jsonl(texts, labels, probs))
+    elif not args.output:
+        for text, p in zip(texts, probs):
+            shown = "  ".join(f"{name} {q:.3f}" for name, q in zip(labels, p))
+            print(f"{labels[int(p.argmax())]:<12}  {shown}  {text}")
+    if skipped:
+        print(f"note: {where}: {skipped} empty row(s) skipped", file=sys.stderr)
     if n_cut:
         print(f"note: {n_cut} text(s) were longer than the model's context and were cut to fit",
               file=sys.stderr)
+
+
+def cmd_evaluate(args):
+    from pathlib import Path
+
+    from .adapt import format_metrics, load_finetuned
+    from .adapt.predict import check_output
+    from .data import load_labeled
+    from .files import write_json
+    if args.json:
+        check_output(args.json, "--json", [args.test], args.model)
+    data = load_labeled(args.test, args.text_column, args.label_column).require_examples()
+    classifier = load_finetuned(args.model, device=args.device, command="evaluate")
+    metrics = classifier.evaluate(data.texts, data.labels, source=data.source)
+    print(format_metrics(metrics, title=Path(args.test).stem))
+    if data.n_skipped_empty:
+        print(f"note: {data.source}: {data.n_skipped_empty} rows with empty text skipped", file=sys.stderr)
+    if args.json:
+        write_json(args.json, {"model": str(args.model), "test": data.source, **metrics})
+        print(f"wrote {args.json}")
 
 
 def cmd_align(args):
@@ -272,7 +353,7 @@ def cmd_show(args):
 
 
 COMMANDS = {"pretrain": cmd_pretrain, "generate": cmd_generate, "finetune": cmd_finetune,
-            "classify": cmd_classify, "align": cmd_align, "export": cmd_export,
+            "classify": cmd_classify, "evaluate": cmd_evaluate, "align": cmd_align, "export": cmd_export,
             "report": cmd_report, "show": cmd_show}
 
 

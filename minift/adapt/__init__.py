@@ -19,7 +19,8 @@ Read in this order:
     tasks      one Task per kind (classifier, instruct, prompt): model, batches, loss, scores
     metrics    accuracy, macro-F1, per-class scores, confusion matrix
     report     the tables printed for a learner
-    finetune   FinetuneConfig, finetune() and classify (load_finetuned)
+    finetune   FinetuneConfig, finetune(), load_finetuned: predict, predict_proba, evaluate
+    predict    predictions as CSV or JSON Lines files
 """
 from .finetune import (
     DEFAULT_K, FINETUNE_RECIPES, FinetuneConfig, FinetunedModel, builtin_labeled_sets, compare_strategies,
@@ -28,6 +29,7 @@ from .finetune import (
 from .heads import POOLINGS, Classifier, make_scratch, pool, swap_head
 from .lora import CLASSIFIER_STRATEGIES, LoRALinear, add_lora, apply_strategy, has_lora, merge_lora
 from .metrics import classification_metrics, softmax_rows
+from .predict import predictions_csv, predictions_jsonl
 from .prompts import PromptFormat
 from .report import comparison_table, format_metrics, mean_and_spread, seeds_table
 from .tasks import LM_STRATEGIES, STRATEGIES, ClassifierTask, EpochBatches, InstructTask, PromptTask
@@ -38,6 +40,6 @@ __all__ = [
     "Classifier", "swap_head", "make_scratch", "pool", "POOLINGS",
     "LoRALinear", "add_lora", "merge_lora", "has_lora", "apply_strategy", "CLASSIFIER_STRATEGIES",
     "PromptFormat", "classification_metrics", "softmax_rows", "format_metrics", "comparison_table",
-    "seeds_table", "mean_and_spread",
+    "seeds_table", "mean_and_spread", "predictions_csv", "predictions_jsonl",
     "STRATEGIES", "LM_STRATEGIES", "ClassifierTask", "InstructTask", "PromptTask", "EpochBatches",
 ]
