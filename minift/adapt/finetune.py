@@ -95,7 +95,7 @@ class FinetuneConfig:
                                 ("k", "--k", 0)):
             _integer(getattr(self, name), name, flag, low)
         _number(self.lora_alpha, "lora_alpha", "--lora-alpha", positive=True)
-        _number(self.weight_decay, "weight_decay", "--weight-decay", positive=False)
+        _number(self.weight_decay, "weight_decay", None, positive=False)     # no flag: FinetuneConfig only
         if trains:
             _number(self.lr, "lr", "--lr", positive=True)
         if not (isinstance(self.val_fraction, float) and 0.0 < self.val_fraction < 1.0):
@@ -125,7 +125,8 @@ def _number(value, name, flag, positive):
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
         and (value > 0 if positive else value >= 0)
     if not ok:
-        raise MiniftError(f"{name} ({flag}) must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+        raise MiniftError(f"{name}{f' ({flag})' if flag else ''} must be a finite number "
+                          f"{'> 0' if positive else '>= 0'}, got {value!r}")
 
 
 # ----------------------------------------------------------------------------- the data
