@@ -235,6 +235,11 @@ def build_parser(prog=None):
     return parser
 
 
+def _note(text=""):
+    """Where the commands' notes go: stderr, so that stdout holds only results."""
+    print(text, file=sys.stderr)
+
+
 def _given(args, names):
     """{setting: value} of the flags the user actually gave (argparse default None)."""
     return {setting: getattr(args, flag) for flag, setting in names.items() if getattr(args, flag) is not None}
@@ -246,7 +251,7 @@ def cmd_pretrain(args):
                           "batch_size": "batch_size", "lr": "lr", "seed": "seed", "eval_every": "eval_every",
                           "grad_accum": "grad_accum", "vocab_size": "vocab_size"})
     config = given if args.resume else PretrainConfig(**given)
-    _, _, history = pretrain(args.out, config, resume=args.resume, device=args.device)
+    _, _, history = pretrain(args.out, config, resume=args.resume, device=args.device, log=_note)
     last = history["eval"][-1] if history["eval"] else {}
     print(f"saved {args.out}  (validation loss {last.get('val_loss', float('nan')):.4f})")
 
@@ -281,7 +286,8 @@ def cmd_finetune(args):
         raise MiniftError("--init is required: the pretraining run to start from (or --resume to continue "
                           "the run in --out)")
     config = given if args.resume else FinetuneConfig(**given)
-    _, _, metrics = finetune(args.init, args.out, config, resume=args.resume, device=args.device)
+    _, _, metrics = finetune(args.init, args.out, config, resume=args.resume, device=args.device, log=_note,
+                             results=print)
     results = metrics["test"] or {"validation": metrics["validation"]}     # no --test: the held-out part
     summary = "  ".join(f"{name} accuracy {m['accuracy']:.1%} macro-F1 {m['macro_f1']:.3f}"
                         for name, m in results.items())
@@ -307,7 +313,7 @@ def cmd_align(args):
         "method", "pairs_from", "epochs", "lr", "batch_size", "beta", "samples", "examples", "judge_samples", "seed")})
     given.update(_given(args, {"pairs": "pairs_file"}))
     config = given if args.resume else AlignConfig(**given)
-    _, _, metrics = align(args.init, args.out, config, resume=args.resume, device=args.device)
+    _, _, metrics = align(args.init, args.out, config, resume=args.resume, device=args.device, log=_note)
     last = metrics["validation"]
     shown = "  ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "step" and isinstance(v, float))
     print(f"saved {args.out}  ({shown})" + (f"\njudged: {judge_line(metrics['judge'])}" if "judge" in metrics else ""))

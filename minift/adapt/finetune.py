@@ -204,7 +204,8 @@ def file_digests(config):
 
 # ----------------------------------------------------------------------------- fine-tuning
 
-def finetune(init, out_dir, config=None, *, device="cpu", resume=False, until=None, log=print, progress=None):
+def finetune(init, out_dir, config=None, *, device="cpu", resume=False, until=None, log=print, progress=None,
+             results=None):
     """Adapt the pretraining run `init` to labeled data and write the run directory
     `out_dir`; returns (model, tokenizer, metrics).
 
@@ -212,6 +213,7 @@ def finetune(init, out_dir, config=None, *, device="cpu", resume=False, until=No
     the run in `out_dir` continues from its last checkpoint (its config.json says what
     it is; `init` may be None, and `config` may be a dict of settings that must equal
     the run's). `until` stops training early at that step, as an interruption would.
+    Notes go to `log`, the tables of test results to `results` (default: `log` too).
     """
     with claim(out_dir, "finetune", resume, device) as run:
         if resume:                                          # (claim: the run exists)
@@ -256,7 +258,7 @@ def finetune(init, out_dir, config=None, *, device="cpu", resume=False, until=No
         trainer = train(task, model, config, encoded, y, run, resume, until, progress, log)
         if trainer is not None and trainer.step < trainer.steps:
             return model, tokenizer, {"history": trainer.history}       # stopped early: the checkpoint is the result
-        metrics = finish(run, task, model, encoded, y, labels, trainer, log)
+        metrics = finish(run, task, model, encoded, y, labels, trainer, results or log)
         metrics.update(strategy=config.strategy, trainable_parameters=trainable, total_parameters=total,
                        data={"train": len(y["train"]), "validation": len(y["validation"]),
                              "truncated": truncated, "skipped_empty": skipped})
