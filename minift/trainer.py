@@ -31,8 +31,8 @@ from .tensor import no_grad
 class Progress:
     """One progress line, on stderr (stdout is for results): rewritten in place on a
     terminal; where stderr is a log file or a pipe, a plain line when `interval` seconds
-    have passed since the last line (and at the last step), so a log shows life without
-    filling up. `every` is the Trainer's logging period in steps (update sizes are
+    have passed since the last one (and at the last step), so a log shows life without
+    filling up. Other lines (evaluations) are printed as they come. `every` is the Trainer's logging period in steps (update sizes are
     recorded then), not a printing one. `clock` is there for tests."""
 
     def __init__(self, stream=None, every=50, interval=10.0, clock=time.monotonic):
@@ -40,7 +40,7 @@ class Progress:
         self.every, self.interval, self.clock = every, interval, clock
         self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._open = False
-        self._last = clock()        # when the last line was printed
+        self._last = clock()        # when the last progress line was printed
 
     def wants(self, step, total):
         """Whether update() at `step` would show anything (so numbers are read only then)."""
@@ -53,6 +53,7 @@ class Progress:
             self._open = True
         elif self.wants(step, total):
             self.print(text)
+            self._last = self.clock()
 
     def print(self, text):
         if self._open:
@@ -60,7 +61,6 @@ class Progress:
             self._open = False
         self.stream.write(text + "\n")
         self.stream.flush()
-        self._last = self.clock()
 
 
 def format_seconds(s):
