@@ -15,8 +15,11 @@ and exit code 2; an error of the operating system (disk full, permission denied)
 naming the file. Anything else is a bug in minift and keeps its traceback.
 """
 import argparse
+import os
 import sys
 import warnings
+
+from . import __version__
 
 # The names only: importing the adaptation code would load NumPy and the model before
 # argparse has even checked the command line (tests check these lists stay in step).
@@ -48,9 +51,17 @@ def _pretrain_parser(sub):
                    help="decoder (default): a GPT, next-token prediction; encoder: bidirectional attention, "
                         "masked-token prediction (BERT-style), for classifiers")
     p.add_argument("--steps", type=int, help="total optimisation steps (default: the preset's recipe)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--batch-size", type=int, help="token windows (or documents) per step (default: the preset's "
+                                                  "recipe)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the preset's recipe)")
+    p.add_argument("--seed", type=int, help="seed of the initial weights and the batches (default: 0)")
+    p.add_argument("--eval-every", type=int, metavar="N", help="evaluate on the validation text and save a "
+                                                               "checkpoint every N steps (default: a tenth of "
+                                                               "--steps, at most 100)")
+    p.add_argument("--grad-accum", type=int, metavar="N", help="add up the gradients of N batches before each "
+                                                               "step (default: 1)")
+    p.add_argument("--vocab-size", type=int, help="tokens of the BPE tokenizer trained on the corpus (default: "
+                                                  "the preset's recipe)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint (other flags, if given, must "
                         "match the run)")
@@ -61,12 +72,14 @@ def _generate_parser(sub):
     p = sub.add_parser("generate", help="continue a prompt with a pretrained run")
     p.add_argument("--model", required=True, help="pretraining (or instruct/prompt) run directory, or a Hugging "
                                                    "Face GPT-2 directory")
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--max-new-tokens", type=int, default=60)
-    p.add_argument("--temperature", type=float, default=0.8, help="0 means greedy decoding")
-    p.add_argument("--top-k", type=int)
-    p.add_argument("--top-p", type=float)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prompt", required=True, help="the text to continue")
+    p.add_argument("--max-new-tokens", type=int, default=60, help="tokens to add at most (fewer if the model "
+                                                                  "writes <|endoftext|>)")
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature; 0 means greedy decoding")
+    p.add_argument("--top-k", type=int, help="sample from the k most likely tokens only (default: all)")
+    p.add_argument("--top-p", type=float, help="sample from the most likely tokens whose probabilities add up "
+                                               "to p only (default: off)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling")
     _add_device(p)
 
 
@@ -89,25 +102,30 @@ def _finetune_parser(sub):
                                                    "labels, tested on lexicon parts A and B)")
     p.add_argument("--test", nargs="+", metavar="FILE", help="labeled test files (default with the built-in "
                                                              "labels: its two test sets)")
-    p.add_argument("--text-column")
-    p.add_argument("--label-column")
+    p.add_argument("--text-column", help="the column (CSV / TSV header) or key (JSONL) of the texts "
+                                         "(default: text)")
+    p.add_argument("--label-column", help="the column or key of the labels (default: label)")
     p.add_argument("--k", type=int, help="top-k: how many top blocks train (default 2); prompt: how many "
                                          "solved examples to show (default 0, zero-shot)")
-    p.add_argument("--lora-rank", type=int)
-    p.add_argument("--lora-alpha", type=float)
-    p.add_argument("--lora-mlp", action="store_true", default=None, help="adapters on the MLP too")
+    p.add_argument("--lora-rank", type=int, help="lora: rank r of the adapters (default: 8)")
+    p.add_argument("--lora-alpha", type=float, help="lora: the adapters' update is scaled by alpha / r "
+                                                    "(default: 16)")
+    p.add_argument("--lora-mlp", action="store_true", default=None,
+                   help="lora: adapters on the MLP too (default: on attention only)")
     p.add_argument("--pooling", choices=POOLINGS,
                    help="which hidden state the head reads: the last real token (a decoder's default), or the "
                         "mean of all (an encoder's default)")
     p.add_argument("--prompt-template", help="prompt and instruct: how a text is put to the language model, "
                                              "with {text} where the text goes (default \"Review: {text}\\n"
                                              "Sentiment:\", the built-in corpus's rated reviews)")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=int, help="passes over the training examples (default: the strategy's "
+                                              "recipe)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the strategy's recipe)")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="examples per step (default: the strategy's recipe)")
     p.add_argument("--class-weights", action="store_true", default=None,
                    help="weight the loss by inverse class frequency")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="seed of the validation split, the new weights and the batches "
+                                            "(default: 0)")
     _add_device(p)
 
 
@@ -128,13 +146,15 @@ def _align_parser(sub):
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint (other flags, if given, must "
                         "match the run)")
-    for flag, kind, what in (("--epochs", int, None), ("--lr", float, "peak learning rate"),
-                             ("--batch-size", int, "examples (sft) or pairs (dpo) per step"),
+    recipe = " (default: the method's recipe)"
+    for flag, kind, what in (("--epochs", int, "passes over the data" + recipe),
+                             ("--lr", float, "peak learning rate" + recipe),
+                             ("--batch-size", int, "examples (sft) or pairs (dpo) per step" + recipe),
                              ("--beta", float, "dpo: how far the policy may move from the reference (default 0.1)"),
                              ("--samples", int, "judged pairs: responses sampled per training request (default 8)"),
-                             ("--examples", int, "built-in sft examples or world pairs"),
+                             ("--examples", int, "built-in sft examples or world pairs" + recipe),
                              ("--judge-samples", int, "responses judged per held-out request at the end (default 2)"),
-                             ("--seed", int, None)):
+                             ("--seed", int, "seed of the data, the batches and the sampling (default: 0)")):
         p.add_argument(flag, type=kind, help=what)
     _add_device(p)
 
@@ -146,8 +166,10 @@ def _picture_parsers(sub):
     p.add_argument("--out", metavar="FILE", help="the HTML file to write (default RUN_DIR/report.html)")
     _add_reference(p)
     p = sub.add_parser("show", help="draw the autograd graph of a small expression")
-    p.add_argument("what", choices=["graph"])
-    p.add_argument("--out", metavar="FILE", help="also write it as SVG (FILE.svg) or a page (FILE.html)")
+    p.add_argument("what", choices=["graph"], help="graph: the graph of o = tanh(x1 * w1 + x2 * w2 + b), "
+                                                   "with each node's value and gradient")
+    p.add_argument("--out", metavar="FILE", help="also write it as SVG (FILE.svg) or a page (FILE.html) "
+                                                 "(default: text only)")
 
 
 def _classify_parsers(sub):
@@ -156,26 +178,72 @@ def _classify_parsers(sub):
     p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify; '-' alone reads standard input")
     p.add_argument("--input", metavar="FILE", help="a file of texts, its format from the extension: .csv or .tsv "
                                                    "(a header row, the text in --text-column), .jsonl (the text "
-                                                   "under that key), .txt (one text a line); - reads standard input")
+                                                   "under that key), .txt (one text a line); - reads standard input (default: the TEXT arguments)")
     p.add_argument("--format", choices=["csv", "tsv", "jsonl", "txt"],
-                   help="the format of --input whatever its extension (standard input: default txt)")
+                   help="the format of --input whatever its extension (default: from the extension; txt for "
+                        "standard input)")
     p.add_argument("--text-column", default="text", help="the column (or JSON key) of the text (default text)")
-    p.add_argument("--output", metavar="FILE", help="write the predictions as CSV: text, label, p_<label> a label")
+    p.add_argument("--output", metavar="FILE", help="write the predictions as CSV: text, label, p_<label> a label (default: print them)")
     p.add_argument("--json", action="store_true", help="print the predictions as JSON Lines: text, label, "
                                                        "probabilities")
     _add_device(p)
     p = sub.add_parser("evaluate", help="a fine-tuned run's metrics on a labeled test file")
     p.add_argument("--model", required=True, metavar="RUN_DIR", help="run directory written by finetune")
     p.add_argument("--test", required=True, metavar="FILE", help="labeled CSV / TSV / JSONL")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--label-column", default="label")
-    p.add_argument("--json", metavar="OUT", help="also write the metrics to this JSON file")
+    p.add_argument("--text-column", default="text", help="the column (or JSON key) of the text")
+    p.add_argument("--label-column", default="label", help="the column (or JSON key) of the label")
+    p.add_argument("--json", metavar="OUT", help="also write the metrics to this JSON file (default: print them only)")
     _add_device(p)
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m minift", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Descriptions and examples as written; after a flag's help, its default, unless the
+    help already says it (a default of None comes from a recipe, which the help names)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+# The examples that end each command's --help (%(prog)s: the command as it was called).
+EXAMPLES = {
+    "pretrain": ["--out runs/small                      # the small GPT on the built-in corpus",
+                 "--out runs/mine --corpus notes.txt --preset tiny --steps 300",
+                 "--out runs/small --resume             # continue an interrupted run"],
+    "generate": ["--model runs/small --prompt \"The battery\"",
+                 "--model runs/small --prompt \"The battery\" --temperature 0     # greedy"],
+    "finetune": ["--init runs/small --out runs/ft                   # full fine-tuning, built-in labels",
+                 "--init runs/small --out runs/lora --strategy lora --train reviews.csv --test test.csv",
+                 "--out runs/ft --resume"],
+    "classify": ["--model runs/ft \"The strap is stellar.\" \"Frankly abysmal.\"",
+                 "--model runs/ft --input reviews.csv --output predictions.csv",
+                 "--model runs/ft --json - < texts.txt            # one text a line on standard input"],
+    "evaluate": ["--model runs/ft --test test.csv",
+                 "--model runs/ft --test test.jsonl --json metrics.json"],
+    "align": ["--init runs/small --out runs/sft --method sft",
+              "--init runs/sft --out runs/dpo --method dpo"],
+    "export": ["--model runs/small --out runs/small-hf       # transformers loads runs/small-hf",
+               "--model runs/ft --out runs/ft-hf             # a fine-tuned run: its GPT, without the head"],
+    "report": ["runs/ft --out ft.html", "runs/small --text \"The strap is stellar.\""],
+    "show": ["graph", "graph --out graph.svg"],
+}
+
+
+def program_name(argv0=None):
+    """The command as the user typed it, for usage lines: `python -m minift` when
+    sys.argv[0] is this package's __main__.py, else `minift` (the installed command)."""
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    return "python -m minift" if os.path.basename(argv0) == "__main__.py" else "minift"
+
+
+def build_parser(prog=None):
+    parser = argparse.ArgumentParser(prog=prog or program_name(), description=__doc__,
+                                     epilog="examples:\n  %(prog)s pretrain --out runs/small\n  %(prog)s "
+                                            "finetune --init runs/small --out runs/ft\n  %(prog)s pretrain --help",
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"minift {__version__}",
+                        help="print minift's version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     _pretrain_parser(sub)
     _generate_parser(sub)
@@ -186,7 +254,15 @@ def build_parser():
     p.add_argument("--out", required=True, metavar="DIR", help="the directory to write (new or empty)")
     _align_parser(sub)
     _picture_parsers(sub)
+    for name, p in sub.choices.items():
+        p.formatter_class = HelpFormatter
+        p.epilog = "examples:\n" + "\n".join(f"  %(prog)s {line}" for line in EXAMPLES[name])
     return parser
+
+
+def _note(text=""):
+    """Where the commands' notes go: stderr, so that stdout holds only results."""
+    print(text, file=sys.stderr)
 
 
 def _given(args, names):
@@ -197,9 +273,10 @@ def _given(args, names):
 def cmd_pretrain(args):
     from .pretrain import PretrainConfig, pretrain
     given = _given(args, {"corpus": "corpus_files", "preset": "preset", "arch": "arch", "steps": "steps",
-                          "batch_size": "batch_size", "lr": "lr", "seed": "seed"})
+                          "batch_size": "batch_size", "lr": "lr", "seed": "seed", "eval_every": "eval_every",
+                          "grad_accum": "grad_accum", "vocab_size": "vocab_size"})
     config = given if args.resume else PretrainConfig(**given)
-    _, _, history = pretrain(args.out, config, resume=args.resume, device=args.device)
+    _, _, history = pretrain(args.out, config, resume=args.resume, device=args.device, log=_note)
     last = history["eval"][-1] if history["eval"] else {}
     print(f"saved {args.out}  (validation loss {last.get('val_loss', float('nan')):.4f})")
 
@@ -234,7 +311,8 @@ def cmd_finetune(args):
         raise MiniftError("--init is required: the pretraining run to start from (or --resume to continue "
                           "the run in --out)")
     config = given if args.resume else FinetuneConfig(**given)
-    _, _, metrics = finetune(args.init, args.out, config, resume=args.resume, device=args.device)
+    _, _, metrics = finetune(args.init, args.out, config, resume=args.resume, device=args.device, log=_note,
+                             results=print)
     results = metrics["test"] or {"validation": metrics["validation"]}     # no --test: the held-out part
     summary = "  ".join(f"{name} accuracy {m['accuracy']:.1%} macro-F1 {m['macro_f1']:.3f}"
                         for name, m in results.items())
@@ -320,7 +398,7 @@ def cmd_align(args):
         "method", "pairs_from", "epochs", "lr", "batch_size", "beta", "samples", "examples", "judge_samples", "seed")})
     given.update(_given(args, {"pairs": "pairs_file"}))
     config = given if args.resume else AlignConfig(**given)
-    _, _, metrics = align(args.init, args.out, config, resume=args.resume, device=args.device)
+    _, _, metrics = align(args.init, args.out, config, resume=args.resume, device=args.device, log=_note)
     last = metrics["validation"]
     shown = "  ".join(f"{k} {v:.4f}" for k, v in last.items() if k != "step" and isinstance(v, float))
     print(f"saved {args.out}  ({shown})" + (f"\njudged: {judge_line(metrics['judge'])}" if "judge" in metrics else ""))

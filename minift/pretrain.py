@@ -81,11 +81,12 @@ class PretrainConfig:
         for name, flag, low in (("steps", "--steps", 1), ("batch_size", "--batch-size", 1),
                                 ("grad_accum", "--grad-accum", 1), ("eval_every", "--eval-every", 1),
                                 ("vocab_size", "--vocab-size", 258 + (self.arch == "encoder")),
-                                ("corpus_bytes", "--corpus-bytes", 1),
+                                ("corpus_bytes", None, 1),        # no flag: PretrainConfig only
                                 ("seed", "--seed", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise MiniftError(f"{name} ({flag}) must be an integer >= {low}, got {value!r}")
+                raise MiniftError(f"{name}{f' ({flag})' if flag else ''} must be an integer >= {low}, "
+                                  f"got {value!r}")
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not (
                 math.isfinite(self.lr) and self.lr > 0):
             raise MiniftError(f"lr (--lr) must be a finite number > 0, got {self.lr!r}")

@@ -29,26 +29,31 @@ from .tensor import no_grad
 
 
 class Progress:
-    """One progress line: rewritten in place on a terminal, printed as plain lines
-    (every `every` steps) when the output is a log file or a pipe."""
+    """One progress line, on stderr (stdout is for results): rewritten in place on a
+    terminal; where stderr is a log file or a pipe, a plain line when `interval` seconds
+    have passed since the last one (and at the last step), so a log shows life without
+    filling up. Other lines (evaluations) are printed as they come. `every` is the Trainer's logging period in steps (update sizes are
+    recorded then), not a printing one. `clock` is there for tests."""
 
-    def __init__(self, stream=None, every=50):
-        self.stream = stream or sys.stdout
-        self.every = every
+    def __init__(self, stream=None, every=50, interval=10.0, clock=time.monotonic):
+        self.stream = stream or sys.stderr
+        self.every, self.interval, self.clock = every, interval, clock
         self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._open = False
+        self._last = clock()        # when the last progress line was printed
 
     def wants(self, step, total):
         """Whether update() at `step` would show anything (so numbers are read only then)."""
-        return self.live or step % self.every == 0 or step == total
+        return self.live or step == total or self.clock() - self._last >= self.interval
 
     def update(self, step, total, text):
         if self.live:
             self.stream.write("\r\033[K" + text)
             self.stream.flush()
             self._open = True
-        elif step % self.every == 0 or step == total:
+        elif self.wants(step, total):
             self.print(text)
+            self._last = self.clock()
 
     def print(self, text):
         if self._open:

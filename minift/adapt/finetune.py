@@ -95,7 +95,7 @@ class FinetuneConfig:
                                 ("k", "--k", 0)):
             _integer(getattr(self, name), name, flag, low)
         _number(self.lora_alpha, "lora_alpha", "--lora-alpha", positive=True)
-        _number(self.weight_decay, "weight_decay", "--weight-decay", positive=False)
+        _number(self.weight_decay, "weight_decay", None, positive=False)     # no flag: FinetuneConfig only
         if trains:
             _number(self.lr, "lr", "--lr", positive=True)
         if not (isinstance(self.val_fraction, float) and 0.0 < self.val_fraction < 1.0):
@@ -125,7 +125,8 @@ def _number(value, name, flag, positive):
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
         and (value > 0 if positive else value >= 0)
     if not ok:
-        raise MiniftError(f"{name} ({flag}) must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+        raise MiniftError(f"{name}{f' ({flag})' if flag else ''} must be a finite number "
+                          f"{'> 0' if positive else '>= 0'}, got {value!r}")
 
 
 # ----------------------------------------------------------------------------- the data
@@ -203,7 +204,8 @@ def file_digests(config):
 
 # ----------------------------------------------------------------------------- fine-tuning
 
-def finetune(init, out_dir, config=None, *, device="cpu", resume=False, until=None, log=print, progress=None):
+def finetune(init, out_dir, config=None, *, device="cpu", resume=False, until=None, log=print, progress=None,
+             results=None):
     """Adapt the pretraining run `init` to labeled data and write the run directory
     `out_dir`; returns (model, tokenizer, metrics).
 
@@ -211,6 +213,7 @@ def finetune(init, out_dir, config=None, *, device="cpu", resume=False, until=No
     the run in `out_dir` continues from its last checkpoint (its config.json says what
     it is; `init` may be None, and `config` may be a dict of settings that must equal
     the run's). `until` stops training early at that step, as an interruption would.
+    Notes go to `log`, the tables of test results to `results` (default: `log` too).
     """
     with claim(out_dir, "finetune", resume, device) as run:
         if resume:                                          # (claim: the run exists)
@@ -255,7 +258,7 @@ def finetune(init, out_dir, config=None, *, device="cpu", resume=False, until=No
         trainer = train(task, model, config, encoded, y, run, resume, until, progress, log)
         if trainer is not None and trainer.step < trainer.steps:
             return model, tokenizer, {"history": trainer.history}       # stopped early: the checkpoint is the result
-        metrics = finish(run, task, model, encoded, y, labels, trainer, log)
+        metrics = finish(run, task, model, encoded, y, labels, trainer, results or log)
         metrics.update(strategy=config.strategy, trainable_parameters=trainable, total_parameters=total,
                        data={"train": len(y["train"]), "validation": len(y["validation"]),
                              "truncated": truncated, "skipped_empty": skipped})

@@ -75,11 +75,12 @@ class AlignConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise MiniftError(f"{name} (--{name.replace('_', '-')}) must be an integer >= {low}, got {value!r}")
-        for name, positive in (("lr", True), ("beta", True), ("weight_decay", False)):
+        for name, positive in (("lr", True), ("beta", True), ("weight_decay", False)):   # weight_decay: no flag
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or not (value > 0 if positive else value >= 0):
-                raise MiniftError(f"{name} (--{name.replace('_', '-')}) must be a finite number "
+                flag = "" if name == "weight_decay" else f" (--{name.replace('_', '-')})"
+                raise MiniftError(f"{name}{flag} must be a finite number "
                                   f"{'> 0' if positive else '>= 0'}, got {value!r}")
         if not (isinstance(self.val_fraction, float) and 0.0 < self.val_fraction < 1.0):
             raise MiniftError(f"val_fraction must be a number between 0 and 1, got {self.val_fraction!r}")
