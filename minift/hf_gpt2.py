@@ -24,8 +24,10 @@ unscaled or layer-scaled attention, cross-attention. GPT-2's dropout rates are n
 (minift fine-tunes without dropout). GPT-2 has no padding token: minift pads with
 `<|endoftext|>`, which is harmless because padding is always masked out.
 
-Nothing is ever downloaded: a missing file is one sentence naming it and the command
-that fetches it.
+A fine-tuned classifier exports as transformers' GPT2ForSequenceClassification instead
+(see "classifiers" below: the head's bias folded into the final LayerNorm, the labels in
+config.json). Nothing is ever downloaded: a missing file is one sentence naming it and the
+command that fetches it.
 """
 import json
 from dataclasses import fields, replace
