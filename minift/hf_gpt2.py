@@ -78,6 +78,10 @@ def gpt_config_from_hf(cfg, path):
     if field("model_type") != "gpt2":
         raise MiniftError(f"{path}: model_type {json.dumps(field('model_type'))} is not GPT-2; minift reads "
                           f"GPT-2-architecture checkpoints only")
+    heads = [a for a in field("architectures") or [] if a not in ("GPT2LMHeadModel", "GPT2Model")]
+    if heads:
+        raise MiniftError(f"{path}: architectures {json.dumps(heads)} is not a language model; minift reads GPT-2 "
+                          f"language models (GPT2LMHeadModel), not a task head such as {heads[0]}'s")
     sizes = {"vocab_size": field("vocab_size"), "n_embd": field("n_embd"), "n_layer": field("n_layer"),
              "n_head": field("n_head"), "n_positions": field("n_positions", field("n_ctx"))}
     for name, value in sizes.items():

@@ -135,6 +135,8 @@ BROKEN = {
                    ['activation_function "relu" is not supported', "gelu_new"]),
     "epsilon": (lambda d: edit_config(d, layer_norm_epsilon=1e-6), ["layer_norm_epsilon 1e-06 is not supported"]),
     "architecture": (lambda d: edit_config(d, model_type="llama"), ['model_type "llama" is not GPT-2']),
+    "task head": (lambda d: edit_config(d, architectures=["GPT2ForSequenceClassification"]),
+                  ['architectures ["GPT2ForSequenceClassification"] is not a language model']),
     "vocabulary": (lambda d: edit_config(d, vocab_size=301), ["has 300 tokens but", "vocab_size 301"]),
     "no weights": (lambda d: (d / "model.safetensors").unlink(), ["has no model.safetensors", GET]),
     "pickle only": (lambda d: (d / "model.safetensors").rename(d / "pytorch_model.bin"),
