@@ -1,7 +1,7 @@
 """minift: a from-scratch, readable framework for pretraining a small GPT and
 adapting it to a task. Read the modules in this order (each imports only those
 before it): errors, backend, files, tensor, ops, functional, gradcheck, nn, model, optim,
-data, runs, hf_gpt2, trainer, pretrain, adapt, generate, align, viz, learn, cli; then the
+data, runs, card, hf_gpt2, trainer, pretrain, adapt, generate, align, viz, learn, cli; then the
 appendices: fast (CPU speed, `minift.fast.enable()`), cuda (the GPU kernels), bench and
 bench_kernels. `import minift` leaves the fast path off and changes no process-wide
 setting."""

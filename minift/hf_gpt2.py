@@ -24,17 +24,20 @@ unscaled or layer-scaled attention, cross-attention. GPT-2's dropout rates are n
 (minift fine-tunes without dropout). GPT-2 has no padding token: minift pads with
 `<|endoftext|>`, which is harmless because padding is always masked out.
 
-Nothing is ever downloaded: a missing file is one sentence naming it and the command
-that fetches it.
+A fine-tuned classifier exports as transformers' GPT2ForSequenceClassification instead
+(see "classifiers" below: the head's bias folded into the final LayerNorm, the labels in
+config.json). Nothing is ever downloaded: a missing file is one sentence naming it and the
+command that fetches it.
 """
 import json
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import decoders, models, pre_tokenizers
+from tokenizers import decoders, models, pre_tokenizers, processors
 
+from .card import write_card
 from .data import Tokenizer
 from .data.tokenizer import EOT_TOKEN
 from .errors import MiniftError
@@ -75,6 +78,10 @@ def gpt_config_from_hf(cfg, path):
     if field("model_type") != "gpt2":
         raise MiniftError(f"{path}: model_type {json.dumps(field('model_type'))} is not GPT-2; minift reads "
                           f"GPT-2-architecture checkpoints only")
+    heads = [a for a in field("architectures") or [] if a not in ("GPT2LMHeadModel", "GPT2Model")]
+    if heads:
+        raise MiniftError(f"{path}: architectures {json.dumps(heads)} is not a language model; minift reads GPT-2 "
+                          f"language models (GPT2LMHeadModel), not a task head such as {heads[0]}'s")
     sizes = {"vocab_size": field("vocab_size"), "n_embd": field("n_embd"), "n_layer": field("n_layer"),
              "n_head": field("n_head"), "n_positions": field("n_positions", field("n_ctx"))}
     for name, value in sizes.items():
@@ -236,17 +243,113 @@ def load_hf_gpt2(path, device="cpu"):
     return model.to(device).eval(), tokenizer, info
 
 
+# ----------------------------------------------------------------------------- classifiers
+
+# How a minift classifier becomes transformers' GPT2ForSequenceClassification:
+#
+# - pooling: transformers scores the rightmost token that is not pad_token_id, which
+#   is minift's "last" pooling when the padding token differs from the `<|endoftext|>`
+#   that ends every text. "mean" pooling and an encoder's bidirectional attention have
+#   no GPT-2 equivalent and are refused.
+# - the texts: minift appends `<|endoftext|>` to each text; the exported tokenizer.json
+#   does the same (a post-processor), so transformers' tokenizer gives minift's ids.
+# - the head: minift's is h @ W + b with W (C, L); GPT-2's `score` is a Linear without
+#   bias, weight (L, C) = W.T. The bias moves into the final LayerNorm, whose output
+#   h = g * xhat + beta feeds only the head: with delta @ W = b (C unknowns, L << C
+#   equations), (g * xhat + beta + delta) @ W = h @ W + b exactly (`fold_head`).
+# - LoRA adapters are merged into their weights first (W + A @ B * alpha / r).
+
+
+def check_classifier_exportable(cfg, path):
+    """Refuse, in one sentence, a classifier transformers' GPT-2 classifier does not compute."""
+    if not cfg["model"].causal:
+        raise MiniftError(f"{path}: this classifier's backbone is an encoder (bidirectional attention); "
+                          f"transformers' GPT2ForSequenceClassification is a causal GPT-2, so it cannot be exported")
+    if cfg.get("pooling") != "last":
+        raise MiniftError(f"{path}: this classifier pools by {json.dumps(cfg.get('pooling'))}; transformers' "
+                          f"GPT2ForSequenceClassification reads the last token only, so it cannot be exported")
+    labels = cfg.get("labels")
+    if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) for x in labels):
+        raise MiniftError(f"{path}: \"labels\" must be a list of at least 2 strings, found {json.dumps(labels)}")
+
+
+def merge_adapters(arrays, lora, path):
+    """The weights with every LoRA pair (NAME.lora_A, NAME.lora_B) merged into
+    NAME.weight, as adapt.lora.merged_weight computes it (same dtype, same order)."""
+    rank, alpha = lora.get("rank"), lora.get("alpha")
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1 or not isinstance(alpha, (int, float)):
+        raise MiniftError(f"{path} holds LoRA adapters but its run's config.json records no valid \"lora\" "
+                          f"rank and alpha; they cannot be merged")
+    merged = {k: v for k, v in arrays.items() if ".lora_" not in k}
+    for key in [k for k in arrays if k.endswith(".lora_A")]:
+        base = key[:-len(".lora_A")]
+        W, A, B = arrays[base + ".weight"], arrays[key], arrays[base + ".lora_B"]
+        merged[base + ".weight"] = W + (A @ B) * (alpha / rank)
+    return merged
+
+
+def _pop_head(arrays, num_labels, n_embd, path):
+    """(head.weight (C, L), head.bias (L,)), taken out of `arrays`."""
+    shapes = {"head.weight": (n_embd, num_labels), "head.bias": (num_labels,)}
+    for name, shape in shapes.items():
+        if name not in arrays or arrays[name].shape != shape:
+            raise MiniftError(f"{path}: no tensor '{name}' of shape {shape} (the head of a classifier with "
+                              f"{num_labels} labels)")
+    return arrays.pop("head.weight"), arrays.pop("head.bias")
+
+
+def fold_head(weight, bias, ln_f_bias, path):
+    """(score.weight (L, C), the final LayerNorm's bias with the head's bias folded in):
+    delta is the least-norm solution of delta @ weight = bias (see "classifiers" above),
+    checked after rounding to float32; a head whose bias cannot be folded is refused."""
+    W, b = weight.astype(np.float64), bias.astype(np.float64)
+    delta = np.linalg.lstsq(W.T, b, rcond=None)[0]                       # (C,)
+    folded = (ln_f_bias.astype(np.float64) + delta).astype(np.float32)
+    error = np.abs((folded.astype(np.float64) - ln_f_bias) @ W - b).max()
+    if not error <= 1e-5 * (1.0 + np.abs(b).max()):
+        raise MiniftError(f"{path}: the classification head's bias cannot be folded into the final LayerNorm "
+                          f"(its weight has rank below its {len(b)} labels), and transformers' "
+                          f"GPT2ForSequenceClassification has no bias in its score layer")
+    return np.ascontiguousarray(weight.T.astype(np.float32)), folded
+
+
+def classifier_config(config, tokenizer, labels):
+    """config.json of a GPT2ForSequenceClassification: GPT-2's, the labels, and the padding
+    token (null where it would be `<|endoftext|>`: transformers then scores the last token
+    of one text at a time, since a padding `<|endoftext|>` could not be told from the end)."""
+    cfg = hf_config(config, tokenizer)
+    cfg.update(architectures=["GPT2ForSequenceClassification"], num_labels=len(labels),
+               id2label={str(i): label for i, label in enumerate(labels)},
+               label2id={label: i for i, label in enumerate(labels)}, problem_type="single_label_classification")
+    return cfg
+
+
+def ending_with_eot(tokenizer):
+    """A copy of `tokenizer` whose post-processor appends `<|endoftext|>` to every text, as
+    minift's classifier does (minift itself never runs post-processors)."""
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy.hf.post_processor = processors.TemplateProcessing(single=f"$A {EOT_TOKEN}",
+                                                           special_tokens=[(EOT_TOKEN, tokenizer.eot_id)])
+    return copy
+
+
 # ----------------------------------------------------------------------------- export
 
 def export_hf_gpt2(source, out_dir):
     """Write the GPT of `source` (a minift run directory of any kind, or a Hugging Face
-    GPT-2 directory) to `out_dir` as a GPT-2 directory that transformers'
-    GPT2LMHeadModel.from_pretrained and tokenizers' Tokenizer.from_file load as they are:
+    GPT-2 directory) to `out_dir` as a GPT-2 directory that transformers loads as it is:
     config.json, model.safetensors (save_pretrained's names), tokenizer.json,
-    tokenizer_config.json. Returns the notes a command prints (what was left out)."""
-    config, tokenizer, state, notes = _read_source(Path(source))
+    tokenizer_config.json and a model card, README.md. A language model loads with
+    GPT2LMHeadModel.from_pretrained; a classifier run with
+    GPT2ForSequenceClassification.from_pretrained (see "classifiers" above). Returns the
+    notes a command prints."""
+    config, tokenizer, state, notes, source_cfg = _read_source(Path(source))
     out = Path(out_dir)
     _check_out_dir(out, Path(source))
+    labels = source_cfg.get("labels") if source_cfg.get("kind") == "classifier" else None
+    hf_cfg = hf_config(config, tokenizer) if labels is None else classifier_config(config, tokenizer, labels)
+    if labels is not None:
+        tokenizer = ending_with_eot(tokenizer)
     save_safetensors(out / WEIGHTS, {k: np.asarray(v, dtype=np.float32) for k, v in state.items()},
                      {"format": "pt"})                     # transformers refuses files without a known format
     tokenizer.save(out / TOKENIZER)
@@ -255,38 +358,54 @@ def export_hf_gpt2(source, out_dir):
         special["pad_token"] = tokenizer.id_to_token(tokenizer.pad_id)
     write_json(out / "tokenizer_config.json", {"tokenizer_class": "GPT2TokenizerFast", "add_prefix_space": False,
                                                "model_max_length": config.block_size, **special})
-    write_json(out / CONFIG, hf_config(config, tokenizer))  # last: the directory is complete once it is there
+    _write_export_card(out, source, source_cfg, hf_cfg["architectures"][0])
+    write_json(out / CONFIG, hf_cfg)                        # last: the directory is complete once it is there
     return notes
 
 
+def _write_export_card(out, source, source_cfg, architecture):
+    """README.md of an export: the source run's card, with how transformers loads it."""
+    metrics = RunDir(source).read_metrics() if source_cfg.get("kind") != HF_KIND else None
+    usage = ["    import transformers",
+             f"    model = transformers.{architecture}.from_pretrained(\"{out}\")"]
+    if architecture == "GPT2ForSequenceClassification":
+        usage += ["", "Its tokenizer.json appends `<|endoftext|>` to every text, the token minift's classifier "
+                      "reads; the labels are in config.json's `id2label`."]
+    write_card(out, source_cfg, metrics, weights=out / WEIGHTS, usage=usage,
+               intro=f"Exported by minift from `{Path(source).resolve()}` as transformers' `{architecture}`.")
+
+
 def _read_source(source):
-    """(GPTConfig, tokenizer, {save_pretrained name: array}, notes) of a run or a GPT-2 dir."""
+    """(GPTConfig, tokenizer, {save_pretrained name: array}, notes, the source's config
+    dict) of a run or a GPT-2 dir. A classifier's state holds `score.weight` too."""
     if is_hf_model_dir(source):
         model, tokenizer, info = load_hf_gpt2(source)
         state = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight" or not info["model"].tie_weights}
-        return info["model"], tokenizer, state, []
+        return info["model"], tokenizer, state, [], {"kind": HF_KIND, "model": info["model"], "init": info["source"]}
     run = RunDir(source)
     cfg = run.read_config(command="export")
     config, notes = cfg["model"], []
+    if cfg["kind"] == "classifier":
+        check_classifier_exportable(cfg, run.file(CONFIG))
     _check_exportable(config, run.file(CONFIG))
     tokenizer = run.load_tokenizer(cfg)
     run.check_weights(config)
     arrays, _ = load_safetensors(run.file(WEIGHTS), expect_dtypes=FLOAT_DTYPES, finite=True)
+    if any(".lora_" in k for k in arrays):                  # a checkpoint of a LoRA run: merge as finetune does
+        arrays = merge_adapters(arrays, cfg.get("lora") or {}, run.file(WEIGHTS))
+    head = None
     if cfg["kind"] == "classifier":
-        if not config.tie_weights:
-            raise MiniftError(f"{run.path} is a classifier run whose model had an untied LM head, which "
-                              f"fine-tuning left behind: there is no language model to export")
-        arrays = {k: v for k, v in arrays.items() if not k.startswith("head.")}
-        notes.append(f"{run.path} is a classifier: its backbone is exported, with the LM head tied to the "
-                     f"token embedding as in GPT-2; its classification head has no GPT-2 equivalent and is left out")
-    if any(".lora_" in k for k in arrays):
-        raise MiniftError(f"{run.path} stopped before its LoRA adapters were merged into the weights; finish "
-                          f"it first with `python -m minift finetune --resume --out {run.path}`")
+        config = replace(config, tie_weights=True)          # GPT2ForSequenceClassification has no LM head
+        head = _pop_head(arrays, len(cfg["labels"]), config.n_embd, run.file(WEIGHTS))
     if not run.is_finished():
         notes.append(f"{run.path} has not finished training: its last checkpoint's weights are exported")
     header = {k: ("F32", v.shape, None) for k, v in arrays.items()}
     names = match_weights(header, config, run.file(WEIGHTS))
-    return config, tokenizer, {name: arrays[key] for name, key in names.items()}, notes
+    state = {name: arrays[key] for name, key in names.items()}
+    if head is not None:
+        state["score.weight"], state["transformer.ln_f.bias"] = fold_head(*head, state["transformer.ln_f.bias"],
+                                                                          run.file(WEIGHTS))
+    return config, tokenizer, state, notes, cfg
 
 
 def _check_exportable(config, path):

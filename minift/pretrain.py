@@ -11,11 +11,14 @@ one field of `PretrainConfig`, validated once, before anything is written, and s
 whole in config.json, so a run can be resumed (or reproduced) from its directory alone.
 """
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from .backend import device_of, to_device
+from .card import write_run_card
 from .data import (
     BatchSampler, MaskedDocuments, Tokenizer, corpus_sha256, feedback, read_text_files, split_documents,
     split_into_documents, tokenize_corpus, train_val_split,
@@ -24,9 +27,10 @@ from .errors import MiniftError
 from .files import resolved
 from .hf_gpt2 import is_hf_model_dir, load_hf_gpt2
 from .model import PRESETS, GPTConfig, language_model, param_groups, training_bytes
+from .nn import Module
 from .optim import AdamW, WarmupCosine
 from .runs import PRETRAINED_KINDS, RunDir, check_memory, claim, config_from_json, refuse_changes
-from .trainer import Trainer
+from .trainer import Progress, Trainer
 
 # Recipes per model preset (model.PRESETS has the architectures). "small" is what
 # demos/pretrain.py runs: about 4-5 minutes on a 2-core CPU.
@@ -66,7 +70,7 @@ class PretrainConfig:
     grad_accum: int = 1
     eval_every: int | None = None       # default: a tenth of the steps, at most 100
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise MiniftError(f"unknown preset {self.preset!r} (--preset); choose one of {sorted(PRESETS)}")
         if self.arch not in ARCHS:
@@ -91,10 +95,10 @@ class PretrainConfig:
                 math.isfinite(self.lr) and self.lr > 0):
             raise MiniftError(f"lr (--lr) must be a finite number > 0, got {self.lr!r}")
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return asdict(self)
 
-    def model_config(self, vocab_size):
+    def model_config(self, vocab_size: int) -> GPTConfig:
         """The GPTConfig of this run's model (an encoder is the same model, not causal)."""
         return GPTConfig(vocab_size=vocab_size, causal=self.arch == "decoder", **PRESETS[self.preset])
 
@@ -172,7 +176,9 @@ def batches_and_evaluator(config, tokenizer, train_ids, val_ids, block_size):
                          masked=MaskedDocuments(docs["val"], config.batch_size, VAL_MASK_SEED, **masking)))
 
 
-def pretrain(out_dir, config=None, *, resume=False, device="cpu", until=None, log=print, progress=None):
+def pretrain(out_dir: str | Path, config: PretrainConfig | dict | None = None, *, resume: bool = False,
+             device: str = "cpu", until: int | None = None, log: Callable[..., object] = print,
+             progress: Progress | None = None) -> tuple[Module, Tokenizer, dict]:
     """Pretrain a GPT into the run directory `out_dir`; returns (model, tokenizer, history).
 
     config: a PretrainConfig (default: the `small` recipe on the built-in corpus). With
@@ -212,7 +218,9 @@ def pretrain(out_dir, config=None, *, resume=False, device="cpu", until=None, lo
             log(f"resumed at step {trainer.step} of {config.steps}")
         trainer.run(until=until)
         if trainer.step == config.steps:
-            run.write_metrics({**trainer.history, "step": trainer.step, "finished": True})
+            metrics = {**trainer.history, "step": trainer.step, "finished": True}
+            write_run_card(run, metrics, parameters=model.num_parameters())
+            run.write_metrics(metrics)                  # last: the run is finished once this file says so
     return model, tokenizer, trainer.history
 
 

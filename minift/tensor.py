@@ -19,7 +19,12 @@ primitive op, a Function subclass of ops.py. That file comes after this one and 
 it, so this one cannot import it: instead each of those op classes enters itself in the
 table `_primitives` as ops.py defines it (the `@primitive` decorator, below), and an
 operator looks its op up by name when it runs.
+
+Annotations name the types a caller passes and gets; `np.ndarray` stands for a CuPy
+array too on the GPU (the same interface).
 """
+from __future__ import annotations      # annotations stay text: Tensor may name itself
+
 import contextvars
 import itertools
 import operator
@@ -101,11 +106,13 @@ def _binary(op_name, reflected=False):
 
 
 def _unary(op_name):
-    return lambda self: _primitives[op_name].apply(self)
+    def method(self) -> Tensor:
+        return _primitives[op_name].apply(self)
+    return method
 
 
 def _reduction(op_name):
-    def method(self, axis=None, keepdims=False):
+    def method(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
         """Reduce over `axis` (an int, a tuple, or None for all axes)."""
         return _primitives[op_name].apply(self, axis=axis, keepdims=keepdims)
     return method
@@ -124,7 +131,8 @@ class Tensor:
     # Make `ndarray + Tensor` call Tensor.__radd__ instead of NumPy broadcasting over it.
     __array_priority__ = 1000
 
-    def __init__(self, data, requires_grad=False, dtype=None, name=None):
+    def __init__(self, data: object, requires_grad: bool = False, dtype: np.dtype | type | str | None = None,
+                 name: str | None = None) -> None:
         self.data = _as_array(data, dtype)
         if requires_grad and self.data.dtype.kind != "f":
             raise TypeError(f"only floating-point tensors can require grad, got dtype {self.data.dtype}")
@@ -141,31 +149,31 @@ class Tensor:
     device = property(lambda self: device_of(self.data))     # 'cpu' or 'cuda'
     is_leaf = property(lambda self: self._ctx is None)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.data)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         grad = ", requires_grad=True" if self.requires_grad else ""
         return f"tensor({self.data!r}{grad})"
 
     # -- conversions ------------------------------------------------------------
-    def numpy(self):
+    def numpy(self) -> np.ndarray:
         """The data as a NumPy array (copied to the host from a GPU)."""
         return to_numpy(self.data)
 
-    def item(self):
+    def item(self) -> float | int | bool:
         if self.data.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
         return self.data.reshape(()).item()
 
-    def tolist(self):
+    def tolist(self) -> list | float | int | bool:
         return self.numpy().tolist()
 
-    def detach(self):
+    def detach(self) -> Tensor:
         """The same data, cut from the graph (shares memory, never requires grad)."""
         return Tensor._wrap(self.data, False, None)
 
-    def to(self, device):
+    def to(self, device: str) -> Tensor:
         """This tensor on 'cpu' or 'cuda'. A leaf stays a leaf (same requires_grad,
         gradient moved too), so `param.to('cuda')` gives a trainable GPU parameter."""
         check_device(device)
@@ -191,10 +199,10 @@ class Tensor:
 
     __matmul__ = _binary("MatMul")
 
-    def __rmatmul__(self, other):
+    def __rmatmul__(self, other: np.ndarray) -> Tensor:
         return _primitives["MatMul"].apply(other, self)
 
-    def __pow__(self, p):
+    def __pow__(self, p: float) -> Tensor:
         if isinstance(p, Tensor):
             raise TypeError("only a constant exponent is supported: x ** 2.0, not x ** tensor "
                             "(write exp(p * log(x)) for a learned exponent)")
@@ -207,19 +215,19 @@ class Tensor:
     __gt__, __ge__ = _comparison(operator.gt), _comparison(operator.ge)
     __hash__ = object.__hash__
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: object) -> Tensor:
         if isinstance(index, Tensor):
             index = index.data
         elif isinstance(index, tuple):
             index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
         return _primitives["GetItem"].apply(self, index)
 
-    def reshape(self, *shape):
+    def reshape(self, *shape: int | tuple[int, ...]) -> Tensor:
         """x.reshape(2, 3) or x.reshape((2, 3)); -1 stands for the rest, as in NumPy."""
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         return _primitives["Reshape"].apply(self, tuple(shape))
 
-    def permute(self, *axes):
+    def permute(self, *axes: int | tuple[int, ...]) -> Tensor:
         """The axes in a new order: x.permute(0, 2, 1) or x.permute((0, 2, 1)); with no
         axes, reversed (as `transpose()` and `.T`)."""
         if not axes:
@@ -231,20 +239,20 @@ class Tensor:
     transpose = permute
 
     @property
-    def T(self):
+    def T(self) -> Tensor:
         return self.permute()
 
-    def swapaxes(self, a, b):
+    def swapaxes(self, a: int, b: int) -> Tensor:
         axes = list(range(self.ndim))
         axes[a], axes[b] = axes[b], axes[a]
         return _primitives["Permute"].apply(self, tuple(axes))
 
-    def masked_fill(self, mask, value):
+    def masked_fill(self, mask: Tensor | np.ndarray, value: float) -> Tensor:
         """This tensor with `value` wherever `mask` is true (no gradient flows there)."""
         mask = mask.data if isinstance(mask, Tensor) else mask
         return _primitives["Where"].apply(mask, self.dtype.type(value), self)
 
-    def astype(self, dtype):
+    def astype(self, dtype: np.dtype | type | str) -> Tensor:
         """A copy in another dtype, differentiable (the gradient is cast back)."""
         return _primitives["Cast"].apply(self, dtype=np.dtype(dtype))
 
@@ -256,7 +264,8 @@ class Tensor:
         t.data, t.grad, t.requires_grad, t._ctx, t.name = data, None, requires_grad, ctx, None
         return t
 
-    def backward(self, grad=None, keep_graph=True, grads=None):
+    def backward(self, grad: Tensor | np.ndarray | float | None = None, keep_graph: bool = True,
+                 grads: dict | None = None) -> None:
         """Accumulate d(self)/d(leaf) into `.grad` of every leaf that requires grad.
 
         `grad` is dL/d(self); it may be omitted only for a one-element tensor (then 1).

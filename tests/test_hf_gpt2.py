@@ -4,6 +4,7 @@ tests/fixtures was written once by tests/fixtures/make_gpt2_fixture.py with tran
 the tests that run transformers themselves skip cleanly without it. Nothing is downloaded."""
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -134,6 +135,8 @@ BROKEN = {
                    ['activation_function "relu" is not supported', "gelu_new"]),
     "epsilon": (lambda d: edit_config(d, layer_norm_epsilon=1e-6), ["layer_norm_epsilon 1e-06 is not supported"]),
     "architecture": (lambda d: edit_config(d, model_type="llama"), ['model_type "llama" is not GPT-2']),
+    "task head": (lambda d: edit_config(d, architectures=["GPT2ForSequenceClassification"]),
+                  ['architectures ["GPT2ForSequenceClassification"] is not a language model']),
     "vocabulary": (lambda d: edit_config(d, vocab_size=301), ["has 300 tokens but", "vocab_size 301"]),
     "no weights": (lambda d: (d / "model.safetensors").unlink(), ["has no model.safetensors", GET]),
     "pickle only": (lambda d: (d / "model.safetensors").rename(d / "pytorch_model.bin"),
@@ -221,6 +224,7 @@ def test_a_model_gpt2_cannot_express_is_not_exported(tmp_path):
 def transformers_model(directory):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
+    os.environ.setdefault("USE_HUB_KERNELS", "0")       # recent transformers: no `kernels` package needed offline
     transformers.logging.set_verbosity_error()
     return torch, transformers.GPT2LMHeadModel.from_pretrained(str(directory)).eval()
 
@@ -247,20 +251,26 @@ def test_an_exported_run_loads_in_transformers_with_the_same_logits_and_greedy_t
     assert capsys.readouterr().out == prompt + hf_tok.decode(out) + "\n"
 
 
-def test_a_classifier_run_exports_its_backbone(tmp_path, capsys):
+def test_a_classifier_from_gpt2_exports_as_a_sequence_classifier(tmp_path, monkeypatch):
+    """GPT-2's tokenizer pads with <|endoftext|>, which also ends every text: the export says
+    pad_token_id null, and transformers scores the last token of one text at a time."""
     run = tmp_path / "ft"
     finetune(SAVED, run, FinetuneConfig(strategy="full", train_file=str(labeled_file(tmp_path)), epochs=1),
              log=quiet, progress=Silent())
     assert main(["export", "--model", str(run), "--out", str(tmp_path / "hf")]) == 0
-    assert "classification head has no GPT-2 equivalent" in capsys.readouterr().err
-    backbone = load_finetuned(run).model.transformer.state_dict()
-    exported = load_hf_gpt2(tmp_path / "hf")[0]
-    assert all(np.array_equal(exported.transformer.state_dict()[k], v) for k, v in backbone.items())
-    assert exported.lm_head.weight is exported.transformer.wte.weight
-    torch, hf = transformers_model(tmp_path / "hf")
+    cfg = json.loads((tmp_path / "hf" / "config.json").read_text(encoding="utf-8"))
+    assert cfg["architectures"] == ["GPT2ForSequenceClassification"] and cfg["pad_token_id"] is None
+    ours = load_finetuned(run)
+    texts = ["The lid is superb.", "It broke after a day.", "A bag."]
+    seqs, _ = ours.task.encode(texts)
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    monkeypatch.setenv("USE_HUB_KERNELS", "0")
+    transformers.logging.set_verbosity_error()
+    hf = transformers.GPT2ForSequenceClassification.from_pretrained(str(tmp_path / "hf")).eval()
     with torch.no_grad():
-        theirs = hf(torch.tensor(EXPECTED["input_ids"])).logits.numpy()
-    np.testing.assert_allclose(theirs, logits_of(exported, EXPECTED["input_ids"]), rtol=1e-5, atol=1e-5)
+        theirs = np.concatenate([torch.softmax(hf(torch.tensor([ids])).logits.double(), -1).numpy() for ids in seqs])
+    np.testing.assert_allclose(theirs, ours.classify(texts)[0], rtol=0, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- the commands on a GPT-2 directory

@@ -12,15 +12,18 @@ before all inputs have been checked; a run stopped at any moment continues with
 import hashlib
 import math
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..data import LabeledData, encode_labels, feedback, label_vocabulary, load_labeled, stratified_split
+from ..card import write_run_card
+from ..data import LabeledData, Tokenizer, encode_labels, feedback, label_vocabulary, load_labeled, stratified_split
 from ..errors import MiniftError
 from ..files import atomic_write, file_sha256, resolved, write_json
 from ..model import language_model, param_groups, training_bytes
+from ..nn import Module
 from ..optim import AdamW, WarmupCosine
 from ..pretrain import load_gpt
 from ..runs import (FINETUNED_KINDS, WEIGHTS, RunDir, check_init_unchanged, check_memory, claim, config_from_json,
@@ -31,7 +34,7 @@ from .lora import has_lora, merge_lora, parameter_counts
 from .metrics import classification_metrics, softmax_rows
 from .prompts import PromptFormat
 from .report import comparison_table, format_metrics
-from .tasks import LM_STRATEGIES, STRATEGIES, make_task, task_from_config
+from .tasks import LM_STRATEGIES, STRATEGIES, ClassifierTask, InstructTask, make_task, task_from_config
 
 # Per-strategy recipes for the built-in data (about 430 training examples of 20-60
 # tokens): epochs, peak learning rate, batch size. A frozen backbone leaves only a
@@ -75,7 +78,7 @@ class FinetuneConfig:
     seed: int = 0
     prompt_template: str = PromptFormat().template
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _choice(self.strategy, STRATEGIES, "strategy", "--strategy")
         if self.pooling is not None:
             _choice(self.pooling, POOLINGS, "pooling", "--pooling")
@@ -102,10 +105,10 @@ class FinetuneConfig:
             raise MiniftError(f"val_fraction must be a number between 0 and 1, got {self.val_fraction!r}")
         PromptFormat(self.prompt_template)                   # checks the template
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return asdict(self)
 
-    def recipe(self):
+    def recipe(self) -> dict:
         """The training settings, as config.json's "train" section has always held them."""
         return {k: getattr(self, k) for k in ("epochs", "lr", "batch_size", "seed", "weight_decay",
                                                "val_fraction", "class_weighting")}
@@ -204,8 +207,10 @@ def file_digests(config):
 
 # ----------------------------------------------------------------------------- fine-tuning
 
-def finetune(init, out_dir, config=None, *, device="cpu", resume=False, until=None, log=print, progress=None,
-             results=None):
+def finetune(init: str | Path | None, out_dir: str | Path, config: FinetuneConfig | dict | None = None, *,
+             device: str = "cpu", resume: bool = False, until: int | None = None,
+             log: Callable[..., object] = print, progress: Progress | None = None,
+             results: Callable[..., object] | None = None) -> tuple[Module | None, Tokenizer | None, dict]:
     """Adapt the pretraining run `init` to labeled data and write the run directory
     `out_dir`; returns (model, tokenizer, metrics).
 
@@ -323,8 +328,8 @@ def train(task, model, config, encoded, y, run, resume, until, progress, log):
 
 
 def finish(run, task, model, encoded, y, labels, trainer, log):
-    """The weights to keep (LoRA adapters merged), then every evaluation. Returns the
-    metrics (not yet written)."""
+    """The weights to keep (LoRA adapters merged), every evaluation, then the model card.
+    Returns the metrics (not yet written)."""
     if has_lora(model):
         merge_lora(model)                        # the same function, plain GPT-2 names again
     step = trainer.step if trainer is not None else 0
@@ -336,8 +341,10 @@ def finish(run, task, model, encoded, y, labels, trainer, log):
         log(format_metrics(results[name], title=name))
     history = trainer.history if trainer is not None else {"train": [], "eval": []}
     seconds = trainer.seconds if trainer is not None else 0.0
-    return {"labels": labels, "train_seconds": round(seconds, 2), "validation": results.pop("validation"),
-            "test": results, "history": history, "step": step, "finished": True}
+    metrics = {"labels": labels, "train_seconds": round(seconds, 2), "validation": results.pop("validation"),
+               "test": results, "history": history, "step": step, "finished": True}
+    write_run_card(run, metrics, parameters=model.num_parameters())
+    return metrics
 
 
 def reopen(run, init, insisted):
@@ -388,11 +395,11 @@ class FinetunedModel:
     gives labels, `predict_proba(texts)` probabilities (columns in `labels` order),
     `evaluate(texts, labels)` the metrics; `classify` also counts texts cut to the context."""
 
-    def __init__(self, model, tokenizer, task, config):
+    def __init__(self, model: Module, tokenizer: Tokenizer, task: ClassifierTask | InstructTask, config: dict) -> None:
         self.model, self.tokenizer, self.task, self.config = model, tokenizer, task, config
         self.labels = task.labels
 
-    def classify(self, texts):
+    def classify(self, texts: Iterable[str]) -> tuple[np.ndarray, int]:
         """(probabilities (N, L) in `labels` order, number of texts cut to the context)."""
         if isinstance(texts, str):
             raise MiniftError("texts must be a list of strings, not one string (write [text] for one)")
@@ -403,15 +410,15 @@ class FinetunedModel:
         encoded, n_cut = self.task.encode(texts)
         return softmax_rows(self.task.scores(self.model, encoded)), n_cut
 
-    def predict_proba(self, texts):
+    def predict_proba(self, texts: Iterable[str]) -> np.ndarray:
         """Probabilities, an (N, L) array whose column j is the label `labels[j]`."""
         return self.classify(texts)[0]
 
-    def predict(self, texts):
+    def predict(self, texts: Iterable[str]) -> list[str]:
         """The most probable label of each text, a list of label names."""
         return [self.labels[j] for j in self.predict_proba(texts).argmax(axis=1)]
 
-    def evaluate(self, texts, labels, source=None):
+    def evaluate(self, texts: Iterable[str], labels: Iterable[str], source: str | None = None) -> dict:
         """classification_metrics of the predictions against the true `labels` (names);
         a label the run never trained on is a MiniftError naming `source`."""
         texts, labels = list(texts), list(labels)
@@ -423,7 +430,7 @@ class FinetunedModel:
         return classification_metrics(y_true, self.predict_proba(texts).argmax(axis=1), self.labels)
 
 
-def load_finetuned(run_dir, device="cpu", command="classify"):
+def load_finetuned(run_dir: str | Path, device: str = "cpu", command: str = "classify") -> FinetunedModel:
     """The FinetunedModel of a finished run written by `finetune` (a Classifier for kind
     "classifier", the GPT for "instruct" and "prompt"). A run that did not finish is
     refused: its weights are a checkpoint, not the result. `command` names the user's

@@ -7,6 +7,7 @@ one Trainer -> weights, and for built-in data the judge on the held-out requests
 metrics.json. A run stopped at any moment continues with `align --resume`, bit for bit.
 """
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,10 +15,12 @@ import numpy as np
 
 from ..adapt.prompts import PromptFormat, instruction_batch, instruction_loss, masked_example, prompt_ids
 from ..adapt.tasks import EpochBatches
-from ..data import PAIR_KEYS, feedback, load_pairs, write_pairs
+from ..card import write_run_card
+from ..data import PAIR_KEYS, Tokenizer, feedback, load_pairs, write_pairs
 from ..errors import MiniftError
 from ..files import file_sha256, resolved
 from ..model import param_groups
+from ..nn import Module
 from ..optim import AdamW, WarmupCosine
 from ..pretrain import load_gpt
 from ..runs import (ALIGNED_KINDS, LANGUAGE_MODEL_KINDS, RunDir, check_init_unchanged, claim, config_from_json,
@@ -62,7 +65,7 @@ class AlignConfig:
     judge_samples: int = 2           # built-in data: responses per held-out request judged at the end
     prompt_template: str = ALIGN_TEMPLATE
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for value, choices, flag in ((self.method, METHODS, "--method"), (self.pairs_from, PAIRS_FROM, "--pairs-from")):
             if value not in choices:
                 raise MiniftError(f"unknown {flag[2:]} {value!r} ({flag}); choose one of {list(choices)}")
@@ -86,10 +89,10 @@ class AlignConfig:
             raise MiniftError(f"val_fraction must be a number between 0 and 1, got {self.val_fraction!r}")
         PromptFormat(self.prompt_template)                   # checks the template
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return asdict(self)
 
-    def keys(self):
+    def keys(self) -> tuple[str, ...]:
         """The keys each line of the data must hold: SFT trains on prompt -> chosen."""
         return PAIR_KEYS[:2] if self.method == "sft" else PAIR_KEYS
 
@@ -143,7 +146,9 @@ def encode_rows(tokenizer, fmt, rows, block_size):
 
 # ----------------------------------------------------------------------------- aligning
 
-def align(init, out_dir, config=None, *, device="cpu", resume=False, until=None, log=print, progress=None):
+def align(init: str | Path | None, out_dir: str | Path, config: AlignConfig | dict | None = None, *,
+          device: str = "cpu", resume: bool = False, until: int | None = None, log: Callable[..., object] = print,
+          progress: Progress | None = None) -> tuple[Module | None, Tokenizer | None, dict]:
     """Align the language-model run `init` by config.method into the run directory
     `out_dir`; returns (model, tokenizer, metrics). With resume=True the run in `out_dir`
     continues from its last checkpoint (`init` may be None; `config` a dict of settings
@@ -182,6 +187,7 @@ def align(init, out_dir, config=None, *, device="cpu", resume=False, until=None,
             metrics["judge"], _ = judged_following(model, tokenizer, fmt, feedback.request_split()["test"],
                                                    config.judge_samples, seed=config.seed)
             log("judged on the held-out requests: " + judge_line(metrics["judge"]))
+        write_run_card(run, metrics, parameters=model.num_parameters())
         run.write_metrics(metrics)                  # last: the run is finished once this file says so
     return model, tokenizer, metrics
 
