@@ -47,6 +47,7 @@ FINETUNE_RECIPES = {
     "lora": dict(epochs=30, lr=3e-3, batch_size=16),
     "instruct": dict(epochs=6, lr=3e-4, batch_size=16),
     "prompt": dict(epochs=0, lr=0.0, batch_size=1),         # nothing trains
+    "bow": dict(epochs=20, lr=1e-2, batch_size=16),
 }
 DEFAULT_K = {"top-k": 2, "prompt": 0}     # blocks that train (top-k); solved examples shown (prompt)
 BETAS = (0.9, 0.95)
@@ -399,8 +400,8 @@ class FinetunedModel:
 
 def load_finetuned(run_dir, device="cpu"):
     """The FinetunedModel of a finished run written by `finetune` (a Classifier for kind
-    "classifier", the GPT for "instruct" and "prompt"). A run that did not finish is
-    refused: its weights are a checkpoint, not the result."""
+    "classifier", the GPT for "instruct" and "prompt", a BagOfWords for "bow"). A run that
+    did not finish is refused: its weights are a checkpoint, not the result."""
     run = RunDir(run_dir)
     cfg = run.read_config(FINETUNED_KINDS, command="classify")
     if not run.is_finished():
@@ -413,7 +414,10 @@ def load_finetuned(run_dir, device="cpu"):
                           f"`python -m minift finetune --resume --out {run.path}`")
     tokenizer = run.load_tokenizer(cfg)
     task = task_from_config(cfg, tokenizer, run.file("config.json"))
-    run.check_weights(cfg["model"])                   # before anything is allocated
-    model = task.inference_model(language_model(cfg["model"]))
+    if task.kind == "bow":                            # no GPT: a linear model over the tokenizer's vocabulary
+        model = task.inference_model()
+    else:
+        run.check_weights(cfg["model"])               # before anything is allocated
+        model = task.inference_model(language_model(cfg["model"]))
     run.load_weights(model)
     return FinetunedModel(model.to(device).eval(), tokenizer, task, cfg)
