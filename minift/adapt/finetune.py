@@ -47,7 +47,10 @@ FINETUNE_RECIPES = {
     "lora": dict(epochs=30, lr=3e-3, batch_size=16),
     "instruct": dict(epochs=6, lr=3e-4, batch_size=16),
     "prompt": dict(epochs=0, lr=0.0, batch_size=1),         # nothing trains
-    "bow": dict(epochs=20, lr=1e-2, batch_size=16),
+    # the bag-of-words baseline: measured on the built-in validation split, 2 seeds: 5-40 epochs, lr 3e-3 to
+    # 0.3, weight decay 0 to 1 all gave 79-90%; a larger lr or more epochs drove the loss to 0 and overfit
+    # (79-83%), while 10 epochs at 1e-2 gave 87.5% on both seeds in 1-2 s (weight decay: the default 0.01)
+    "bow": dict(epochs=10, lr=1e-2, batch_size=16),
 }
 DEFAULT_K = {"top-k": 2, "prompt": 0}     # blocks that train (top-k); solved examples shown (prompt)
 BETAS = (0.9, 0.95)
