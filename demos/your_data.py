@@ -3,7 +3,10 @@
     python demos/your_data.py --train train.csv --test test.csv     # columns text,label
     python demos/your_data.py --train train.csv --test test.csv --init runs/small
     python demos/your_data.py                                       # the built-in feedback labels
-    python demos/your_data.py --quick                               # a rough look in a minute or two
+    python demos/your_data.py --quick          # the pipeline in seconds: undertrained, its numbers mean nothing
+
+With the built-in data the full run took 21 minutes on a shared 2-core machine
+(docs/experiments.md has its table); most of it is pretraining and `lora`.
 
 It trains `bow` (logistic regression on TF-IDF token counts: no neural network), then
 `scratch`, `full`, `lora` (the GPT classifier from random weights, fine-tuned whole,
@@ -135,8 +138,8 @@ def main():
     parser.add_argument("--init", help="a pretrained run to fine-tune (default: pretrain one on the training texts)")
     parser.add_argument("--seeds", type=int, help="fine-tuning seeds per row (default 3; --quick 1)")
     parser.add_argument("--quick", action="store_true",
-                        help=f"a rough look: one seed, {QUICK_EPOCHS} epoch per run, a tiny init pretrained for "
-                             f"{QUICK_PRETRAIN['steps']} steps")
+                        help=f"check the pipeline in seconds: one seed, {QUICK_EPOCHS} epoch per run, a tiny init "
+                             f"pretrained for {QUICK_PRETRAIN['steps']} steps (undertrained: the numbers mean nothing)")
     parser.add_argument("--runs", default="runs/your_data", help="where the runs go (default runs/your_data)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--reference", action="store_true",
@@ -157,6 +160,8 @@ def main():
     except MiniftError as e:
         sys.exit(f"error: {e}")
     text = table(results) + "\n\n" + verdict(results)
+    if args.quick:
+        text += "\n(--quick: every model undertrained on purpose, to check the pipeline; these numbers mean nothing)"
     print(f"\n{text}\n\ntotal time {time.time() - t0:.0f} s")
     keep = ("strategy", "train_seconds", "test")
     write_json(root / "summary.json", {name: [{k: m[k] for k in keep} for m in runs] for name, runs in results.items()})
