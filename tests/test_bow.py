@@ -1,6 +1,6 @@
 """The bag-of-words baseline (`--strategy bow`): TF-IDF features against a hand-worked
 example, padding never counts, a separable set is learned, the idf is frozen and saved,
-classify / report / the CLI on a bow run. Tiny models and files built here only."""
+classify / report / the CLI on a bow run, --resume gives the same weights. Tiny models and files built here only."""
 import csv
 import json
 
@@ -14,7 +14,7 @@ from minift.cli import main
 from minift.data import Tokenizer, encode_labels, feedback, pad_batch, stratified_split
 from minift.files import load_safetensors
 from minift.model import GPTConfig
-from minift.runs import WEIGHTS
+from minift.runs import CHECKPOINT, WEIGHTS
 from minift.viz import write_report
 
 from quiet import Silent, quiet
@@ -108,3 +108,15 @@ def test_classify_report_and_cli_on_a_bow_run(tmp_path, init_run, capsys):
     assert probs.shape == (2, 3) and n_cut == 0 and np.allclose(probs[0], probs[1])
     page = write_report(out, out=tmp_path / "bow.html").read_text()
     assert "it has no attention" in page and "<td>validation</td>" in page
+
+
+def test_an_interrupted_bow_run_resumes_to_the_same_weights(tmp_path, init_run):
+    train = str(write_csv(tmp_path / "train.csv", separable_rows(60, seed=4)))
+    settings = dict(strategy="bow", train_file=train, epochs=3)
+    finetune(init_run, tmp_path / "straight", FinetuneConfig(**settings), log=quiet, progress=Silent())
+    finetune(init_run, tmp_path / "cut", FinetuneConfig(**settings), until=4, log=quiet, progress=Silent())
+    assert json.loads(load_safetensors(tmp_path / "cut" / CHECKPOINT)[1]["minift"])["step"] == 4    # of 12
+    finetune(None, tmp_path / "cut", {"strategy": "bow"}, resume=True, log=quiet, progress=Silent())
+    a, _ = load_safetensors(tmp_path / "straight" / WEIGHTS)
+    b, _ = load_safetensors(tmp_path / "cut" / WEIGHTS)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
