@@ -18,6 +18,8 @@ What to look for:
   * head, top-k, lora: how much of the network must change (lora trains ~2%);
   * prompt: the language model alone, zero-shot and with a few solved examples;
   * instruct: the same model taught to answer with the label word;
+  * bow: no network at all, a logistic regression on TF-IDF token counts: the baseline
+    that every other row must beat to be worth its cost;
   * encoder vs decoder: the same blocks, attention in both directions, pretrained on
     masked tokens instead of the next one.
 """
@@ -41,6 +43,7 @@ RUNS = [
     ("prompt 3-shot", "prompt", {"k": 3}),
     ("instruct", "instruct", {}),
     ("scratch", "scratch", {}),
+    ("bow", "bow", {}),             # no GPT: logistic regression on TF-IDF token counts, the baseline
 ]
 # The encoder's rows (prompt and instruct read a next-token prediction, which it has
 # not). Its full and scratch rows train 15 epochs, not 5: measured over 3 seeds, 5

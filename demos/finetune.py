@@ -1,7 +1,7 @@
 """Fine-tune the pretrained demo model into a sentiment classifier.
 
     python demos/finetune.py                          # full fine-tuning, about a minute on a CPU
-    python demos/finetune.py --strategy lora          # or head, top-k, prompt, instruct, scratch
+    python demos/finetune.py --strategy lora          # or head, top-k, prompt, instruct, scratch, bow
 
 It loads the pretraining run (default runs/small, made by demos/pretrain.py or
 demos/quickstart.py), discards the language-model head, puts a fresh

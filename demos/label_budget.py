@@ -7,11 +7,12 @@ mattering?
 For N labeled reviews of the built-in world (sentiment lexicon part A; 10% of them held
 out for validation), from a few dozen to a few thousand, it fine-tunes the pretrained
 decoder (runs/small) and encoder (runs/small-encoder) with `full`, `lora` and `scratch`,
-asks the decoder with `prompt` (zero-shot: it uses no label, so its line is flat), and
-tests on part A and on part B (words that only the unlabeled corpus contains). Each
-point is the mean of --seeds fine-tuning seeds, with their standard deviation. It
-prints one table per test set and, with matplotlib installed, draws the curves
-(runs/label_budget/label_budget.png).
+asks the decoder with `prompt` (zero-shot: it uses no label, so its line is flat), trains
+`bow` once per budget (logistic regression on TF-IDF token counts: no GPT, only the
+decoder run's tokenizer; the baseline), and tests on part A and on part B (words that
+only the unlabeled corpus contains). Each point is the mean of --seeds fine-tuning
+seeds, with their standard deviation. It prints one table per test set and, with
+matplotlib installed, draws the curves (runs/label_budget/label_budget.png).
 
 Training length: each run trains for its strategy's recipe epochs (the encoder's full
 and scratch: 15, as in demos/adaptation_strategies.py), but for at least MIN_STEPS and at
@@ -21,7 +22,8 @@ handful of updates; thousands would make LoRA's 30 epochs last an hour).
 What to look for:
   * part A: `scratch` catches up with `full` as labels grow: given enough labels of
     the very words the test uses, pretraining stops mattering;
-  * part B: it never does: no number of part-A labels says what "stellar" means.
+  * part B: it never does: no number of part-A labels says what "stellar" means;
+  * bow: how many labels a model without pretraining, or any network, needs.
 """
 import argparse
 import csv
@@ -41,7 +43,8 @@ from minift.trainer import Progress
 
 BUDGETS = [60, 160, 480, 1440, 4320]     # labeled reviews; 90% train: 54 ... 432 (the built-in set) ... 3888
 QUICK_BUDGETS = [60, 480, 1440]
-STRATEGIES = ["full", "lora", "prompt", "scratch"]
+STRATEGIES = ["full", "lora", "prompt", "scratch", "bow"]
+NO_ENCODER = ("prompt", "bow")      # prompt reads a next-token answer; bow uses no model, its line is drawn once
 ENCODER_EPOCHS = {"full": 15, "scratch": 15}      # demos/adaptation_strategies.py says why
 MIN_STEPS, MAX_STEPS = 150, 1500
 QUICK_MAX_STEPS = 400
@@ -108,8 +111,8 @@ def curves(args, budgets, train, test_files, root):
                   f"`python -m minift pretrain --out {init}{' --arch encoder' if arch == 'encoder' else ''}`)")
             continue
         for strategy in args.strategies:
-            if strategy == "prompt" and arch == "encoder":
-                continue                                    # an encoder has no next-token answer to read
+            if strategy in NO_ENCODER and arch == "encoder":
+                continue
             # prompt uses no label: one run, drawn flat across the budgets
             sizes = budgets[:1] if strategy == "prompt" else budgets
             for n in sizes:
@@ -131,13 +134,19 @@ def table(results, budgets, test):
     header = f"{'model':<18}" + "".join(f"{str(n_train.get(n, n)) + ' labels':>15}" for n in budgets)
     lines = [header, "-" * len(header)]
     for (arch, strategy), points in results.items():
-        line = f"{arch + ' ' + strategy:<18}"
+        line = f"{row_name(arch, strategy):<18}"
         for n in budgets:
             runs = points.get(n) or points[min(points)]     # prompt: the same at every budget
             mean, sd = mean_and_spread([r["accuracy"][test] for r in runs])
             line += f"{100 * mean:>9.1f} ±{100 * sd:>4.1f}"
         lines.append(line)
     return "\n".join(lines)
+
+
+def row_name(arch, strategy):
+    """A line's name in the tables and the picture: "decoder full", ...; bow uses no
+    model, only the decoder run's tokenizer."""
+    return "bow (no GPT)" if strategy == "bow" else f"{arch} {strategy}"
 
 
 def verdict(results, budgets):
@@ -178,7 +187,8 @@ def plot(results, budgets, path):
             if strategy == "prompt":
                 ax.axhline(stats[0][0], color="gray", ls=":", label="decoder prompt (no labels)")
                 continue
-            ax.errorbar(xs, [m for m, _ in stats], yerr=[s for _, s in stats], label=f"{arch} {strategy}", **style)
+            ax.errorbar(xs, [m for m, _ in stats], yerr=[s for _, s in stats], label=row_name(arch, strategy),
+                        **style)
         ax.axhline(1 / 3, color="lightgray", lw=0.8)
         ax.set_xscale("log")
         ax.set_xlabel("training labels")

@@ -10,7 +10,9 @@ feedback, and compare with a model that had no pretraining.
    ~430 labeled reviews written with sentiment lexicon part A (`full`); also ask the
    language model itself, with no training, to complete "Review: ...\nSentiment:"
    with a label word (`prompt`).
-3. Train the same classifier from random weights on the same labels (`scratch`).
+3. Train the same classifier from random weights on the same labels (`scratch`), and a
+   logistic regression on the labeled texts' token counts, TF-IDF weighted (`bow`, no
+   GPT at all): the baseline a fine-tuned model has to beat to be worth its cost.
    (demos/adaptation_strategies.py compares every strategy, LoRA included.)
 4. Test all of them on part A and on part B, whose sentiment words ("stellar",
    "abysmal", ...) occur only in the unlabeled corpus. The gap between `full` and
@@ -29,7 +31,7 @@ from minift.errors import MiniftError
 from minift.pretrain import PretrainConfig, pretrain
 from minift.runs import FINETUNED_KINDS, PRETRAINED_KINDS, RunDir, config_from_json
 
-STRATEGIES = ["full", "prompt", "scratch"]
+STRATEGIES = ["full", "prompt", "scratch", "bow"]
 
 
 def pretraining_state(run):
@@ -51,7 +53,7 @@ def main():
     parser.add_argument("--init", default="runs/small", help="pretraining run to reuse or make (default runs/small)")
     parser.add_argument("--runs", default="runs/quickstart", help="where the fine-tuned runs go")
     parser.add_argument("--strategies", nargs="+", default=STRATEGIES,
-                        choices=["full", "head", "top-k", "lora", "prompt", "instruct", "scratch"])
+                        choices=["full", "head", "top-k", "lora", "prompt", "instruct", "scratch", "bow"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--reference", action="store_true",
                         help="the plain reading path, without minift.fast's CPU speed-ups (as MINIFT_FAST=0)")

@@ -23,7 +23,7 @@ from . import __version__
 
 # The names only: importing the adaptation code would load NumPy and the model before
 # argparse has even checked the command line (tests check these lists stay in step).
-STRATEGIES = ["full", "head", "top-k", "lora", "prompt", "instruct", "scratch"]
+STRATEGIES = ["full", "head", "top-k", "lora", "prompt", "instruct", "scratch", "bow"]
 POOLINGS = ["last", "mean"]
 METHODS = ["sft", "dpo"]
 
@@ -97,7 +97,7 @@ def _finetune_parser(sub):
                    help="full (default): everything trains; head: frozen backbone; top-k: the last k blocks "
                         "train; lora: low-rank adapters; prompt: no training, label likelihood after a "
                         "template; instruct: fine-tune the language model to write the label; scratch: no "
-                        "pretraining")
+                        "pretraining; bow: no GPT at all, logistic regression on TF-IDF token counts (the baseline)")
     p.add_argument("--train", metavar="FILE", help="labeled CSV / TSV / JSONL (default: the built-in feedback "
                                                    "labels, tested on lexicon parts A and B)")
     p.add_argument("--test", nargs="+", metavar="FILE", help="labeled test files (default with the built-in "

@@ -385,6 +385,9 @@ def _read_source(source):
     run = RunDir(source)
     cfg = run.read_config(command="export")
     config, notes = cfg["model"], []
+    if cfg["kind"] == "bow":                                # logistic regression on token counts: no GPT in it
+        raise MiniftError(f"{run.path} is a bag-of-words baseline (--strategy bow): it holds no GPT, so there is "
+                          f"nothing to export as GPT-2")
     if cfg["kind"] == "classifier":
         check_classifier_exportable(cfg, run.file(CONFIG))
     _check_exportable(config, run.file(CONFIG))

@@ -49,7 +49,7 @@ METRICS = "metrics.json"
 FLOAT_DTYPES = ("F16", "F32", "F64")   # every tensor of weights and checkpoints is a float: an I32 is tampering
 OWNER = ".owner"             # who holds the lock (pid, command, time): only read to name the holder
 PRETRAINED_KINDS = ("pretrain",)
-FINETUNED_KINDS = ("classifier", "instruct", "prompt")
+FINETUNED_KINDS = ("classifier", "instruct", "prompt", "bow")
 ALIGNED_KINDS = ("sft", "dpo")          # written by `align`
 LANGUAGE_MODEL_KINDS = ("pretrain", "instruct", "prompt") + ALIGNED_KINDS   # runs whose model has its LM head
 

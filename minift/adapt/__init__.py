@@ -1,5 +1,5 @@
 """Adaptation: a pretrained GPT turned into a text classifier (positive / negative /
-neutral), by one of seven strategies.
+neutral), by one of seven strategies, beside a baseline that uses no GPT at all.
 
     full      every parameter trains
     head      the backbone is frozen; only a new classification head trains (a linear probe)
@@ -11,12 +11,14 @@ neutral), by one of seven strategies.
     instruct  the language model is fine-tuned to write the label word after the prompt
               (loss on the answer tokens only)
     scratch   the `full` classifier from random weights: the no-pretraining baseline
+    bow       logistic regression on TF-IDF token counts: the baseline without a neural network
 
 Read in this order:
     heads      the classification head, pooling over real tokens (padding never counts)
     lora       freezing and LoRA adapters (add, merge)
+    bow        the bag-of-words baseline: token counts, TF-IDF, logistic regression
     prompts    the prompt format, label likelihoods, instruction-tuning examples
-    tasks      one Task per kind (classifier, instruct, prompt): model, batches, loss, scores
+    tasks      one Task per kind (classifier, bow, instruct, prompt): model, batches, loss, scores
     metrics    accuracy, macro-F1, per-class scores, confusion matrix
     report     the tables printed for a learner
     finetune   FinetuneConfig, finetune(), load_finetuned: predict, predict_proba, evaluate
@@ -26,13 +28,14 @@ from .finetune import (
     DEFAULT_K, FINETUNE_RECIPES, FinetuneConfig, FinetunedModel, builtin_labeled_sets, compare_strategies,
     finetune, load_finetune_data, load_finetuned,
 )
+from .bow import BagOfWords, inverse_document_frequency, tfidf, token_counts
 from .heads import POOLINGS, Classifier, make_scratch, pool, swap_head
 from .lora import CLASSIFIER_STRATEGIES, LoRALinear, add_lora, apply_strategy, has_lora, merge_lora
 from .metrics import classification_metrics, softmax_rows
 from .predict import predictions_csv, predictions_jsonl
 from .prompts import PromptFormat
 from .report import comparison_table, format_metrics, mean_and_spread, seeds_table
-from .tasks import LM_STRATEGIES, STRATEGIES, ClassifierTask, EpochBatches, InstructTask, PromptTask
+from .tasks import LM_STRATEGIES, STRATEGIES, BowTask, ClassifierTask, EpochBatches, InstructTask, PromptTask
 
 __all__ = [
     "finetune", "FinetuneConfig", "load_finetuned", "compare_strategies", "FinetunedModel", "load_finetune_data",
@@ -42,4 +45,5 @@ __all__ = [
     "PromptFormat", "classification_metrics", "softmax_rows", "format_metrics", "comparison_table",
     "seeds_table", "mean_and_spread", "predictions_csv", "predictions_jsonl",
     "STRATEGIES", "LM_STRATEGIES", "ClassifierTask", "InstructTask", "PromptTask", "EpochBatches",
+    "BagOfWords", "BowTask", "tfidf", "token_counts", "inverse_document_frequency",
 ]

@@ -50,6 +50,10 @@ FINETUNE_RECIPES = {
     "lora": dict(epochs=30, lr=3e-3, batch_size=16),
     "instruct": dict(epochs=6, lr=3e-4, batch_size=16),
     "prompt": dict(epochs=0, lr=0.0, batch_size=1),         # nothing trains
+    # the bag-of-words baseline: measured on the built-in validation split, 2 seeds: 5-40 epochs, lr 3e-3 to
+    # 0.3, weight decay 0 to 1 all gave 79-90%; a larger lr or more epochs drove the loss to 0 and overfit
+    # (79-83%), while 10 epochs at 1e-2 gave 87.5% on both seeds in 1-2 s (weight decay: the default 0.01)
+    "bow": dict(epochs=10, lr=1e-2, batch_size=16),
 }
 DEFAULT_K = {"top-k": 2, "prompt": 0}     # blocks that train (top-k); solved examples shown (prompt)
 BETAS = (0.9, 0.95)
@@ -432,9 +436,9 @@ class FinetunedModel:
 
 def load_finetuned(run_dir: str | Path, device: str = "cpu", command: str = "classify") -> FinetunedModel:
     """The FinetunedModel of a finished run written by `finetune` (a Classifier for kind
-    "classifier", the GPT for "instruct" and "prompt"). A run that did not finish is
-    refused: its weights are a checkpoint, not the result. `command` names the user's
-    command in those refusals."""
+    "classifier", the GPT for "instruct" and "prompt", a BagOfWords for "bow"). A run that
+    did not finish is refused: its weights are a checkpoint, not the result. `command`
+    names the user's command in those refusals."""
     run = RunDir(run_dir)
     cfg = run.read_config(FINETUNED_KINDS, command=command)
     if not run.is_finished():
@@ -448,7 +452,10 @@ def load_finetuned(run_dir: str | Path, device: str = "cpu", command: str = "cla
                           f"`python -m minift finetune --resume --out {run.path}`")
     tokenizer = run.load_tokenizer(cfg)
     task = task_from_config(cfg, tokenizer, run.file("config.json"))
-    run.check_weights(cfg["model"])                   # before anything is allocated
-    model = task.inference_model(language_model(cfg["model"]))
+    if task.kind == "bow":                            # no GPT: a linear model over the tokenizer's vocabulary
+        model = task.inference_model()
+    else:
+        run.check_weights(cfg["model"])               # before anything is allocated
+        model = task.inference_model(language_model(cfg["model"]))
     run.load_weights(model)
     return FinetunedModel(model.to(device).eval(), tokenizer, task, cfg)

@@ -4,6 +4,8 @@
     classifier   backbone + classification     cross-entropy of the head's   the head's logits
                  head (strategies full, head,  logits
                  top-k, lora, scratch)
+    bow          logistic regression on        cross-entropy of its logits   its logits
+                 TF-IDF token counts (no GPT)
     instruct     the GPT with its LM head      cross-entropy of the answer   log p(" label" | prompt)
                                                tokens after the prompt
     prompt       the GPT with its LM head      nothing                       log p(" label" | prompt)
@@ -21,6 +23,7 @@ from .. import functional as F
 from ..backend import device_of, to_device
 from ..data import class_weights, encode_texts, pad_batch
 from ..errors import MiniftError
+from .bow import BagOfWords, encode_for_bow, inverse_document_frequency
 from .heads import POOLINGS, classifier_logits, make_scratch, swap_head
 from .lora import apply_strategy
 from .prompts import (
@@ -28,7 +31,7 @@ from .prompts import (
     lm_truncated,
 )
 
-STRATEGIES = ("full", "head", "top-k", "lora", "prompt", "instruct", "scratch")
+STRATEGIES = ("full", "head", "top-k", "lora", "prompt", "instruct", "scratch", "bow")
 LM_STRATEGIES = ("prompt", "instruct")                  # the LM head scores the labels
 
 
@@ -129,6 +132,28 @@ class ClassifierTask:
                 "lora": self.lora, "shots": None, "prompt_format": None, "max_len": self.max_len}
 
 
+class BowTask(ClassifierTask):
+    """The bag-of-words baseline (bow.py): the classifier's batches, loss and scores, on a
+    logistic regression over TF-IDF vectors instead of a GPT."""
+    kind = "bow"
+
+    def __init__(self, labels, tokenizer, max_len, idf=None, weight=None):
+        super().__init__(labels, tokenizer, max_len, strategy="bow", pooling=None, weight=weight)
+        self.idf = idf                  # (V,) from the training texts; None when loading (the weights hold it)
+
+    def build(self, gpt):
+        return BagOfWords(self.idf, len(self.labels))        # the GPT's weights are not used
+
+    def inference_model(self, gpt=None):
+        return BagOfWords(np.zeros(self.tokenizer.vocab_size), len(self.labels))
+
+    def encode(self, texts):
+        return encode_for_bow(texts, self.tokenizer, self.max_len)
+
+    def to_config(self):
+        return {**super().to_config(), "kind": self.kind}
+
+
 class InstructTask:
     """The language model fine-tuned to write the label word after the prompt."""
     kind, trains = "instruct", True
@@ -178,9 +203,12 @@ def make_task(config, labels, tokenizer, model_config, train_texts, train_y):
         return PromptTask(labels, tokenizer, max_len, PromptFormat(config.prompt_template), shots)
     if config.strategy == "instruct":
         return InstructTask(labels, tokenizer, max_len, PromptFormat(config.prompt_template))
+    weight = class_weights(train_y, len(labels)) if config.class_weighting else None
+    if config.strategy == "bow":
+        seqs, _ = encode_for_bow(train_texts, tokenizer, max_len)
+        return BowTask(labels, tokenizer, max_len, inverse_document_frequency(seqs, tokenizer.vocab_size), weight)
     lora = dict(rank=config.lora_rank, alpha=config.lora_alpha, mlp=config.lora_mlp) \
         if config.strategy == "lora" else None
-    weight = class_weights(train_y, len(labels)) if config.class_weighting else None
     pooling = config.pooling or ("last" if model_config.causal else "mean")   # None: the model's default
     return ClassifierTask(labels, tokenizer, max_len, config.strategy, pooling,
                           config.k if config.strategy == "top-k" else None, lora, weight, config.seed)
@@ -197,6 +225,8 @@ def task_from_config(cfg, tokenizer, path="config.json"):
     if isinstance(max_len, bool) or not isinstance(max_len, int) or not 2 <= max_len <= cfg["model"].block_size:
         raise MiniftError(f"{path}: \"max_len\" must be an integer from 2 to the model's block size "
                           f"{cfg['model'].block_size}, found {json.dumps(max_len)}")
+    if kind == "bow":
+        return BowTask(labels, tokenizer, max_len)
     if kind == "classifier":
         if cfg.get("pooling") not in POOLINGS:
             raise MiniftError(f"{path}: \"pooling\" must be one of {list(POOLINGS)}, found {json.dumps(cfg.get('pooling'))}")

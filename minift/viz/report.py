@@ -155,6 +155,8 @@ def _updates(history, mpl):
 
 
 def _attention(run_dir, cfg, text, mpl):
+    if cfg["kind"] == "bow":
+        return _note("No attention maps: a bag-of-words model (strategy bow) counts tokens; it has no attention.")
     try:
         transformer, tokenizer = _backbone(run_dir, cfg)
     except (MiniftError, OSError) as e:            # an unfinished run, or one with no weights yet
