@@ -107,7 +107,26 @@ def _finetune_parser(sub):
     p.add_argument("--class-weights", action="store_true", default=None,
                    help="weight the loss by inverse class frequency")
     p.add_argument("--seed", type=int)
+    _add_recipe_flags(p)
     _add_device(p)
+
+
+def _add_recipe_flags(p):
+    """finetune's flags that fit the plan to the data (adapt/recipes.py)."""
+    p.add_argument("--max-steps", type=int, help="at most this many optimisation steps (default: the recipe's "
+                                                  "epochs, fewer on large data to stay within 2,000 steps)")
+    p.add_argument("--max-train-samples", type=int, metavar="N",
+                   help="train on a seeded stratified sample of N examples of --train")
+    p.add_argument("--validation", metavar="FILE",
+                   help="labeled validation file (default: 10%% of --train, held out)")
+    p.add_argument("--eval-every", type=int, metavar="STEPS", help="evaluate every STEPS steps (default: each epoch)")
+    p.add_argument("--save-every", type=int, metavar="STEPS",
+                   help="checkpoint every STEPS steps (default: at each evaluation)")
+    p.add_argument("--early-stop", type=int, metavar="PATIENCE",
+                   help="stop after PATIENCE evaluations without improvement; the best one's weights are the "
+                        "result (default: off)")
+    p.add_argument("--early-stop-metric", choices=["val_loss", "val_macro_f1"],
+                   help="what --early-stop watches (default val_loss)")
 
 
 def _align_parser(sub):
@@ -208,7 +227,10 @@ def cmd_finetune(args):
     given = _given(args, {name: name for name in (
         "strategy", "text_column", "label_column", "k", "lora_rank", "lora_alpha", "lora_mlp", "pooling",
         "prompt_template", "epochs", "lr", "batch_size", "seed")})
-    given.update(_given(args, {"train": "train_file", "test": "test_files", "class_weights": "class_weighting"}))
+    given.update(_given(args, {"train": "train_file", "test": "test_files", "class_weights": "class_weighting",
+                               "validation": "validation_file"}))
+    given.update(_given(args, {name: name for name in (
+        "max_steps", "max_train_samples", "eval_every", "save_every", "early_stop", "early_stop_metric")}))
     if not args.resume and args.init is None:
         raise MiniftError("--init is required: the pretraining run to start from (or --resume to continue "
                           "the run in --out)")
