@@ -114,7 +114,7 @@ def _finetune_parser(sub):
 def _add_recipe_flags(p):
     """finetune's flags that fit the plan to the data (adapt/recipes.py)."""
     p.add_argument("--max-steps", type=int, help="at most this many optimisation steps (default: the recipe's "
-                                                  "epochs, fewer on large data to stay within 2,000 steps)")
+                                                  "epochs, fewer on large data to stay within 1,000 steps)")
     p.add_argument("--max-train-samples", type=int, metavar="N",
                    help="train on a seeded stratified sample of N examples of --train")
     p.add_argument("--validation", metavar="FILE",

@@ -19,6 +19,7 @@ Read in this order:
     tasks      one Task per kind (classifier, instruct, prompt): model, batches, loss, scores
     metrics    accuracy, macro-F1, per-class scores, confusion matrix
     report     the tables printed for a learner
+    recipes    plans bounded in steps, stratified samples, early stopping, the collapse warning
     finetune   FinetuneConfig, finetune() and classify (load_finetuned)
 """
 from .finetune import (

@@ -17,11 +17,11 @@ from ..errors import MiniftError
 from ..files import load_safetensors, read_safetensors_header, save_safetensors
 from .metrics import classification_metrics, softmax_rows
 
-# The default plan's bound on optimisation steps. The built-in data's recipes take 125 to
-# 750 steps; demos/label_budget.py found 1,500 enough for its largest budget (3,888 labels),
-# and 2,000 steps of the `small` GPT take about 4-6 minutes on a 2-core CPU (docs/fine-tuning.md
-# gives the measurement), so a default plan on any data ends in minutes, not hours.
-MAX_STEPS = 2000
+# The default plan's bound on optimisation steps: above every built-in recipe (the longest,
+# lora's 30 epochs of 27 batches, is 810 steps), so those stay as they were; on a shared
+# 2-core CPU a step of the `small` GPT on tweets took 0.16-0.48 s (docs/fine-tuning.md), so
+# a default plan on any data ends within 10 minutes instead of hours. --max-steps moves it.
+MAX_STEPS = 1000
 EARLY_STOP_METRICS = {"val_loss": min, "val_macro_f1": max}     # what each metric's best is
 COLLAPSE_SHARE = 0.95               # this share of predictions on one label is a collapse ...
 COLLAPSE_MARGIN = 0.05              # ... when the true labels hold at least this much less of it
