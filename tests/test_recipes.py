@@ -18,6 +18,7 @@ from minift.errors import MiniftError
 from minift.files import load_safetensors
 from minift.model import GPT, GPTConfig
 from minift.runs import CHECKPOINT, WEIGHTS
+from minift.trainer import Trainer
 
 from quiet import Silent, quiet
 from run_dirs import pretrained_run
@@ -105,11 +106,13 @@ def test_max_train_samples_and_a_validation_file(tmp_path, init_run, files):
     assert not (tmp_path / "bad").exists()
 
 
-def test_eval_every_and_save_every(tmp_path, init_run, files):
+def test_eval_every_and_save_every(tmp_path, init_run, files, monkeypatch):
     train, _, test = files
+    saved, save = [], Trainer.save_checkpoint
+    monkeypatch.setattr(Trainer, "save_checkpoint", lambda self: saved.append(self.step) or save(self))
     _, _, m = tune(init_run, tmp_path / "r", strategy="head", train_file=train, test_files=[test], epochs=1,
                    batch_size=8, eval_every=4, save_every=3)
-    assert [e["step"] for e in m["history"]["eval"]] == [0, 4, 8, 11]
+    assert [e["step"] for e in m["history"]["eval"]] == [0, 4, 8, 11] and saved == [3, 6, 9, 11]
     assert {"val_loss", "val_macro_f1", "val_accuracy"} <= set(m["history"]["eval"][1])
 
 
