@@ -271,9 +271,9 @@ def finetune(init, out_dir, config=None, *, device="cpu", resume=False, until=No
             encoded[name], truncated[name] = task.encode(t)
         trainable, total = parameter_counts(model) if task.trains else (0, model.num_parameters())
         skipped = {"train": train_data.n_skipped_empty, **{n: d.n_skipped_empty for n, d in tests.items()}}
-        config, steps = plan(config, FINETUNE_RECIPES[config.strategy]["epochs"], len(y["train"]), task.trains, log)
         _log_plan(log, config, trainable, total, y, train_data.source, tests, truncated, skipped,
                   gpt.config.block_size)
+        config, steps = plan(config, FINETUNE_RECIPES[config.strategy]["epochs"], len(y["train"]), task.trains, log)
         if not run.holds_run():
             run.save_tokenizer(tokenizer)
             run.write_config({"kind": task.kind, "format": 2, "strategy": config.strategy, "model": gpt.config,
@@ -333,7 +333,6 @@ def train(task, model, config, steps, encoded, y, labels, run, resume, until, pr
     if not task.trains:
         return None, None
     batches = task.batches(encoded["train"], y["train"], config.batch_size, config.seed)
-
     evaluate = validation_metrics(task, encoded["validation"], y["validation"], labels)
 
     def estimate(per_step, seconds):
