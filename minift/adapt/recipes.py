@@ -149,5 +149,5 @@ def collapse_warning(y_true, y_pred, labels):
     if predicted < COLLAPSE_SHARE or predicted - true < COLLAPSE_MARGIN:
         return None
     return (f"warning: {predicted:.0%} of the validation predictions are {labels[top]!r}, whose share of the "
-            f"labels is {true:.0%}: the classifier has collapsed onto one class; try --class-weights, a "
-            f"lower --lr, or more steps (--epochs), and judge it by macro-F1 rather than accuracy")
+            f"labels is {true:.0%}: the classifier has collapsed onto one class; try --class-weights, more "
+            f"--epochs or another --lr (too few or too small updates leave it there), and judge it by macro-F1")
