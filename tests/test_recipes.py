@@ -99,7 +99,8 @@ def test_max_train_samples_and_a_validation_file(tmp_path, init_run, files):
                    test_files=[test], max_train_samples=30, epochs=1, batch_size=8)
     assert m["data"]["train"] == 30 and m["data"]["validation"] == 12 and m["validation"]["n"] == 12
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert str(val) in cfg["data_sha256"] and cfg["finetune"]["validation_file"] == str(val)
+    assert str(val) in cfg["data_sha256"]
+    assert cfg["finetune"]["validation_file"] == str(val) == cfg["data"]["validation"]
     odd = write_csv(tmp_path / "odd.csv", [("Meh.", "mixed")])
     with pytest.raises(MiniftError, match=r"odd.csv: .*'mixed'"):
         tune(init_run, tmp_path / "bad", train_file=train, validation_file=odd)

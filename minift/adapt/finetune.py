@@ -281,7 +281,8 @@ def finetune(init, out_dir, config=None, *, device="cpu", resume=False, until=No
                               "init_sha256": file_sha256(Path(init) / WEIGHTS),
                               "tokenizer_fingerprint": tokenizer.fingerprint(), "train": config.recipe(),
                               "finetune": config.to_dict(), "data_sha256": file_digests(config),
-                              "data": {"train": train_data.source, "tests": {n: d.source for n, d in tests.items()}}})
+                              "data": {"train": train_data.source, "tests": {n: d.source for n, d in tests.items()},
+                                       **({"validation": validation.source} if validation else {})}})
         trainer, best = train(task, model, config, steps, encoded, y, labels, run, resume, until, progress, log)
         if trainer is not None and trainer.step < trainer.steps and not trainer.stopped:
             return model, tokenizer, {"history": trainer.history}       # stopped early: the checkpoint is the result
