@@ -61,7 +61,7 @@ def sample_training(train, config, log):
     if n is None or n >= len(train):
         return train
     keep = stratified_sample(train.labels, n, config.seed)
-    log(f"using {len(keep)} of the {len(train)} examples of {train.source} (--max-train-samples, "
+    log(f"using {len(keep):,} of the {len(train):,} examples of {train.source} (--max-train-samples, "
         f"a stratified sample with seed {config.seed})")
     return replace(train, texts=[train.texts[i] for i in keep], labels=[train.labels[i] for i in keep])
 
