@@ -126,7 +126,26 @@ def _finetune_parser(sub):
                    help="weight the loss by inverse class frequency")
     p.add_argument("--seed", type=int, help="seed of the validation split, the new weights and the batches "
                                             "(default: 0)")
+    _add_recipe_flags(p)
     _add_device(p)
+
+
+def _add_recipe_flags(p):
+    """finetune's flags that fit the plan to the data (adapt/recipes.py)."""
+    p.add_argument("--max-steps", type=int, help="at most this many optimisation steps (default: the recipe's "
+                                                  "epochs, fewer on large data to stay within 1,000 steps)")
+    p.add_argument("--max-train-samples", type=int, metavar="N",
+                   help="train on a seeded stratified sample of N examples of --train (default: all of them)")
+    p.add_argument("--validation", metavar="FILE",
+                   help="labeled validation file (default: 10%% of --train, held out)")
+    p.add_argument("--eval-every", type=int, metavar="STEPS", help="evaluate every STEPS steps (default: each epoch)")
+    p.add_argument("--save-every", type=int, metavar="STEPS",
+                   help="checkpoint every STEPS steps (default: at each evaluation)")
+    p.add_argument("--early-stop", type=int, metavar="PATIENCE",
+                   help="stop after PATIENCE evaluations without improvement; the best one's weights are the "
+                        "result (default: off)")
+    p.add_argument("--early-stop-metric", choices=["val_loss", "val_macro_f1"],
+                   help="what --early-stop watches (default val_loss)")
 
 
 def _align_parser(sub):
@@ -306,7 +325,10 @@ def cmd_finetune(args):
     given = _given(args, {name: name for name in (
         "strategy", "text_column", "label_column", "k", "lora_rank", "lora_alpha", "lora_mlp", "pooling",
         "prompt_template", "epochs", "lr", "batch_size", "seed")})
-    given.update(_given(args, {"train": "train_file", "test": "test_files", "class_weights": "class_weighting"}))
+    given.update(_given(args, {"train": "train_file", "test": "test_files", "class_weights": "class_weighting",
+                               "validation": "validation_file"}))
+    given.update(_given(args, {name: name for name in (
+        "max_steps", "max_train_samples", "eval_every", "save_every", "early_stop", "early_stop_metric")}))
     if not args.resume and args.init is None:
         raise MiniftError("--init is required: the pretraining run to start from (or --resume to continue "
                           "the run in --out)")
@@ -319,40 +341,13 @@ def cmd_finetune(args):
     print(f"saved {args.out}  {summary}")
 
 
-def _texts_to_classify(args):
-    """(texts, where they came from, number of empty rows skipped): the TEXT arguments,
-    --input FILE, or standard input (--input - or a lone TEXT '-'), never the text "-"."""
-    from .data import load_texts, parse_texts
-    from .errors import MiniftError
-    source, texts = args.input, args.texts
-    if texts == ["-"] and source is None:
-        source, texts = "-", []
-    elif "-" in texts:
-        raise MiniftError("a TEXT '-' means standard input: give it alone (or use --input -), not with other texts")
-    if source is None:
-        if not texts:
-            raise MiniftError("nothing to classify: give TEXT arguments, or --input FILE (- for standard input)")
-        return texts, "the command line", 0
-    if texts:
-        raise MiniftError(f"give TEXT arguments or --input {source}, not both")
-    if source == "-":
-        where = "standard input"
-        texts, skipped = parse_texts(sys.stdin.buffer.read(), where, args.format or "txt", args.text_column)
-    else:
-        where = source
-        texts, skipped = load_texts(source, args.text_column, args.format)
-    if not texts:
-        raise MiniftError(f"{where}: no texts to classify" + (f" (all {skipped} rows are empty)" if skipped else ""))
-    return texts, where, skipped
-
-
 def cmd_classify(args):
     from .adapt import load_finetuned, predictions_csv, predictions_jsonl
-    from .adapt.predict import check_output
+    from .adapt.predict import check_output, texts_to_classify
     from .files import atomic_write
     if args.output:
         check_output(args.output, "--output", [args.input if args.input != "-" else None], args.model)
-    texts, where, skipped = _texts_to_classify(args)
+    texts, where, skipped = texts_to_classify(args.texts, args.input, args.format, args.text_column)
     classifier = load_finetuned(args.model, device=args.device)
     probs, n_cut = classifier.classify(texts)
     labels = classifier.labels

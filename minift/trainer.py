@@ -27,6 +27,8 @@ from .nn import Dropout, reseed_dropout
 from .optim import clip_grad_norm
 from .tensor import no_grad
 
+ESTIMATE_STEPS = 10         # steps timed (after the first) before the estimate of the run's time
+
 
 class Progress:
     """One progress line, on stderr (stdout is for results): rewritten in place on a
@@ -98,11 +100,16 @@ class Trainer:
     GPT's next-token loss, or a masked one). minift.fast, when it is turned on, then runs
     the parts at once on the CPU's threads (`minift.fast.training`); the plain loop runs
     the batch whole. Not with dropout: two threads would draw from one generator.
+
+    early_stop (optional, e.g. adapt.recipes.EarlyStopping): update(model, history) after
+    each evaluation and finished(history) on starting say when to stop before `steps`
+    (then `stopped` is True). estimate(seconds_per_step, seconds_left), if given, is
+    called once per run(), after ESTIMATE_STEPS steps: the measured time of a step.
     """
 
     def __init__(self, model, optimizer, batches, loss_fn, *, steps, schedule=None, grad_accum=1,
                  grad_clip=1.0, evaluate=None, eval_every=100, run=None, checkpoint_every=None,
-                 seed=0, progress=None, data_parallel=False):
+                 seed=0, progress=None, data_parallel=False, early_stop=None, estimate=None):
         if steps < 0 or grad_accum < 1 or eval_every < 1:
             raise ValueError(f"Trainer: need steps >= 0, grad_accum >= 1 and eval_every >= 1, got "
                              f"{steps}, {grad_accum} and {eval_every}")
@@ -113,6 +120,8 @@ class Trainer:
         self.model, self.optimizer, self.batches, self.loss_fn = model, optimizer, batches, loss_fn
         self.steps, self.schedule, self.grad_accum, self.grad_clip = steps, schedule, grad_accum, grad_clip
         self.evaluate, self.eval_every = evaluate, eval_every
+        self.early_stop, self.estimate, self.stopped = early_stop, estimate, False
+        self._eval_seconds = 0.0    # how long the last evaluation took (for the estimate)
         self.run_dir = run
         self.checkpoint_every = checkpoint_every or eval_every
         self.seed = seed
@@ -131,15 +140,23 @@ class Trainer:
         self._clock = (time.perf_counter(), self.step, 0)
         if self.step == 0 and self.evaluate is not None and not self.history["eval"]:
             self._evaluate()
+            if self.early_stop is not None:
+                self.early_stop.update(self.model, self.history)       # the weights before training
+        self.stopped = self.early_stop is not None and self.early_stop.finished(self.history)
         self.model.train()
-        while self.step < stop:
+        first = self.step
+        while self.step < stop and not self.stopped:
             self._train_step()
+            if self.estimate is not None and self.step - first in (1, ESTIMATE_STEPS + 1):
+                self._time_steps(first)
             if self.progress.wants(self.step, self.steps):
                 self._read_back()
             if self.evaluate is not None and (self.step % self.eval_every == 0 or self.step == self.steps):
                 self._evaluate()
                 self.model.train()
-            if self.run_dir is not None and (self.step % self.checkpoint_every == 0 or self.step == stop):
+                self.stopped = self.early_stop is not None and self.early_stop.update(self.model, self.history)
+            if self.run_dir is not None and (self.step % self.checkpoint_every == 0 or self.step == stop
+                                             or self.stopped):
                 self.save_checkpoint()
         self._read_back()
         self._stop_clock()
@@ -161,6 +178,19 @@ class Trainer:
         self.step += 1
         ratios = update_ratios(self.model, before) if before is not None else None
         self._pending.append((self.step, lr, loss, norm, ratios))
+
+    def _time_steps(self, first):
+        """After the first step of this run() (which may compile or warm caches) start a
+        clock; ESTIMATE_STEPS later, pass the measured time a step to `estimate`."""
+        self._read_back()                       # on a GPU: wait for the queued steps
+        now = time.perf_counter()
+        if self.step - first == 1:
+            self._estimate_clock = now
+            return
+        per_step = (now - self._estimate_clock) / ESTIMATE_STEPS
+        left = self.steps - self.step
+        evals = left // self.eval_every + 1 if self.evaluate is not None else 0
+        self.estimate(per_step, per_step * left + self._eval_seconds * evals)
 
     def _set_learning_rate(self):
         """Give every group the schedule's rate for this step times its lr_scale;
@@ -234,8 +264,10 @@ class Trainer:
 
     def _evaluate(self):
         self.model.eval()
+        t0 = time.perf_counter()
         with no_grad():
             metrics = self.evaluate(self.model)
+        self._eval_seconds = time.perf_counter() - t0
         self.history["eval"].append({"step": self.step, **metrics})
         self.progress.print(f"eval  step {self.step:>5}  " +
                             "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))

@@ -212,7 +212,7 @@ def test_the_license_and_py_typed_ship_with_the_package():
 
 def public_api():
     """(name, function) of every function of the public API that must stay annotated."""
-    from minift.adapt.finetune import FinetunedModel
+    from minift.adapt import FinetunedModel
     api = [("pretrain", pretrain), ("finetune", finetune), ("load_finetuned", load_finetuned), ("align", align),
            ("FinetunedModel.__init__", FinetunedModel.__init__), ("FinetunedModel.classify", FinetunedModel.classify)]
     # Tensor's methods written with `def` (the one-line property lambdas, shape ... is_leaf, stay as they are)

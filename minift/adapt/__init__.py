@@ -21,18 +21,20 @@ Read in this order:
     tasks      one Task per kind (classifier, bow, instruct, prompt): model, batches, loss, scores
     metrics    accuracy, macro-F1, per-class scores, confusion matrix
     report     the tables printed for a learner
-    finetune   FinetuneConfig, finetune(), load_finetuned: predict, predict_proba, evaluate
-    predict    predictions as CSV or JSON Lines files
+    recipes    plans bounded in steps, stratified samples, early stopping, the collapse warning
+    finetune   FinetuneConfig, finetune()
+    predict    load_finetuned -> FinetunedModel (predict, predict_proba, evaluate); predictions as
+               CSV or JSON Lines files
 """
 from .finetune import (
-    DEFAULT_K, FINETUNE_RECIPES, FinetuneConfig, FinetunedModel, builtin_labeled_sets, compare_strategies,
-    finetune, load_finetune_data, load_finetuned,
+    DEFAULT_K, FINETUNE_RECIPES, FinetuneConfig, builtin_labeled_sets, compare_strategies, finetune,
+    load_finetune_data,
 )
 from .bow import BagOfWords, inverse_document_frequency, tfidf, token_counts
 from .heads import POOLINGS, Classifier, make_scratch, pool, swap_head
 from .lora import CLASSIFIER_STRATEGIES, LoRALinear, add_lora, apply_strategy, has_lora, merge_lora
 from .metrics import classification_metrics, softmax_rows
-from .predict import predictions_csv, predictions_jsonl
+from .predict import FinetunedModel, load_finetuned, predictions_csv, predictions_jsonl
 from .prompts import PromptFormat
 from .report import comparison_table, format_metrics, mean_and_spread, seeds_table
 from .tasks import LM_STRATEGIES, STRATEGIES, BowTask, ClassifierTask, EpochBatches, InstructTask, PromptTask

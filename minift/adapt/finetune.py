@@ -12,7 +12,7 @@ before all inputs have been checked; a run stopped at any moment continues with
 import hashlib
 import math
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -22,22 +22,24 @@ from ..card import write_run_card
 from ..data import LabeledData, Tokenizer, encode_labels, feedback, label_vocabulary, load_labeled, stratified_split
 from ..errors import MiniftError
 from ..files import atomic_write, file_sha256, resolved, write_json
-from ..model import language_model, param_groups, training_bytes
+from ..model import param_groups, training_bytes
 from ..nn import Module
 from ..optim import AdamW, WarmupCosine
 from ..pretrain import load_gpt
 from ..runs import (FINETUNED_KINDS, WEIGHTS, RunDir, check_init_unchanged, check_memory, claim, config_from_json,
                     refuse_changes)
-from ..trainer import Progress, Trainer
+from ..trainer import Progress, Trainer, format_seconds
 from .heads import POOLINGS
 from .lora import has_lora, merge_lora, parameter_counts
-from .metrics import classification_metrics, softmax_rows
+from .metrics import classification_metrics
 from .prompts import PromptFormat
+from .recipes import EARLY_STOP_METRICS, EarlyStopping, collapse_warning, plan, sample_training, validation_metrics
 from .report import comparison_table, format_metrics
-from .tasks import LM_STRATEGIES, STRATEGIES, ClassifierTask, InstructTask, make_task, task_from_config
+from .tasks import LM_STRATEGIES, STRATEGIES, make_task
 
 # Per-strategy recipes for the built-in data (about 430 training examples of 20-60
-# tokens): epochs, peak learning rate, batch size. A frozen backbone leaves only a
+# tokens): epochs, peak learning rate, batch size. On more data the epochs shrink so that
+# the steps stay bounded (recipes.plan_steps). A frozen backbone leaves only a
 # small head or small adapters to train, which want a larger learning rate than the
 # whole network. `scratch` uses `full`'s recipe, so the comparison is fair.
 FINETUNE_RECIPES = {
@@ -57,6 +59,7 @@ FINETUNE_RECIPES = {
 }
 DEFAULT_K = {"top-k": 2, "prompt": 0}     # blocks that train (top-k); solved examples shown (prompt)
 BETAS = (0.9, 0.95)
+BEST = "best.safetensors"       # --early-stop: the best evaluation's weights, the run's result
 
 
 @dataclass
@@ -81,6 +84,13 @@ class FinetuneConfig:
     val_fraction: float = 0.1
     seed: int = 0
     prompt_template: str = PromptFormat().template
+    max_steps: int | None = None        # None: recipes.MAX_STEPS when epochs is left to the plan
+    max_train_samples: int | None = None    # a seeded stratified sample of the training file
+    validation_file: str | None = None  # instead of holding val_fraction of the training file out
+    eval_every: int | None = None       # steps between evaluations (None: once an epoch)
+    save_every: int | None = None       # steps between checkpoints (None: at each evaluation)
+    early_stop: int | None = None       # patience, in evaluations (None: train every planned step)
+    early_stop_metric: str = "val_loss"
 
     def __post_init__(self) -> None:
         _choice(self.strategy, STRATEGIES, "strategy", "--strategy")
@@ -89,18 +99,24 @@ class FinetuneConfig:
         if self.class_weighting and self.strategy in LM_STRATEGIES:
             raise MiniftError(f"class weights (--class-weights) apply to a classification head; strategy "
                               f"{self.strategy!r} has none")
+        trains = self.strategy != "prompt"
         for key, value in FINETUNE_RECIPES[self.strategy].items():
-            if getattr(self, key) is None:
+            if getattr(self, key) is None and (key != "epochs" or not trains):   # epochs: planned (plan_steps)
                 setattr(self, key, value)
         if self.k is None:
             self.k = DEFAULT_K.get(self.strategy)
         self.train_file = resolved(self.train_file) if self.train_file else None
         self.test_files = [resolved(f) for f in self.test_files]
-        trains = self.strategy != "prompt"
+        self.validation_file = resolved(self.validation_file) if self.validation_file else None
         for name, flag, low in (("epochs", "--epochs", 1 if trains else 0), ("batch_size", "--batch-size", 1),
                                 ("lora_rank", "--lora-rank", 1), ("seed", "--seed", 0),
-                                ("k", "--k", 0)):
+                                ("k", "--k", 0), ("max_steps", "--max-steps", 1),
+                                ("max_train_samples", "--max-train-samples", 2), ("eval_every", "--eval-every", 1),
+                                ("save_every", "--save-every", 1), ("early_stop", "--early-stop", 1)):
             _integer(getattr(self, name), name, flag, low)
+        _choice(self.early_stop_metric, EARLY_STOP_METRICS, "early-stopping metric", "--early-stop-metric")
+        if not trains and (self.early_stop or self.max_steps):
+            raise MiniftError("strategy 'prompt' trains nothing: --early-stop and --max-steps do not apply")
         _number(self.lora_alpha, "lora_alpha", "--lora-alpha", positive=True)
         _number(self.weight_decay, "weight_decay", None, positive=False)     # no flag: FinetuneConfig only
         if trains:
@@ -187,11 +203,22 @@ def _note_labels_differing_in_case(data):
                   f"are {len(same)} classes (make them one in the file if they mean one)", file=sys.stderr)
 
 
-def split_data(train, tests, labels, config):
-    """Texts and label ids of every split: train, validation (held out of the training
-    file, stratified) and each test set."""
+def load_validation(config):
+    """The --validation file's LabeledData, read and checked, or None."""
+    if config.validation_file is None:
+        return None
+    return load_labeled(config.validation_file, config.text_column, config.label_column).require_examples()
+
+
+def split_data(train, tests, labels, config, validation=None):
+    """Texts and label ids of every split: train, validation (the `validation` LabeledData,
+    else held out of the training file, stratified) and each test set."""
     y_all = encode_labels(train.labels, labels, source=train.source)
     y_tests = {name: encode_labels(d.labels, labels, source=d.source) for name, d in tests.items()}
+    if validation is not None:
+        y_val = encode_labels(validation.labels, labels, source=validation.source)
+        texts = {"train": train.texts, "validation": validation.texts, **{n: d.texts for n, d in tests.items()}}
+        return texts, {"train": y_all, "validation": y_val, **y_tests}
     train_idx, val_idx = stratified_split(y_all, config.val_fraction, config.seed)
     if len(val_idx) == 0:
         raise MiniftError(f"{train.source}: no example can be held out for validation: each of its "
@@ -205,7 +232,7 @@ def split_data(train, tests, labels, config):
 
 def file_digests(config):
     """sha256 of every labeled file, so --resume can tell that the data is unchanged."""
-    files = ([config.train_file] if config.train_file else []) + list(config.test_files)
+    files = [f for f in (config.train_file, config.validation_file) if f] + list(config.test_files)
     return {f: hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files}
 
 
@@ -236,6 +263,7 @@ def finetune(init: str | Path | None, out_dir: str | Path, config: FinetuneConfi
             if init is None:
                 raise MiniftError("--init is required: the pretraining run to start from")
         train_data, tests = load_finetune_data(config)
+        validation = load_validation(config)
         gpt, tokenizer, init_cfg = load_gpt(init, device, command="finetune --init", finished=True)
         if resume:
             check_init_unchanged(run.read_config(), tokenizer, run.path)
@@ -244,8 +272,9 @@ def finetune(init: str | Path | None, out_dir: str | Path, config: FinetuneConfi
         _check_against_model(config, gpt.config)
         if config.pooling is None:          # measured: an encoder's classifier reads the mean better
             config = replace(config, pooling="last" if gpt.config.causal else "mean")
+        train_data = sample_training(train_data, config, log)
         labels = label_vocabulary(train_data.labels)
-        texts, y = split_data(train_data, tests, labels, config)
+        texts, y = split_data(train_data, tests, labels, config, validation)
         _check_memory(config, gpt.config, len(y["train"]), device)
         task = make_task(config, labels, tokenizer, gpt.config, texts["train"], y["train"])
         model = task.build(gpt).to(device)
@@ -256,6 +285,7 @@ def finetune(init: str | Path | None, out_dir: str | Path, config: FinetuneConfi
         skipped = {"train": train_data.n_skipped_empty, **{n: d.n_skipped_empty for n, d in tests.items()}}
         _log_plan(log, config, trainable, total, y, train_data.source, tests, truncated, skipped,
                   gpt.config.block_size)
+        config, steps = plan(config, FINETUNE_RECIPES[config.strategy]["epochs"], len(y["train"]), task.trains, log)
         if not run.holds_run():
             run.save_tokenizer(tokenizer)
             run.write_config({"kind": task.kind, "format": 2, "strategy": config.strategy, "model": gpt.config,
@@ -263,11 +293,12 @@ def finetune(init: str | Path | None, out_dir: str | Path, config: FinetuneConfi
                               "init_sha256": file_sha256(Path(init) / WEIGHTS),
                               "tokenizer_fingerprint": tokenizer.fingerprint(), "train": config.recipe(),
                               "finetune": config.to_dict(), "data_sha256": file_digests(config),
-                              "data": {"train": train_data.source, "tests": {n: d.source for n, d in tests.items()}}})
-        trainer = train(task, model, config, encoded, y, run, resume, until, progress, log)
-        if trainer is not None and trainer.step < trainer.steps:
+                              "data": {"train": train_data.source, "tests": {n: d.source for n, d in tests.items()},
+                                       **({"validation": validation.source} if validation else {})}})
+        trainer, best = train(task, model, config, steps, encoded, y, labels, run, resume, until, progress, log)
+        if trainer is not None and trainer.step < trainer.steps and not trainer.stopped:
             return model, tokenizer, {"history": trainer.history}       # stopped early: the checkpoint is the result
-        metrics = finish(run, task, model, encoded, y, labels, trainer, results or log)
+        metrics = finish(run, task, model, encoded, y, labels, trainer, results or log, best)
         metrics.update(strategy=config.strategy, trainable_parameters=trainable, total_parameters=total,
                        data={"train": len(y["train"]), "validation": len(y["validation"]),
                              "truncated": truncated, "skipped_empty": skipped})
@@ -308,45 +339,58 @@ def _log_plan(log, config, trainable, total, y, source, tests, truncated, skippe
                 f"{skipped.get(name, 0)} empty rows skipped")
 
 
-def train(task, model, config, encoded, y, run, resume, until, progress, log):
-    """Train the task's model with the one Trainer (nothing for `prompt`); returns the
-    Trainer, or None when the task trains nothing."""
+def train(task, model, config, steps, encoded, y, labels, run, resume, until, progress, log):
+    """Train the task's model with the one Trainer (nothing for `prompt`); returns (the
+    Trainer or None when the task trains nothing, the step of the weights kept by
+    --early-stop or None)."""
     if not task.trains:
-        return None
+        return None, None
     batches = task.batches(encoded["train"], y["train"], config.batch_size, config.seed)
-    steps = config.epochs * batches.steps_per_epoch
+    evaluate = validation_metrics(task, encoded["validation"], y["validation"], labels)
 
-    def evaluate(model):
-        scores = task.scores(model, encoded["validation"])
-        return {"val_accuracy": float((scores.argmax(axis=1) == y["validation"]).mean())}
+    def estimate(per_step, seconds):
+        log(f"estimate: {per_step:.3f} s a step, about {format_seconds(seconds)} to go")
 
+    eval_every = config.eval_every or batches.steps_per_epoch
+    stop = EarlyStopping(config.early_stop_metric, config.early_stop, run.file(BEST)) if config.early_stop else None
     optimizer = AdamW(param_groups(model, config.weight_decay, trainable_only=True), lr=config.lr, betas=BETAS)
     schedule = WarmupCosine(config.lr, warmup_steps=max(1, steps // 10), total_steps=steps)
     trainer = Trainer(model, optimizer, batches, task.loss, steps=steps, schedule=schedule, grad_clip=1.0,
-                      evaluate=evaluate, eval_every=batches.steps_per_epoch, run=run, seed=config.seed,
+                      evaluate=evaluate, eval_every=eval_every, run=run, seed=config.seed,
+                      checkpoint_every=config.save_every or eval_every, early_stop=stop, estimate=estimate,
                       progress=progress or Progress(every=batches.steps_per_epoch))
     if resume and trainer.resume() is not None:
         log(f"resumed at step {trainer.step} of {steps}")
     trainer.run(until=until)
-    return trainer
+    if stop is None or not (trainer.stopped or trainer.step == steps):
+        return trainer, None
+    best = stop.restore(model, trainer.history)
+    log(f"early stopping ({config.early_stop_metric}, patience {config.early_stop}): "
+        f"{'stopped at step ' + str(trainer.step) if trainer.stopped else 'trained every step'}; "
+        f"the result is the best evaluation's weights, step {best}")
+    return trainer, best
 
 
-def finish(run, task, model, encoded, y, labels, trainer, log):
-    """The weights to keep (LoRA adapters merged), every evaluation, then the model card.
-    Returns the metrics (not yet written)."""
+def finish(run, task, model, encoded, y, labels, trainer, log, best=None):
+    """The weights to keep (LoRA adapters merged; those of step `best` with --early-stop),
+    every evaluation, then the model card. Returns the metrics (not yet written)."""
     if has_lora(model):
         merge_lora(model)                        # the same function, plain GPT-2 names again
     step = trainer.step if trainer is not None else 0
-    run.save_weights(model.state_dict(), step)
+    run.save_weights(model.state_dict(), step if best is None else best)
     results = {}
     for name in [n for n in encoded if n != "train"]:
         scores = task.scores(model, encoded[name])
         results[name] = classification_metrics(y[name], scores.argmax(axis=1), labels)
         log(format_metrics(results[name], title=name))
+        warning = collapse_warning(y[name], scores.argmax(axis=1), labels) if name == "validation" else None
+        if warning:
+            log(warning)
     history = trainer.history if trainer is not None else {"train": [], "eval": []}
     seconds = trainer.seconds if trainer is not None else 0.0
     metrics = {"labels": labels, "train_seconds": round(seconds, 2), "validation": results.pop("validation"),
-               "test": results, "history": history, "step": step, "finished": True}
+               "test": results, "history": history, "step": step, "finished": True,
+               **({"best_step": best} if best is not None else {})}
     write_run_card(run, metrics, parameters=model.num_parameters())
     return metrics
 
@@ -362,7 +406,8 @@ def reopen(run, init, insisted):
     if init is not None and resolved(init) != cfg["init"]:
         raise MiniftError(f"--init {init} contradicts the run in {run.path}, which was started from {cfg['init']}")
     refuse_changes(config, insisted, run.path, flags={"train_file": "--train", "test_files": "--test",
-                                                      "class_weighting": "--class-weights"})
+                                                      "class_weighting": "--class-weights",
+                                                      "validation_file": "--validation"})
     for path, digest in cfg.get("data_sha256", {}).items():
         if not Path(path).is_file() or hashlib.sha256(Path(path).read_bytes()).hexdigest() != digest:
             raise MiniftError(f"{path} changed (or is gone) since the run in {run.path} started; --resume "
@@ -390,72 +435,3 @@ def compare_strategies(init, root, runs, common=None, *, device="cpu", log=print
     write_json(root / "summary.json", {name: {k: m[k] for k in keep} for name, m in results.items()})
     atomic_write(root / "summary.txt", table + "\n")
     return results, table
-
-
-# ----------------------------------------------------------------------------- using a fine-tuned run
-
-class FinetunedModel:
-    """A finished fine-tuned run, loaded, with scikit-learn's names: `predict(texts)`
-    gives labels, `predict_proba(texts)` probabilities (columns in `labels` order),
-    `evaluate(texts, labels)` the metrics; `classify` also counts texts cut to the context."""
-
-    def __init__(self, model: Module, tokenizer: Tokenizer, task: ClassifierTask | InstructTask, config: dict) -> None:
-        self.model, self.tokenizer, self.task, self.config = model, tokenizer, task, config
-        self.labels = task.labels
-
-    def classify(self, texts: Iterable[str]) -> tuple[np.ndarray, int]:
-        """(probabilities (N, L) in `labels` order, number of texts cut to the context)."""
-        if isinstance(texts, str):
-            raise MiniftError("texts must be a list of strings, not one string (write [text] for one)")
-        texts = list(texts)
-        for i, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise MiniftError(f"text {i + 1} is empty; there is nothing to classify")
-        encoded, n_cut = self.task.encode(texts)
-        return softmax_rows(self.task.scores(self.model, encoded)), n_cut
-
-    def predict_proba(self, texts: Iterable[str]) -> np.ndarray:
-        """Probabilities, an (N, L) array whose column j is the label `labels[j]`."""
-        return self.classify(texts)[0]
-
-    def predict(self, texts: Iterable[str]) -> list[str]:
-        """The most probable label of each text, a list of label names."""
-        return [self.labels[j] for j in self.predict_proba(texts).argmax(axis=1)]
-
-    def evaluate(self, texts: Iterable[str], labels: Iterable[str], source: str | None = None) -> dict:
-        """classification_metrics of the predictions against the true `labels` (names);
-        a label the run never trained on is a MiniftError naming `source`."""
-        texts, labels = list(texts), list(labels)
-        if len(texts) != len(labels):
-            raise MiniftError(f"{len(texts)} texts but {len(labels)} labels; evaluate needs one label a text")
-        if not texts:
-            raise MiniftError("no examples to evaluate")
-        y_true = encode_labels(labels, self.labels, source=source)
-        return classification_metrics(y_true, self.predict_proba(texts).argmax(axis=1), self.labels)
-
-
-def load_finetuned(run_dir: str | Path, device: str = "cpu", command: str = "classify") -> FinetunedModel:
-    """The FinetunedModel of a finished run written by `finetune` (a Classifier for kind
-    "classifier", the GPT for "instruct" and "prompt", a BagOfWords for "bow"). A run that
-    did not finish is refused: its weights are a checkpoint, not the result. `command`
-    names the user's command in those refusals."""
-    run = RunDir(run_dir)
-    cfg = run.read_config(FINETUNED_KINDS, command=command)
-    if not run.is_finished():
-        holder = run.in_use()
-        if holder is not None:
-            raise MiniftError(f"{run.path} is still being fine-tuned ({holder}); {command} it once that has "
-                              f"finished")
-        step = run.checkpoint_step()
-        where = f"it stopped at step {step}" if step is not None else "it stopped before its first checkpoint"
-        raise MiniftError(f"{run.path} did not finish fine-tuning ({where}); finish it with "
-                          f"`python -m minift finetune --resume --out {run.path}`")
-    tokenizer = run.load_tokenizer(cfg)
-    task = task_from_config(cfg, tokenizer, run.file("config.json"))
-    if task.kind == "bow":                            # no GPT: a linear model over the tokenizer's vocabulary
-        model = task.inference_model()
-    else:
-        run.check_weights(cfg["model"])               # before anything is allocated
-        model = task.inference_model(language_model(cfg["model"]))
-    run.load_weights(model)
-    return FinetunedModel(model.to(device).eval(), tokenizer, task, cfg)
