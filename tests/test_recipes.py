@@ -77,7 +77,7 @@ def test_the_plan_is_logged_and_recorded(tmp_path, init_run, files):
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
     assert cfg["finetune"]["epochs"] == 1 and cfg["finetune"]["max_steps"] == 20 and cfg["train"]["epochs"] == 1
     plan = next(line for line in logged if line.startswith("plan:"))
-    assert "81 training examples" in plan and "1 epochs of 11 steps = 11 steps" in plan and "30 epochs" in plan
+    assert "81 training examples" in plan and "1 epoch of 11 steps = 11 steps" in plan and "30 epochs" in plan
     assert any(line.startswith("estimate: ") for line in logged)        # after the first steps
 
 

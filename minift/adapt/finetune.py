@@ -331,7 +331,7 @@ def _check_against_model(config, model_config):
 
 def _log_plan(log, config, trainable, total, y, source, tests, truncated, skipped, block_size):
     log(f"strategy {config.strategy}: {trainable:,} of {total:,} parameters train ({trainable / total:.2%})")
-    log(f"data: {len(y['train'])} training and {len(y['validation'])} validation examples from "
+    log(f"data: {len(y['train']):,} training and {len(y['validation']):,} validation examples from "
         f"{source}; test sets: {', '.join(tests) or 'none'}")
     for name in truncated:
         if truncated[name] or skipped.get(name):

@@ -50,7 +50,7 @@ def plan(config, recipe_epochs, n_train, trains, log):
     why = "" if config.epochs is not None or epochs == recipe_epochs else \
         f" (the recipe's {recipe_epochs} epochs, fewer to stay within {max_steps:,} steps; --epochs sets them)"
     cut = f", cut to {steps:,} steps" if steps < epochs * per_epoch else ""
-    log(f"plan: {n_train:,} training examples, batch {config.batch_size}: {epochs} epochs of "
+    log(f"plan: {n_train:,} training examples, batch {config.batch_size}: {epochs} epoch{'s' * (epochs != 1)} of "
         f"{per_epoch:,} steps{cut} = {steps:,} steps{why}")
     return replace(config, epochs=epochs, max_steps=max_steps), steps
 
