@@ -8,6 +8,7 @@
     export     write a run (or a GPT-2 directory) as a Hugging Face GPT-2 directory
     report     one self-contained HTML page of a run: curves, confusion matrices, updates, attention
     show       `show graph`: the autograd graph of a small expression, as text or SVG
+    data       `data export`: the built-in labeled reviews (or corpus) as a file, to try the flags that read yours
 
 A mistake in what you asked for (a flag, a file, a run directory) is one line on stderr
 and exit code 2; an error of the operating system (disk full, permission denied) too,
@@ -42,6 +43,8 @@ def _pretrain_parser(sub):
     p.add_argument("--corpus", nargs="+", metavar="FILE",
                    help="UTF-8 text files, documents separated by blank lines (default: the built-in "
                         "customer-feedback corpus)")
+    p.add_argument("--corpus-column", metavar="NAME",
+                   help="the --corpus files are CSV / TSV / JSONL: pretrain on this column, one document a row")
     p.add_argument("--preset", choices=["tiny", "small"], help="model size (default small)")
     p.add_argument("--arch", choices=["decoder", "encoder"],
                    help="decoder (default): a GPT, next-token prediction; encoder: bidirectional attention, "
@@ -149,6 +152,22 @@ def _picture_parsers(sub):
     p.add_argument("--out", metavar="FILE", help="also write it as SVG (FILE.svg) or a page (FILE.html)")
 
 
+DATA_SPLITS = ["train", "test_a", "test_b", "corpus"]
+
+
+def _data_parser(sub):
+    p = sub.add_parser("data", help="write the built-in data to a file (data export)")
+    action = p.add_subparsers(dest="action", required=True)
+    p = action.add_parser("export", help="write the built-in labeled reviews, or the corpus, to a file",
+                          description="Write the built-in world's data to a file, to try the flags that read "
+                                      "your own: --train, --test, --corpus.")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="labeled splits: .csv, .tsv or .jsonl (columns text, label); corpus: plain text, .txt")
+    p.add_argument("--split", choices=DATA_SPLITS, default="train",
+                   help="train (default: 480 reviews, lexicon part A), test_a and test_b (300 each, part A / "
+                        "part B only), or corpus (1 MB of unlabeled documents separated by blank lines)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m minift", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -165,6 +184,7 @@ def build_parser():
     p.add_argument("--out", required=True, metavar="DIR", help="the directory to write (new or empty)")
     _align_parser(sub)
     _picture_parsers(sub)
+    _data_parser(sub)
     return parser
 
 
@@ -177,6 +197,7 @@ def cmd_pretrain(args):
     from .pretrain import PretrainConfig, pretrain
     given = _given(args, {"corpus": "corpus_files", "preset": "preset", "arch": "arch", "steps": "steps",
                           "batch_size": "batch_size", "lr": "lr", "seed": "seed"})
+    given.update(_given(args, {"corpus_column": "corpus_column"}))
     config = given if args.resume else PretrainConfig(**given)
     _, _, history = pretrain(args.out, config, resume=args.resume, device=args.device)
     last = history["eval"][-1] if history["eval"] else {}
@@ -271,9 +292,25 @@ def cmd_show(args):
         print(f"wrote {args.out}")
 
 
+def cmd_data(args):
+    from .data import feedback, tabular_format, write_labeled
+    from .errors import MiniftError
+    from .files import atomic_write
+    if args.split == "corpus":
+        if tabular_format(args.out, ""):
+            raise MiniftError(f"--out {args.out}: the corpus is plain text (documents separated by blank lines); "
+                              f"name the file .txt")
+        atomic_write(args.out, feedback.corpus_text(n_bytes=1_000_000, seed=0).encode("utf-8"))
+        print(f"wrote {args.out}  (try: python -m minift pretrain --corpus {args.out} --preset tiny --out DIR)")
+        return
+    rows = feedback.labeled_sets(seed=0)[args.split]
+    write_labeled(args.out, [text for text, _ in rows], [label for _, label in rows])
+    print(f"wrote {args.out}  ({len(rows)} reviews, columns text and label)")
+
+
 COMMANDS = {"pretrain": cmd_pretrain, "generate": cmd_generate, "finetune": cmd_finetune,
             "classify": cmd_classify, "align": cmd_align, "export": cmd_export,
-            "report": cmd_report, "show": cmd_show}
+            "report": cmd_report, "show": cmd_show, "data": cmd_data}
 
 
 def _check_texts(args):

@@ -14,18 +14,19 @@ Read in this order (each module imports only those above it):
 from .corpus import BatchSampler, corpus_sha256, tokenize_corpus, train_val_split
 from .labeled import (
     LabeledData, class_weights, encode_labels, encode_texts, label_vocabulary,
-    load_labeled, pad_batch, stratified_split,
+    load_column, load_labeled, pad_batch, stratified_split, write_labeled,
 )
 from .masking import MaskedDocuments, mask_tokens, split_into_documents
 from .preferences import PAIR_KEYS, load_pairs, write_pairs
-from .text import check_text, read_text_files, split_documents
+from .text import check_text, read_text_files, split_documents, tabular_format
 from .tokenizer import Tokenizer
 
 __all__ = [
     "Tokenizer",
-    "check_text", "read_text_files", "split_documents", "tokenize_corpus", "corpus_sha256", "train_val_split",
+    "check_text", "read_text_files", "split_documents", "tabular_format",
+    "tokenize_corpus", "corpus_sha256", "train_val_split",
     "BatchSampler", "MaskedDocuments", "mask_tokens", "split_into_documents",
-    "LabeledData", "load_labeled", "label_vocabulary", "encode_labels",
+    "LabeledData", "load_labeled", "load_column", "write_labeled", "label_vocabulary", "encode_labels",
     "stratified_split", "class_weights", "encode_texts", "pad_batch",
     "PAIR_KEYS", "load_pairs", "write_pairs",
 ]
