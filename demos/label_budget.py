@@ -44,7 +44,6 @@ from minift.files import atomic_write, write_json
 from minift.pretrain import PretrainConfig
 from minift.runs import FINETUNED_KINDS, RunDir
 from minift.trainer import Progress
-from pretrained_runs import ensure_pretrained
 
 BUDGETS = [60, 160, 480, 1440, 4320]     # labeled reviews; 90% train: 54 ... 432 (the built-in set) ... 3888
 QUICK_BUDGETS = [60, 480, 1440]
@@ -127,6 +126,7 @@ def run_one(init, out, arch, strategy, train_file, test_files, n_labels, seed, a
 def curves(args, budgets, train, test_files, root):
     """{(arch, strategy): {N: [result of each seed]}}, printing one line per run; each
     pretrained model is made first when it is missing."""
+    from pretrained_runs import ensure_pretrained     # beside this file (loaded by path in tests/, where it is not)
     out = {}
     for arch, init, recipe in pretrained_models(args):
         ensure_pretrained(init, recipe, device=args.device)

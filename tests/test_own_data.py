@@ -5,7 +5,6 @@ pretrain what it is missing."""
 import argparse
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -100,19 +99,24 @@ def test_cli_pretrains_on_a_column_and_resume_keeps_it(tmp_path, capsys):
     assert "--corpus-column label contradicts" in capsys.readouterr().err
 
 
+def demo(name):
+    spec = importlib.util.spec_from_file_location(f"{name}_demo", DEMOS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def label_budget():
-    sys.path.insert(0, str(DEMOS))                   # the demo imports its neighbour pretrained_runs.py
-    try:
-        spec = importlib.util.spec_from_file_location("label_budget_demo", DEMOS / "label_budget.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(DEMOS))
+    return demo("label_budget")
 
 
-def test_label_budget_plans_to_pretrain_what_is_missing(label_budget, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def pretrained_runs():
+    return demo("pretrained_runs")
+
+
+def test_label_budget_plans_to_pretrain_what_is_missing(label_budget, pretrained_runs, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)                      # a fresh clone: no runs/ at all
     args = argparse.Namespace(decoder=None, encoder=None, quick=True, strategies=label_budget.STRATEGIES)
     models = label_budget.pretrained_models(args)
@@ -121,7 +125,7 @@ def test_label_budget_plans_to_pretrain_what_is_missing(label_budget, tmp_path, 
     decoder, encoder = models[0][2], models[1][2]
     assert decoder == PretrainConfig(preset="small")                    # quickstart's recipe: shared runs/small
     assert encoder.arch == "encoder" and encoder.steps * encoder.batch_size < 3000 * 32
-    plan = sys.modules["pretrained_runs"].pretraining_plan
+    plan = pretrained_runs.pretraining_plan
     assert [plan(init, config) for _, init, config in models] == ["pretrain", "pretrain"]
     args.quick = False
     models = label_budget.pretrained_models(args)
@@ -130,8 +134,8 @@ def test_label_budget_plans_to_pretrain_what_is_missing(label_budget, tmp_path, 
     assert [arch for arch, _, _ in label_budget.pretrained_models(args)] == ["decoder"]
 
 
-def test_a_pretraining_directory_is_reused_resumed_made_or_left_alone(label_budget, tmp_path):
-    runs = sys.modules["pretrained_runs"]
+def test_a_pretraining_directory_is_reused_resumed_made_or_left_alone(pretrained_runs, tmp_path):
+    runs = pretrained_runs
     corpus = write(tmp_path / "c.txt", feedback.corpus_text(n_bytes=40_000, seed=3))
     config = PretrainConfig(corpus_files=[corpus], preset="tiny", steps=4, batch_size=2, eval_every=2, vocab_size=300)
     quiet = dict(log=lambda *a: None)
