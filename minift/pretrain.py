@@ -80,7 +80,8 @@ class PretrainConfig:
         if self.eval_every is None:
             self.eval_every = max(1, min(100, self.steps // 10))
         self.corpus_files = [resolved(f) for f in self.corpus_files]
-        if self.corpus_column is not None and (not isinstance(self.corpus_column, str) or not self.corpus_files):
+        if self.corpus_column is not None and not (isinstance(self.corpus_column, str) and self.corpus_column
+                                                   and self.corpus_files):
             raise MiniftError(f"corpus_column (--corpus-column) names a column of the --corpus files, got "
                               f"{self.corpus_column!r}" + ("" if self.corpus_files else " without --corpus"))
         for name, flag, low in (("steps", "--steps", 1), ("batch_size", "--batch-size", 1),

@@ -83,6 +83,8 @@ def test_corpus_column_reads_one_document_a_row(tmp_path):
         load_column(write(tmp_path / "notes.txt", "Just prose.\n"), "text")
     with pytest.raises(MiniftError, match="without --corpus"):
         PretrainConfig(corpus_column="text")
+    with pytest.raises(MiniftError, match="got ''"):
+        PretrainConfig(corpus_files=[csv_file], corpus_column="")
 
 
 def test_cli_pretrains_on_a_column_and_resume_keeps_it(tmp_path, capsys):

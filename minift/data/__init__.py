@@ -1,10 +1,11 @@
 """Data: reading text, the tokenizer, the pretraining corpus, labeled text, built-in data.
 
 Read in this order (each module imports only those above it):
-    text       strict UTF-8 reading of text files, splitting text into documents
+    text       strict UTF-8 reading of text files, splitting text into documents, telling a table from prose
     tokenizer  byte-level BPE over HF `tokenizers`, special tokens <|endoftext|> and <|pad|>
     corpus     documents -> one stream of token ids (cached) -> random (x, y) windows
-    labeled    CSV / TSV / JSONL labeled text, label ids, stratified splits, padding
+    labeled    CSV / TSV / JSONL labeled text (read, written, one column as a corpus), label ids,
+               stratified splits, padding
     masking    masked-language-model batches of documents for an encoder (BERT's 80/10/10)
     preferences  JSONL preference pairs (prompt, chosen, rejected) for alignment
     feedback   the built-in "embedded world" of customer reviews (a sub-package: lexicon,
