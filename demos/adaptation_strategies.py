@@ -7,8 +7,9 @@ Starting from the same pretrained run (default runs/small), each strategy fine-t
 (or, for `prompt`, just asks) on the same ~430 built-in labels (sentiment lexicon
 part A) and is tested on part A and on part B, whose sentiment words appear only in
 the unlabeled pretraining corpus. The pretrained encoder (default runs/small-encoder,
-made by `python -m minift pretrain --arch encoder --out runs/small-encoder`) gets the
-strategies that suit an encoder, on the same data. Each row is fine-tuned with --seeds
+as `python -m minift pretrain --arch encoder --out runs/small-encoder` makes it) gets the
+strategies that suit an encoder, on the same data. A pretrained model that is missing is
+pretrained first, with the `small` recipe (demos/pretrained_runs.py). Each row is fine-tuned with --seeds
 seeds (default 3): one table comes out, strategy, trainable parameters, training time,
 accuracy as mean ± standard deviation over the seeds and macro-F1 on both tests; with
 matplotlib installed, also a bar chart (runs/strategies/strategies.png).
@@ -31,7 +32,8 @@ import minift.fast
 from minift.adapt import compare_strategies, mean_and_spread, seeds_table
 from minift.files import atomic_write, write_json
 from minift.errors import MiniftError
-from minift.runs import RunDir
+from minift.pretrain import PretrainConfig
+from pretrained_runs import ensure_pretrained
 
 # (name in the table, strategy, extra FinetuneConfig settings)
 RUNS = [
@@ -84,9 +86,9 @@ def plot(results, path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--init", default="runs/small", help="pretraining run (default runs/small)")
+    parser.add_argument("--init", default="runs/small", help="pretraining run (default runs/small; made when missing)")
     parser.add_argument("--encoder", default="runs/small-encoder",
-                        help="pretrained encoder run (default runs/small-encoder; its rows are skipped without it)")
+                        help="pretrained encoder run (default runs/small-encoder; made when missing)")
     parser.add_argument("--runs", default="runs/strategies", help="where the fine-tuned runs go")
     names = [r[0] for r in RUNS + ENCODER_RUNS]
     parser.add_argument("--only", nargs="+", metavar="NAME", help=f"a subset of: {names}")
@@ -102,18 +104,14 @@ def main():
     plan = []                                   # (arch, pretrained run, its rows), decoder first
     for arch, init, rows in (("decoder", Path(args.init), RUNS), ("encoder", Path(args.encoder), ENCODER_RUNS)):
         rows = [r for r in rows if not args.only or r[0] in args.only]
-        if rows and not RunDir(init).is_finished():
-            if arch == "decoder":
-                sys.exit(f"no pretrained model in {init}; make one first with python demos/pretrain.py "
-                         f"(or python demos/quickstart.py)")
-            print(f"no pretrained encoder in {init}: its rows are skipped (make one with "
-                  f"python -m minift pretrain --arch encoder --out {init})")
-        elif rows:
+        if rows:
             plan.append((arch, init, rows))
     if not plan or args.seeds < 1:
         sys.exit(f"nothing to run: --only names some of {names}, --seeds is at least 1")
     results = {}                                # name -> [metrics of each seed]
     try:
+        for arch, init, _ in plan:
+            ensure_pretrained(init, PretrainConfig(preset="small", arch=arch), device=args.device)
         for arch, init, rows in plan:
             for seed in range(args.seed, args.seed + args.seeds):
                 out = root / arch / f"seed-{seed}"

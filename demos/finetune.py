@@ -4,7 +4,7 @@
     python demos/finetune.py --strategy lora          # or head, top-k, prompt, instruct, scratch, bow
 
 It loads the pretraining run (default runs/small, made by demos/pretrain.py or
-demos/quickstart.py), discards the language-model head, puts a fresh
+demos/quickstart.py, or pretrained here first when it is missing), discards the language-model head, puts a fresh
 Linear(n_embd, 3) head on the backbone's hidden state of each review's last token,
 and trains on the built-in labels: about 430 reviews written with sentiment lexicon
 part A. It then reports accuracy, macro-F1, per-class precision / recall and the
@@ -23,12 +23,14 @@ from pathlib import Path
 import minift.fast
 from minift.adapt import STRATEGIES, FinetuneConfig, finetune
 from minift.errors import MiniftError
+from minift.pretrain import PretrainConfig
 from minift.runs import FINETUNED_KINDS, RunDir
+from pretrained_runs import ensure_pretrained
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--init", default="runs/small", help="pretraining run (default runs/small)")
+    parser.add_argument("--init", default="runs/small", help="pretraining run (default runs/small; made when missing)")
     parser.add_argument("--out", help="run directory to write (default runs/finetune-STRATEGY; an earlier "
                                       "fine-tuned run there is replaced)")
     parser.add_argument("--strategy", default="full", choices=STRATEGIES)
@@ -40,11 +42,9 @@ def main():
     args = parser.parse_args()
     minift.fast.enable_unless_reference(args.reference)
 
-    if not RunDir(args.init).is_finished():
-        sys.exit(f"no finished pretraining run in {args.init}; make one first with\n"
-                 f"  python demos/pretrain.py        (or python demos/quickstart.py)")
     out = Path(args.out or f"runs/finetune-{args.strategy}")
     try:
+        ensure_pretrained(args.init, PretrainConfig(preset="small"), device=args.device)   # when it is missing
         RunDir(out).remove(FINETUNED_KINDS)          # an earlier run of this demo: rebuild it
         config = FinetuneConfig(strategy=args.strategy, epochs=args.epochs, seed=args.seed)
         _, _, metrics = finetune(args.init, out, config, device=args.device)

@@ -9,6 +9,7 @@
     export     write a run (or a GPT-2 directory) as a Hugging Face GPT-2 directory
     report     one self-contained HTML page of a run: curves, confusion matrices, updates, attention
     show       `show graph`: the autograd graph of a small expression, as text or SVG
+    data       `data export`: the built-in labeled reviews (or corpus) as a file, to try the flags that read yours
 
 A mistake in what you asked for (a flag, a file, a run directory) is one line on stderr
 and exit code 2; an error of the operating system (disk full, permission denied) too,
@@ -46,20 +47,21 @@ def _pretrain_parser(sub):
     p.add_argument("--corpus", nargs="+", metavar="FILE",
                    help="UTF-8 text files, documents separated by blank lines (default: the built-in "
                         "customer-feedback corpus)")
+    p.add_argument("--corpus-column", metavar="NAME",
+                   help="the --corpus files are CSV / TSV / JSONL: pretrain on this column, one document a row "
+                        "(default: none, the files are prose)")
     p.add_argument("--preset", choices=["tiny", "small"], help="model size (default small)")
     p.add_argument("--arch", choices=["decoder", "encoder"],
                    help="decoder (default): a GPT, next-token prediction; encoder: bidirectional attention, "
                         "masked-token prediction (BERT-style), for classifiers")
     p.add_argument("--steps", type=int, help="total optimisation steps (default: the preset's recipe)")
-    p.add_argument("--batch-size", type=int, help="token windows (or documents) per step (default: the preset's "
-                                                  "recipe)")
+    p.add_argument("--batch-size", type=int, help="token windows (or documents) a step (default: the preset's recipe)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the preset's recipe)")
     p.add_argument("--seed", type=int, help="seed of the initial weights and the batches (default: 0)")
     p.add_argument("--eval-every", type=int, metavar="N", help="evaluate on the validation text and save a "
                                                                "checkpoint every N steps (default: a tenth of "
                                                                "--steps, at most 100)")
-    p.add_argument("--grad-accum", type=int, metavar="N", help="add up the gradients of N batches before each "
-                                                               "step (default: 1)")
+    p.add_argument("--grad-accum", type=int, metavar="N", help="add the gradients of N batches a step (default: 1)")
     p.add_argument("--vocab-size", type=int, help="tokens of the BPE tokenizer trained on the corpus (default: "
                                                   "the preset's recipe)")
     p.add_argument("--resume", action="store_true",
@@ -73,8 +75,7 @@ def _generate_parser(sub):
     p.add_argument("--model", required=True, help="pretraining (or instruct/prompt) run directory, or a Hugging "
                                                    "Face GPT-2 directory")
     p.add_argument("--prompt", required=True, help="the text to continue")
-    p.add_argument("--max-new-tokens", type=int, default=60, help="tokens to add at most (fewer if the model "
-                                                                  "writes <|endoftext|>)")
+    p.add_argument("--max-new-tokens", type=int, default=60, help="tokens to add at most (fewer at <|endoftext|>)")
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature; 0 means greedy decoding")
     p.add_argument("--top-k", type=int, help="sample from the k most likely tokens only (default: all)")
     p.add_argument("--top-p", type=float, help="sample from the most likely tokens whose probabilities add up "
@@ -102,14 +103,12 @@ def _finetune_parser(sub):
                                                    "labels, tested on lexicon parts A and B)")
     p.add_argument("--test", nargs="+", metavar="FILE", help="labeled test files (default with the built-in "
                                                              "labels: its two test sets)")
-    p.add_argument("--text-column", help="the column (CSV / TSV header) or key (JSONL) of the texts "
-                                         "(default: text)")
+    p.add_argument("--text-column", help="the column (CSV / TSV header) or key (JSONL) of the texts (default: text)")
     p.add_argument("--label-column", help="the column or key of the labels (default: label)")
     p.add_argument("--k", type=int, help="top-k: how many top blocks train (default 2); prompt: how many "
                                          "solved examples to show (default 0, zero-shot)")
     p.add_argument("--lora-rank", type=int, help="lora: rank r of the adapters (default: 8)")
-    p.add_argument("--lora-alpha", type=float, help="lora: the adapters' update is scaled by alpha / r "
-                                                    "(default: 16)")
+    p.add_argument("--lora-alpha", type=float, help="lora: the adapters' update is scaled by alpha / r (default: 16)")
     p.add_argument("--lora-mlp", action="store_true", default=None,
                    help="lora: adapters on the MLP too (default: on attention only)")
     p.add_argument("--pooling", choices=POOLINGS,
@@ -118,14 +117,12 @@ def _finetune_parser(sub):
     p.add_argument("--prompt-template", help="prompt and instruct: how a text is put to the language model, "
                                              "with {text} where the text goes (default \"Review: {text}\\n"
                                              "Sentiment:\", the built-in corpus's rated reviews)")
-    p.add_argument("--epochs", type=int, help="passes over the training examples (default: the strategy's "
-                                              "recipe)")
+    p.add_argument("--epochs", type=int, help="passes over the training examples (default: the strategy's recipe)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the strategy's recipe)")
     p.add_argument("--batch-size", type=int, help="examples per step (default: the strategy's recipe)")
     p.add_argument("--class-weights", action="store_true", default=None,
                    help="weight the loss by inverse class frequency")
-    p.add_argument("--seed", type=int, help="seed of the validation split, the new weights and the batches "
-                                            "(default: 0)")
+    p.add_argument("--seed", type=int, help="seed of the validation split, new weights and batches (default: 0)")
     _add_recipe_flags(p)
     _add_device(p)
 
@@ -136,8 +133,7 @@ def _add_recipe_flags(p):
                                                   "epochs, fewer on large data to stay within 1,000 steps)")
     p.add_argument("--max-train-samples", type=int, metavar="N",
                    help="train on a seeded stratified sample of N examples of --train (default: all of them)")
-    p.add_argument("--validation", metavar="FILE",
-                   help="labeled validation file (default: 10%% of --train, held out)")
+    p.add_argument("--validation", metavar="FILE", help="labeled validation file (default: 10%% of --train, held out)")
     p.add_argument("--eval-every", type=int, metavar="STEPS", help="evaluate every STEPS steps (default: each epoch)")
     p.add_argument("--save-every", type=int, metavar="STEPS",
                    help="checkpoint every STEPS steps (default: at each evaluation)")
@@ -197,12 +193,14 @@ def _classify_parsers(sub):
     p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify; '-' alone reads standard input")
     p.add_argument("--input", metavar="FILE", help="a file of texts, its format from the extension: .csv or .tsv "
                                                    "(a header row, the text in --text-column), .jsonl (the text "
-                                                   "under that key), .txt (one text a line); - reads standard input (default: the TEXT arguments)")
+                                                   "under that key), .txt (one text a line); - reads standard input "
+                                                   "(default: the TEXT arguments)")
     p.add_argument("--format", choices=["csv", "tsv", "jsonl", "txt"],
                    help="the format of --input whatever its extension (default: from the extension; txt for "
                         "standard input)")
     p.add_argument("--text-column", default="text", help="the column (or JSON key) of the text (default text)")
-    p.add_argument("--output", metavar="FILE", help="write the predictions as CSV: text, label, p_<label> a label (default: print them)")
+    p.add_argument("--output", metavar="FILE", help="write the predictions as CSV: text, label, p_<label> a label "
+                                                    "(default: print them)")
     p.add_argument("--json", action="store_true", help="print the predictions as JSON Lines: text, label, "
                                                        "probabilities")
     _add_device(p)
@@ -213,6 +211,22 @@ def _classify_parsers(sub):
     p.add_argument("--label-column", default="label", help="the column (or JSON key) of the label")
     p.add_argument("--json", metavar="OUT", help="also write the metrics to this JSON file (default: print them only)")
     _add_device(p)
+
+
+DATA_SPLITS = ["train", "test_a", "test_b", "corpus"]
+
+
+def _data_parser(sub):
+    p = sub.add_parser("data", help="write the built-in data to a file (data export)")
+    action = p.add_subparsers(dest="action", required=True, help="export: write the data to a file")
+    p = action.add_parser("export", help="write the built-in labeled reviews, or the corpus, to a file",
+                          description="Write the built-in world's data to a file, to try the flags that read "
+                                      "your own: --train, --test, --corpus.")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="labeled splits: .csv, .tsv or .jsonl (columns text, label); corpus: plain text, .txt")
+    p.add_argument("--split", choices=DATA_SPLITS, default="train",
+                   help="train (default: 480 reviews, lexicon part A), test_a and test_b (300 each, part A / "
+                        "part B only), or corpus (1 MB of unlabeled documents separated by blank lines)")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -246,6 +260,8 @@ EXAMPLES = {
                "--model runs/ft --out runs/ft-hf             # a fine-tuned run: its GPT, without the head"],
     "report": ["runs/ft --out ft.html", "runs/small --text \"The strap is stellar.\""],
     "show": ["graph", "graph --out graph.svg"],
+    "data": ["export --out reviews.csv                  # the built-in training labels, to try --train",
+             "export --out corpus.txt --split corpus    # unlabeled documents, to try --corpus"],
 }
 
 
@@ -273,6 +289,7 @@ def build_parser(prog=None):
     p.add_argument("--out", required=True, metavar="DIR", help="the directory to write (new or empty)")
     _align_parser(sub)
     _picture_parsers(sub)
+    _data_parser(sub)
     for name, p in sub.choices.items():
         p.formatter_class = HelpFormatter
         p.epilog = "examples:\n" + "\n".join(f"  %(prog)s {line}" for line in EXAMPLES[name])
@@ -294,6 +311,7 @@ def cmd_pretrain(args):
     given = _given(args, {"corpus": "corpus_files", "preset": "preset", "arch": "arch", "steps": "steps",
                           "batch_size": "batch_size", "lr": "lr", "seed": "seed", "eval_every": "eval_every",
                           "grad_accum": "grad_accum", "vocab_size": "vocab_size"})
+    given.update(_given(args, {"corpus_column": "corpus_column"}))
     config = given if args.resume else PretrainConfig(**given)
     _, _, history = pretrain(args.out, config, resume=args.resume, device=args.device, log=_note)
     last = history["eval"][-1] if history["eval"] else {}
@@ -342,7 +360,7 @@ def cmd_finetune(args):
 
 
 def cmd_classify(args):
-    from .adapt import load_finetuned, predictions_csv, predictions_jsonl
+    from .adapt import load_finetuned, predictions_csv, predictions_jsonl, predictions_table
     from .adapt.predict import check_output, texts_to_classify
     from .files import atomic_write
     if args.output:
@@ -357,9 +375,7 @@ def cmd_classify(args):
     if args.json:
         sys.stdout.write(predictions_jsonl(texts, labels, probs))
     elif not args.output:
-        for text, p in zip(texts, probs):
-            shown = "  ".join(f"{name} {q:.3f}" for name, q in zip(labels, p))
-            print(f"{labels[int(p.argmax())]:<12}  {shown}  {text}")
+        sys.stdout.write(predictions_table(texts, labels, probs))
     if skipped:
         print(f"note: {where}: {skipped} empty row(s) skipped", file=sys.stderr)
     if n_cut:
@@ -368,22 +384,12 @@ def cmd_classify(args):
 
 
 def cmd_evaluate(args):
-    from pathlib import Path
-
-    from .adapt import format_metrics, load_finetuned
-    from .adapt.predict import check_output
-    from .data import load_labeled
-    from .files import write_json
-    if args.json:
-        check_output(args.json, "--json", [args.test], args.model)
-    data = load_labeled(args.test, args.text_column, args.label_column).require_examples()
-    classifier = load_finetuned(args.model, device=args.device, command="evaluate")
-    metrics = classifier.evaluate(data.texts, data.labels, source=data.source)
-    print(format_metrics(metrics, title=Path(args.test).stem))
+    from .adapt.predict import evaluate_file
+    text, data = evaluate_file(args.model, args.test, args.text_column, args.label_column, args.device, args.json)
+    print(text)
     if data.n_skipped_empty:
         print(f"note: {data.source}: {data.n_skipped_empty} rows with empty text skipped", file=sys.stderr)
     if args.json:
-        write_json(args.json, {"model": str(args.model), "test": data.source, **metrics})
         print(f"wrote {args.json}")
 
 
@@ -425,9 +431,14 @@ def cmd_show(args):
         print(f"wrote {args.out}")
 
 
+def cmd_data(args):
+    from .data import export_builtin
+    print(export_builtin(args.out, args.split))
+
+
 COMMANDS = {"pretrain": cmd_pretrain, "generate": cmd_generate, "finetune": cmd_finetune,
             "classify": cmd_classify, "evaluate": cmd_evaluate, "align": cmd_align, "export": cmd_export,
-            "report": cmd_report, "show": cmd_show}
+            "report": cmd_report, "show": cmd_show, "data": cmd_data}
 
 
 def _check_texts(args):

@@ -20,8 +20,8 @@ import numpy as np
 from .backend import device_of, to_device
 from .card import write_run_card
 from .data import (
-    BatchSampler, MaskedDocuments, Tokenizer, corpus_sha256, feedback, read_text_files, split_documents,
-    split_into_documents, tokenize_corpus, train_val_split,
+    BatchSampler, MaskedDocuments, Tokenizer, corpus_sha256, feedback, load_column, read_text_files,
+    split_documents, split_into_documents, tabular_format, tokenize_corpus, train_val_split,
 )
 from .errors import MiniftError
 from .files import resolved
@@ -57,10 +57,12 @@ VAL_MASK_SEED = 1234        # an encoder's validation documents and masks: drawn
 class PretrainConfig:
     """Every setting of a pretraining run. Fields left None take the preset's recipe
     (PRETRAIN_RECIPES, with ENCODER_RECIPES for an encoder); `corpus_files` empty means
-    the built-in feedback corpus."""
+    the built-in feedback corpus. `corpus_column` names the column of CSV / TSV / JSONL
+    corpus files whose value, in each row, is one document."""
     preset: str = "small"
     arch: str = "decoder"
     corpus_files: list[str] = field(default_factory=list)
+    corpus_column: str | None = None
     steps: int | None = None
     batch_size: int | None = None
     lr: float | None = None
@@ -82,6 +84,10 @@ class PretrainConfig:
         if self.eval_every is None:
             self.eval_every = max(1, min(100, self.steps // 10))
         self.corpus_files = [resolved(f) for f in self.corpus_files]
+        if self.corpus_column is not None and not (isinstance(self.corpus_column, str) and self.corpus_column
+                                                   and self.corpus_files):
+            raise MiniftError(f"corpus_column (--corpus-column) names a column of the --corpus files, got "
+                              f"{self.corpus_column!r}" + ("" if self.corpus_files else " without --corpus"))
         for name, flag, low in (("steps", "--steps", 1), ("batch_size", "--batch-size", 1),
                                 ("grad_accum", "--grad-accum", 1), ("eval_every", "--eval-every", 1),
                                 ("vocab_size", "--vocab-size", 258 + (self.arch == "encoder")),
@@ -106,7 +112,7 @@ class PretrainConfig:
 def load_documents(config):
     """The corpus as a list of documents: the user's files, or the built-in corpus."""
     if config.corpus_files:
-        documents = [d for text in read_text_files(config.corpus_files) for d in split_documents(text)]
+        documents = [d for path in config.corpus_files for d in file_documents(path, config.corpus_column)]
         where = ", ".join(config.corpus_files)
     else:
         documents = split_documents(feedback.corpus_text(n_bytes=config.corpus_bytes, seed=0))
@@ -114,6 +120,21 @@ def load_documents(config):
     if not documents:
         raise MiniftError(f"{where}: no text to pretrain on (the corpus holds no document)")
     return documents
+
+
+def file_documents(path, column=None):
+    """The documents of one corpus file: text separated by blank lines, or with `column`,
+    that column's value in each row of a CSV / TSV / JSONL file. A table given without a
+    column is refused: read as prose, its header and labels would be trained on too."""
+    if column is not None:
+        return load_column(path, column)
+    text = read_text_files([path])[0]
+    fmt = tabular_format(path, text)
+    if fmt is not None:
+        raise MiniftError(f"{path} looks like {fmt.upper()}, not plain text: pass --corpus-column NAME "
+                          f"(corpus_column= in Python) to pretrain on the column NAME of each row, one "
+                          f"document a row, rather than on the whole file with its header and labels")
+    return split_documents(text)
 
 
 def split_tokens(ids, block_size, config):

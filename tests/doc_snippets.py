@@ -2,6 +2,7 @@
 snippet as a learner would, and find the files and functions a text names."""
 import ast
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,51 @@ def defines(path, qualified_name):
             return False
         scope = found[0].body if isinstance(found[0], ast.ClassDef) else []
     return True
+
+
+DATA_FILE = re.compile(r"\.(csv|tsv|jsonl|json|txt)$")
+INPUT_FLAGS = ("--train", "--test", "--corpus", "--pairs")      # flags that read a file the user gives
+
+
+def commands(text):
+    """The shell commands a page shows (indented or fenced lines that start with `python`,
+    `pip` or `minift`), continuation lines joined, comments kept apart: [(command, comment)]."""
+    lines, found = text.splitlines(), []
+    i = 0
+    while i < len(lines):
+        line = lines[i].strip()
+        while line.endswith("\\") and i + 1 < len(lines):
+            i += 1
+            line = line[:-1].rstrip() + " " + lines[i].strip()
+        if re.match(r"(python|pip|minift) ", line):
+            command, _, comment = line.partition("  #")
+            found.append((command.strip(), comment.strip()))
+        i += 1
+    return found
+
+
+def missing_inputs(text, exists):
+    """The data files (.csv, .tsv, .jsonl, .json, .txt) a page's commands read (after
+    --train, --test, --corpus, --pairs) that neither `exists(path)` (in a fresh clone) nor
+    an earlier command of the page writes (after --out, or in the directory it names),
+    and any path into ../shared on a command whose comment does not say it is optional:
+    [(command, path)]."""
+    made, missing = set(), []
+    for command, comment in commands(text):
+        try:
+            words = shlex.split(command)
+        except ValueError:                                   # an unbalanced quote: split plainly
+            words = command.split()
+        reading = False
+        for word, previous in zip(words, [""] + words):
+            if word.startswith("--"):
+                reading = word in INPUT_FLAGS
+            elif "../shared" in word:
+                if "optional" not in comment:
+                    missing.append((command, word))
+            elif previous == "--out":
+                made.add(word)
+            elif reading and DATA_FILE.search(word) and not exists(word) and \
+                    not any(word == out or word.startswith(out.rstrip("/") + "/") for out in made):
+                missing.append((command, word))
+    return missing

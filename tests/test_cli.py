@@ -32,7 +32,9 @@ def subparsers(parser=None):
 
 
 def flags_of(parser):
-    return {s for a in parser._actions for s in a.option_strings}
+    """Every flag of `parser` and of its own subcommands (`data export --split`)."""
+    nested = [p for a in parser._actions if isinstance(a, argparse._SubParsersAction) for p in a.choices.values()]
+    return {s for a in parser._actions for s in a.option_strings}.union(*map(flags_of, nested))
 
 
 # ----------------------------------------------------------------------------- --version, the program's name

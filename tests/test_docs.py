@@ -3,9 +3,10 @@ test, module, function and page they name exists (so the documentation fails CI 
 it drifts from the code). docs/tour.md has its own test, tests/test_tour.py, which runs
 its snippets in order in one folder."""
 import re
+import subprocess
 
 import pytest
-from doc_snippets import ROOT, missing_functions, missing_paths, run_snippet
+from doc_snippets import ROOT, commands, missing_functions, missing_inputs, missing_paths, run_snippet
 
 PAGES = [ROOT / "README.md"] + sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "tour.md")
 TEXTS = {page.relative_to(ROOT).as_posix(): page.read_text(encoding="utf-8") for page in PAGES}
@@ -33,6 +34,34 @@ def test_every_file_test_module_and_function_named_exists(name):
     for module in set(re.findall(r"python -m (minift[\w.]*)", text)):
         assert (ROOT / (module.replace(".", "/") + ".py")).exists() or \
             (ROOT / module.replace(".", "/") / "__main__.py").exists(), f"{name} runs a module that does not exist: {module}"
+
+
+def in_a_fresh_clone(path):
+    """Whether git tracks `path` (a file of this checkout that `git clone` gives too)."""
+    done = subprocess.run(["git", "ls-files", "--error-unmatch", path], cwd=ROOT, capture_output=True)
+    return done.returncode == 0
+
+
+@pytest.mark.parametrize("name", TEXTS)
+def test_every_data_file_a_command_reads_is_in_a_fresh_clone_or_made_before(name):
+    """A command that reads your data (--train, --test, --corpus, --pairs) names a file
+    that a fresh clone has or that an earlier command of the page writes (`python -m
+    minift data export --out reviews.csv`); ../shared/data only on a command marked optional."""
+    missing = missing_inputs(TEXTS[name], in_a_fresh_clone)
+    assert not missing, f"{name}: these commands read files a fresh clone does not have: {missing}"
+
+
+def test_the_fresh_clone_check_can_fail():
+    page = ("    python -m minift finetune --init runs/small --out runs/ft --train mine.csv\n"
+            "    python -m minift data export --out reviews.csv\n"
+            "    python -m minift finetune --init runs/small --out runs/ft --train reviews.csv \\\n"
+            "        --test ../shared/data/x/test.csv\n"
+            "    python -m minift pretrain --out r --corpus ../shared/data/y.txt   # optional: a checkout beside it\n")
+    assert len(commands(page)) == 4
+    assert missing_inputs(page, lambda path: False) == [
+        ("python -m minift finetune --init runs/small --out runs/ft --train mine.csv", "mine.csv"),
+        ("python -m minift finetune --init runs/small --out runs/ft --train reviews.csv --test "
+         "../shared/data/x/test.csv", "../shared/data/x/test.csv")]
 
 
 @pytest.mark.parametrize("name", TEXTS)

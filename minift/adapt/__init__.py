@@ -34,7 +34,7 @@ from .bow import BagOfWords, inverse_document_frequency, tfidf, token_counts
 from .heads import POOLINGS, Classifier, make_scratch, pool, swap_head
 from .lora import CLASSIFIER_STRATEGIES, LoRALinear, add_lora, apply_strategy, has_lora, merge_lora
 from .metrics import classification_metrics, softmax_rows
-from .predict import FinetunedModel, load_finetuned, predictions_csv, predictions_jsonl
+from .predict import FinetunedModel, load_finetuned, predictions_csv, predictions_jsonl, predictions_table
 from .prompts import PromptFormat
 from .report import comparison_table, format_metrics, mean_and_spread, seeds_table
 from .tasks import LM_STRATEGIES, STRATEGIES, BowTask, ClassifierTask, EpochBatches, InstructTask, PromptTask
@@ -45,7 +45,7 @@ __all__ = [
     "Classifier", "swap_head", "make_scratch", "pool", "POOLINGS",
     "LoRALinear", "add_lora", "merge_lora", "has_lora", "apply_strategy", "CLASSIFIER_STRATEGIES",
     "PromptFormat", "classification_metrics", "softmax_rows", "format_metrics", "comparison_table",
-    "seeds_table", "mean_and_spread", "predictions_csv", "predictions_jsonl",
+    "seeds_table", "mean_and_spread", "predictions_csv", "predictions_jsonl", "predictions_table",
     "STRATEGIES", "LM_STRATEGIES", "ClassifierTask", "InstructTask", "PromptTask", "EpochBatches",
     "BagOfWords", "BowTask", "tfidf", "token_counts", "inverse_document_frequency",
 ]

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import Tokenizer, encode_labels, load_texts, parse_texts
+from ..data import Tokenizer, encode_labels, load_labeled, load_texts, parse_texts
 from ..errors import MiniftError
-from ..files import resolved
+from ..files import resolved, write_json
 from ..model import language_model
 from ..nn import Module
 from ..runs import FINETUNED_KINDS, RunDir
 from .metrics import classification_metrics, softmax_rows
+from .report import format_metrics
 from .tasks import ClassifierTask, InstructTask, task_from_config
 
 
@@ -116,6 +117,26 @@ def predictions_csv(texts, labels, probabilities):
 def predictions_jsonl(texts, labels, probabilities):
     """JSON Lines text, one prediction_rows object a line (strict JSON: no NaN)."""
     return "".join(json.dumps(row, allow_nan=False) + "\n" for row in prediction_rows(texts, labels, probabilities))
+
+
+def predictions_table(texts, labels, probabilities):
+    """One line a text for a terminal: the label, each label's probability, the text."""
+    return "".join(f"{labels[int(p.argmax())]:<12}  " + "  ".join(f"{name} {q:.3f}" for name, q in zip(labels, p))
+                   + f"  {text}\n" for text, p in zip(texts, probabilities))
+
+
+def evaluate_file(run_dir, test, text_column="text", label_column="label", device="cpu", json_out=None):
+    """`minift evaluate`: (the metrics table as text, the LabeledData read) of the finished
+    run `run_dir` on the labeled file `test`; with `json_out` the metrics are also written
+    there as JSON (never over an input or a file of the run: checked first)."""
+    if json_out:
+        check_output(json_out, "--json", [test], run_dir)
+    data = load_labeled(test, text_column, label_column).require_examples()
+    classifier = load_finetuned(run_dir, device=device, command="evaluate")
+    metrics = classifier.evaluate(data.texts, data.labels, source=data.source)
+    if json_out:
+        write_json(json_out, {"model": str(run_dir), "test": data.source, **metrics})
+    return format_metrics(metrics, title=Path(test).stem), data
 
 
 def check_output(path, flag, inputs=(), run_dir=None):

@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MiniftError
-from .text import check_text, decode_utf8, require_file
+from ..files import atomic_write
+from .text import check_text, decode_utf8, require_file, tabular_format
 
 __all__ = [
-    "LabeledData", "load_labeled", "load_texts", "parse_texts", "label_vocabulary", "encode_labels",
-    "stratified_split", "class_weights", "encode_texts", "pad_batch",
+    "LabeledData", "load_labeled", "load_column", "load_texts", "parse_texts", "write_labeled", "export_builtin",
+    "label_vocabulary", "encode_labels", "stratified_split", "class_weights", "encode_texts", "pad_batch",
 ]
 
 _FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
@@ -113,6 +114,68 @@ def load_labeled(path, text_column="text", label_column="label", fmt=None):
     return data
 
 
+def load_column(path, column, argument="corpus_column"):
+    """The values of one column of a CSV, TSV or JSONL file, one string per row, for
+    pretraining on each row as a document. The format comes from the extension, or from
+    the file's look (`text.tabular_format`); the reading, and its checks, are
+    `load_labeled`'s. Surrounding whitespace is stripped and empty values are dropped.
+    `argument` names the setting that chose the column in messages (--corpus-column)."""
+    path = require_file(path, "corpus file")
+    text = decode_utf8(path.read_bytes(), path)
+    fmt = tabular_format(path, text)
+    if fmt is None:
+        flag = "--" + argument.replace("_", "-")
+        raise MiniftError(f"{path}: {flag} reads a column of a CSV, TSV or JSONL file, and this one looks like "
+                          f"plain text; name the file .csv, .tsv or .jsonl, or drop {flag}")
+    if fmt == "jsonl":
+        rows = _jsonl_rows(text, path, column, None, argument)
+    else:
+        rows = _delimited_rows(text, path, "," if fmt == "csv" else "\t", column, None, argument)
+    previous_limit = csv.field_size_limit(FIELD_LIMIT)
+    try:
+        values = [value.replace("\r\n", "\n").replace("\r", "\n").strip() for _, value, _ in rows
+                  if value is not None]
+    finally:
+        csv.field_size_limit(previous_limit)
+    return [value for value in values if value]
+
+
+def write_labeled(path, texts, labels, text_column="text", label_column="label"):
+    """Write labeled examples as CSV, TSV or JSONL (by the extension, as `load_labeled`
+    reads them: .csv, .tsv, .jsonl or .json), atomically; returns the path. Quoting is the
+    csv module's, so `load_labeled(path)` gives back the same texts and labels."""
+    path = Path(path)
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise MiniftError(f"{path}: cannot tell the format from the extension {path.suffix!r}; name the file "
+                          f".csv, .tsv, .jsonl or .json")
+    out = io.StringIO(newline="")
+    if fmt == "jsonl":
+        for text, label in zip(texts, labels):
+            out.write(json.dumps({text_column: text, label_column: label}, ensure_ascii=False) + "\n")
+    else:
+        writer = csv.writer(out, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
+        writer.writerow([text_column, label_column])
+        writer.writerows(zip(texts, labels))
+    return atomic_write(path, out.getvalue().encode("utf-8"))
+
+
+def export_builtin(path, split="train"):
+    """`minift data export`: write a split of the built-in reviews (train, test_a, test_b)
+    as `write_labeled` does, or 1 MB of the unlabeled corpus ("corpus", plain text), so
+    that the flags that read the user's own files can be tried at once. Returns what it did."""
+    from . import feedback
+    if split == "corpus":
+        if tabular_format(path, ""):
+            raise MiniftError(f"--out {path}: the corpus is plain text (documents separated by blank lines); "
+                              f"name the file .txt")
+        atomic_write(path, feedback.corpus_text(n_bytes=1_000_000, seed=0).encode("utf-8"))
+        return f"wrote {path}  (try: python -m minift pretrain --corpus {path} --preset tiny --out DIR)"
+    rows = feedback.labeled_sets(seed=0)[split]
+    write_labeled(path, [text for text, _ in rows], [label for _, label in rows])
+    return f"wrote {path}  ({len(rows)} reviews, columns text and label)"
+
+
 def _add_rows(data, rows, path, label_column):
     """Append the (line, text, label) rows to `data`: empty texts skipped and counted,
     labels stripped, a text without a label refused."""
@@ -127,8 +190,10 @@ def _add_rows(data, rows, path, label_column):
         data.labels.append(label.strip())
 
 
-def _delimited_rows(text, path, delimiter, text_column, label_column):
-    """Yield (line, text, label) from CSV/TSV text; `line` is where the record starts."""
+def _delimited_rows(text, path, delimiter, text_column, label_column, argument="text_column"):
+    """Yield (line, text, label) from CSV/TSV text; `line` is where the record starts.
+    Without a label_column (None) the label is None; `argument` names the text column's
+    setting in messages."""
     kind = "CSV" if delimiter == "," else "TSV"
     # newline="" hands line endings to the csv module, which needs them to read quoted
     # fields that span lines. strict=True turns malformed quoting into an error instead
@@ -155,17 +220,18 @@ def _delimited_rows(text, path, delimiter, text_column, label_column):
             continue                    # a blank line
         if header is None:
             header = [name.strip() for name in row]
-            text_i = _column_index(header, text_column, "text_column", path)
-            label_i = _column_index(header, label_column, "label_column", path) if label_column else None
+            text_i = _column_index(header, text_column, argument, path)
+            label_i = None if label_column is None else _column_index(header, label_column, "label_column", path)
             continue
         if len(row) != len(header):
             raise MiniftError(f"{path}: line {start}: expected {len(header)} fields "
                               f"({', '.join(header)}), found {len(row)}; a field that "
                               f"contains the delimiter must be enclosed in double quotes")
-        yield start, row[text_i], row[label_i] if label_i is not None else None
+        yield start, row[text_i], None if label_i is None else row[label_i]
     if header is None:
-        names = f"the columns {text_column!r} and {label_column!r}" if label_column else f"the column {text_column!r}"
-        raise MiniftError(f"{path}: the file is empty; expected a header row naming {names}")
+        names = repr(text_column) + ("" if label_column is None else f" and {label_column!r}")
+        raise MiniftError(f"{path}: the file is empty; expected a header row naming the "
+                          f"column{'s' if label_column is not None else ''} {names}")
 
 
 def _column_index(header, column, argument, path):
@@ -182,9 +248,10 @@ def _other_columns(present, argument):
             f"({argument}= in Python).")
 
 
-def _jsonl_rows(text, path, text_column, label_column):
-    """Yield (line, text, label) from JSON Lines text (label None without `label_column`)."""
-    example = f'"{text_column}": "..."' + (f', "{label_column}": "..."' if label_column else "")
+def _jsonl_rows(text, path, text_column, label_column, argument="text_column"):
+    """Yield (line, text, label) from JSON Lines text (label None without a label_column;
+    `argument` names the text column's setting in messages)."""
+    example = f'"{text_column}": "..."' + ("" if label_column is None else f', "{label_column}": "..."')
     expected = f"JSON Lines holds one complete object per line, such as {{{example}}}"
     if not text.strip():
         raise MiniftError(f"{path}: the file is empty; {expected}")
@@ -201,15 +268,15 @@ def _jsonl_rows(text, path, text_column, label_column):
         if not isinstance(obj, dict):
             raise MiniftError(f"{path}: line {line_no}: expected a JSON object, found "
                               f"{_json_type(obj)}; {expected}")
-        for column, argument in ((text_column, "text_column"), (label_column, "label_column")):
+        for column, setting in ((text_column, argument), (label_column, "label_column")):
             if column is not None and column not in obj:
                 raise MiniftError(f"{path}: line {line_no}: no column {column!r}; "
-                                  f"{_other_columns(list(obj), argument)}")
+                                  f"{_other_columns(list(obj), setting)}")
         row_text = obj[text_column]
         if row_text is not None and not isinstance(row_text, str):
             raise MiniftError(f"{path}: line {line_no}: {text_column!r} is "
                               f"{_json_type(row_text)}, expected a string")
-        label = _label_string(obj[label_column], path, line_no) if label_column else None
+        label = None if label_column is None else _label_string(obj[label_column], path, line_no)
         for value, column in ((row_text, text_column), (label, label_column)):
             if value is not None:
                 check_text(value, f"{path}: line {line_no}: {column!r}")

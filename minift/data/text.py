@@ -5,6 +5,7 @@ Every file minift reads as text (corpora, labeled data, tokenizer.json) goes thr
 and byte offset, with the way to fix it.
 """
 import codecs
+import json
 import os
 import re
 import stat
@@ -12,7 +13,12 @@ from pathlib import Path
 
 from ..errors import MiniftError
 
-__all__ = ["check_text", "decode_utf8", "read_text_files", "require_file", "split_documents"]
+__all__ = ["check_text", "decode_utf8", "read_text_files", "require_file", "split_documents", "tabular_format"]
+
+TABULAR_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
+# A header row: two or more bare (or double-quoted) column names, such as `text,label`.
+# Prose puts a space after its commas, so "Hello, world" is not one.
+_HEADER_NAME = re.compile(r'"?[A-Za-z_][A-Za-z0-9_.-]{0,63}"?')
 
 
 def decode_utf8(data, source):
@@ -109,3 +115,25 @@ def split_documents(text):
     "a\\nb\\n\\nc" -> ["a\\nb", "c"].
     """
     return [doc.strip() for doc in re.split(r"\n[ \t\f\v]*\n", text) if doc.strip()]
+
+
+def tabular_format(path, text):
+    """"csv", "tsv" or "jsonl" when the file `path` holding `text` is a table rather than
+    prose, else None. Conservative, since a corpus of prose must never be mistaken for
+    one: the extension (.csv, .tsv, .jsonl, .json), or a first line that is a header of
+    two or more bare column names separated by tabs or commas (`text,label`), or a
+    first line that is a JSON object."""
+    by_extension = TABULAR_EXTENSIONS.get(Path(path).suffix.lower())
+    if by_extension:
+        return by_extension
+    first = next((line.strip() for line in text.split("\n", 20)[:20] if line.strip()), "")
+    for delimiter, fmt in (("\t", "tsv"), (",", "csv")):
+        names = first.split(delimiter)
+        if len(names) >= 2 and all(_HEADER_NAME.fullmatch(name) for name in names):
+            return fmt
+    if first.startswith("{") and first.endswith("}"):
+        try:
+            return "jsonl" if isinstance(json.loads(first), dict) else None
+        except ValueError:
+            return None
+    return None
