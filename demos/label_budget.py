@@ -50,6 +50,10 @@ from minift.trainer import Progress
 BUDGETS = [60, 160, 480, 1440, 4320]     # labeled reviews; 90% train: 54 ... 432 (the built-in set) ... 3888
 QUICK_BUDGETS = [60, 480, 1440]
 STRATEGIES = ["full", "lora", "prompt", "scratch", "bow"]
+# --quick leaves lora out: from a fresh clone on two idle cores, with it the demo took 613 s
+# (pretraining both models included), its six lora runs 100 s of that; the curve's lesson,
+# labels against pretraining, is full against scratch.
+QUICK_STRATEGIES = ["full", "prompt", "scratch", "bow"]
 NO_ENCODER = ("prompt", "bow")      # prompt reads a next-token answer; bow uses no model, its line is drawn once
 ENCODER_EPOCHS = {"full": 15, "scratch": 15}      # demos/adaptation_strategies.py says why
 MIN_STEPS, MAX_STEPS = 150, 1500
@@ -232,11 +236,12 @@ def main():
                                           f"--quick: {QUICK_ENCODER_DIR} unless {ENCODER_DIR} is there)")
     parser.add_argument("--runs", default="runs/label_budget", help="where the fine-tuned runs go")
     parser.add_argument("--quick", action="store_true",
-                        help=f"budgets {QUICK_BUDGETS}, one seed, at most {QUICK_MAX_STEPS} steps a run, and a "
-                             f"shorter encoder recipe ({QUICK_ENCODER['steps']} steps) if one must be made")
+                        help=f"budgets {QUICK_BUDGETS}, one seed, at most {QUICK_MAX_STEPS} steps a run, no lora, "
+                             f"and a shorter encoder recipe ({QUICK_ENCODER['steps']} steps) if one must be made")
     parser.add_argument("--budgets", type=int, nargs="+", help=f"labeled reviews per run (default {BUDGETS})")
     parser.add_argument("--seeds", type=int, help="fine-tuning seeds per point (default 3; --quick 1)")
-    parser.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=STRATEGIES)
+    parser.add_argument("--strategies", nargs="+", choices=STRATEGIES,
+                        help=f"default {STRATEGIES}; --quick: {QUICK_STRATEGIES}")
     parser.add_argument("--reuse", action="store_true",
                         help="keep the finished runs in --runs that have the same settings (to finish an "
                              "interrupted demo; delete the runs of a pretrained model you replaced)")
@@ -247,6 +252,7 @@ def main():
     minift.fast.enable_unless_reference(args.reference)
     budgets = sorted(args.budgets or (QUICK_BUDGETS if args.quick else BUDGETS))
     args.seeds = args.seeds or (1 if args.quick else 3)
+    args.strategies = args.strategies or (QUICK_STRATEGIES if args.quick else STRATEGIES)
     args.max_steps = QUICK_MAX_STEPS if args.quick else MAX_STEPS
     if min(budgets) < 30 or args.seeds < 1:
         sys.exit("--budgets must be at least 30 labeled reviews (10 of each label) and --seeds at least 1")
