@@ -31,29 +31,14 @@ from minift.align import ALIGN_TEMPLATE, AlignConfig, align, judged_following
 from minift.adapt import PromptFormat
 from minift.data import feedback
 from minift.errors import MiniftError
-from minift.pretrain import PretrainConfig, load_gpt, pretrain
+from minift.pretrain import PretrainConfig, load_gpt
 from minift.runs import ALIGNED_KINDS, LANGUAGE_MODEL_KINDS, RunDir
-from quickstart import pretraining_state
+from pretrained_runs import ensure_pretrained
 
 SEEDS = (0, 1, 2)            # sampling seeds of the judged evaluation
 SAMPLES = 4                  # responses per held-out request and seed
 SHOWN = (0, 21, 40)          # the held-out requests whose responses are printed
 RATES = (("sentiment", "sentiment as requested"), ("product", "on the requested product"), ("both", "both"))
-
-
-def pretrained(init, device):
-    """Reuse or make the pretrained small GPT in `init` (quickstart's rules)."""
-    state = pretraining_state(RunDir(init))
-    if state == "done":
-        print(f"reusing the pretrained model in {init}/ (delete it to pretrain again)")
-    elif state == "interrupted":
-        print(f"resuming the interrupted pretraining in {init}/")
-        pretrain(init, resume=True, device=device)
-    elif state == "other":
-        sys.exit(f"{init} holds another run (not today's small recipe on the built-in corpus); "
-                 f"delete it or pass --init ANOTHER_DIR")
-    else:
-        pretrain(init, PretrainConfig(preset="small"), device=device)
 
 
 def judge_stage(run, device):
@@ -103,7 +88,7 @@ def main():
     t0 = time.time()
     try:
         print("== 1. the pretrained model ==")
-        pretrained(init, args.device)
+        ensure_pretrained(init, PretrainConfig(preset="small"), device=args.device, any_recipe=False)
         times = {"pretraining": time.time() - t0}
         for method, start in (("sft", init), ("dpo", root / "sft")):
             print(f"\n== {'2. SFT' if method == 'sft' else '3. DPO'} ==")

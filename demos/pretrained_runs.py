@@ -11,29 +11,32 @@ from minift.pretrain import PretrainConfig, pretrain
 from minift.runs import PRETRAINED_KINDS, RunDir, config_from_json
 
 
-def pretraining_plan(init, config):
+def pretraining_plan(init, config, any_recipe=True):
     """What to do with the directory `init` before a demo fine-tunes from it:
-    'reuse' (it holds a finished pretraining run, of any recipe: yours is taken as it is),
+    'reuse' (it holds a finished pretraining run, of any recipe: yours is taken as it is;
+    with any_recipe=False only one of `config`, as the quickstart's table needs),
     'resume' (an interrupted pretraining run of `config`), 'pretrain' (no run yet), or
-    'other' (a run of another kind, or an interrupted one of another recipe: left alone)."""
+    'other' (a run of another kind, or one of another recipe not to reuse: left alone)."""
     run = RunDir(init)
     if not run.holds_run():
         return "pretrain"
     cfg = run.read_config()
     if cfg.get("kind") not in PRETRAINED_KINDS:
         return "other"
-    if run.is_finished():
+    finished = run.is_finished()
+    if finished and any_recipe:
         return "reuse"
-    same = config_from_json(PretrainConfig, cfg.get("train"), run.file("config.json"), "train") == config
-    return "resume" if same else "other"
+    if config_from_json(PretrainConfig, cfg.get("train"), run.file("config.json"), "train") != config:
+        return "other"
+    return "reuse" if finished else "resume"
 
 
-def ensure_pretrained(init, config, device="cpu", log=print):
+def ensure_pretrained(init, config, device="cpu", log=print, any_recipe=True):
     """Make sure `init` holds a finished pretraining run (see `pretraining_plan`), pretraining
     it with `config` when it is missing; a directory holding something else is one
     MiniftError that says what to do."""
     init = Path(init)
-    plan = pretraining_plan(init, config)
+    plan = pretraining_plan(init, config, any_recipe)
     what = f"the {config.preset} {'GPT' if config.arch == 'decoder' else 'encoder'}"
     if plan == "reuse":
         log(f"reusing the pretrained model in {init}/ (delete it to pretrain again)")
@@ -44,6 +47,6 @@ def ensure_pretrained(init, config, device="cpu", log=print):
         log(f"no pretrained model in {init}/: pretraining {what} ({config.steps} steps) first")
         pretrain(init, config, device=device)
     else:
-        raise MiniftError(f"{init} holds another run (not a pretraining run, or an unfinished one of another "
-                          f"recipe); delete it or name another pretraining directory")
+        raise MiniftError(f"{init} holds another run (not a pretraining run, or one of another recipe); "
+                          f"delete it or name another pretraining directory")
     return init

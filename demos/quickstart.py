@@ -28,24 +28,11 @@ from pathlib import Path
 import minift.fast
 from minift.adapt import FinetuneConfig, comparison_table, finetune
 from minift.errors import MiniftError
-from minift.pretrain import PretrainConfig, pretrain
-from minift.runs import FINETUNED_KINDS, PRETRAINED_KINDS, RunDir, config_from_json
+from minift.pretrain import PretrainConfig
+from minift.runs import FINETUNED_KINDS, RunDir
+from pretrained_runs import ensure_pretrained
 
 STRATEGIES = ["full", "prompt", "scratch", "bow"]
-
-
-def pretraining_state(run):
-    """'done': `run` holds a finished pretraining run of today's `small` recipe on the
-    built-in corpus; 'interrupted': the same, stopped before its last step; 'other': some
-    other run; 'none': no run yet."""
-    if not run.holds_run():
-        return "none"
-    cfg = run.read_config()
-    if cfg.get("kind") not in PRETRAINED_KINDS:
-        return "other"
-    if config_from_json(PretrainConfig, cfg.get("train"), run.file("config.json"), "train") != PretrainConfig():
-        return "other"
-    return "done" if run.is_finished() else "interrupted"
 
 
 def main():
@@ -64,17 +51,7 @@ def main():
 
     try:
         print("== 1. pretraining ==")
-        state = pretraining_state(RunDir(init))
-        if state == "done":
-            print(f"reusing the pretrained model in {init}/ (delete it to pretrain again)")
-        elif state == "interrupted":
-            print(f"resuming the interrupted pretraining in {init}/")
-            pretrain(init, resume=True, device=args.device)
-        elif state == "other":
-            sys.exit(f"{init} holds another run (not today's small recipe on the built-in corpus); "
-                     f"delete it or pass --init ANOTHER_DIR")
-        else:
-            pretrain(init, PretrainConfig(preset="small"), device=args.device)
+        ensure_pretrained(init, PretrainConfig(preset="small"), device=args.device, any_recipe=False)
         pretrain_seconds = time.time() - t0
 
         results = {}

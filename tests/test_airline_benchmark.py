@@ -1,7 +1,6 @@
 """benchmarks/airline_tweets.py: the optional airline experiment. Its data is optional,
 so the tests check only what runs without it: the refusal, and the labeled sample."""
 import csv
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -9,14 +8,13 @@ from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
+from scripts import load_script
+
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "airline_tweets.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("airline_tweets", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load():
+    return load_script(SCRIPT, "airline_tweets")
 
 
 def test_without_the_data_it_says_so_and_exits_2(tmp_path):
@@ -30,7 +28,7 @@ def test_without_the_data_it_says_so_and_exits_2(tmp_path):
 
 
 def test_the_sample_is_500_stratified_and_seeded(tmp_path):
-    script = load_script()
+    script = load()
     labels = ["negative"] * 700 + ["neutral"] * 200 + ["positive"] * 100
     train = SimpleNamespace(texts=[f"tweet {i}" for i in range(1000)], labels=labels)
     script.write_sample(train, tmp_path / "a.csv")

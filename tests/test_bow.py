@@ -1,7 +1,6 @@
 """The bag-of-words baseline (`--strategy bow`): TF-IDF features against a hand-worked
 example, padding never counts, a separable set is learned, the idf is frozen and saved,
 classify / report / the CLI on a bow run, --resume gives the same weights. Tiny models and files built here only."""
-import csv
 import json
 
 import numpy as np
@@ -19,6 +18,7 @@ from minift.viz import write_report
 
 from quiet import Silent, quiet
 from run_dirs import pretrained_run
+from scripts import write_csv
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +26,6 @@ def init_run(tmp_path_factory):
     tok = Tokenizer.train(feedback.corpus_documents(400, seed=5), vocab_size=300)
     config = GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16)
     return pretrained_run(tmp_path_factory.mktemp("init"), tok, config)
-
-
-def write_csv(path, rows):
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        csv.writer(f).writerows([("text", "label"), *rows])
-    return path
 
 
 def separable_rows(n, seed):

@@ -1,18 +1,15 @@
 """demos/label_budget.py's reading of its own results: where scratch catches up."""
-import importlib.util
 from pathlib import Path
 
 import pytest
+from scripts import load_script
 
 DEMO = Path(__file__).resolve().parent.parent / "demos" / "label_budget.py"
 
 
 @pytest.fixture(scope="module")
 def demo():
-    spec = importlib.util.spec_from_file_location("label_budget_demo", DEMO)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(DEMO, "label_budget_demo")
 
 
 def points(accuracies):

@@ -3,7 +3,6 @@ the "your own data" commands read, a table given as a pretraining corpus is refu
 unless --corpus-column names the column to read, and demos/label_budget.py plans to
 pretrain what it is missing."""
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from minift.cli import main
 from minift.data import feedback, load_column, load_labeled, tabular_format, write_labeled
 from minift.errors import MiniftError
 from minift.pretrain import PretrainConfig, load_documents, pretrain
+from scripts import load_script
 
 DEMOS = Path(__file__).resolve().parent.parent / "demos"
 
@@ -102,10 +102,7 @@ def test_cli_pretrains_on_a_column_and_resume_keeps_it(tmp_path, capsys):
 
 
 def demo(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_demo", DEMOS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(DEMOS / f"{name}.py", f"{name}_demo")
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +147,5 @@ def test_a_pretraining_directory_is_reused_resumed_made_or_left_alone(pretrained
         runs.ensure_pretrained(tmp_path / "run", other, **quiet)
     runs.ensure_pretrained(tmp_path / "run", config, **quiet)              # resumed to the end
     assert runs.pretraining_plan(tmp_path / "run", other) == "reuse"       # finished: any recipe is yours
+    assert runs.pretraining_plan(tmp_path / "run", other, any_recipe=False) == "other"   # the quickstart's rule
+    assert runs.pretraining_plan(tmp_path / "run", config, any_recipe=False) == "reuse"

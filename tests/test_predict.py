@@ -19,6 +19,7 @@ from minift.data import feedback, load_texts, parse_texts
 from minift.errors import MiniftError
 from minift.pretrain import PretrainConfig, pretrain
 from quiet import Silent, quiet
+from scripts import write_jsonl
 
 HERE = Path(__file__).resolve().parent
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(HERE.parent))
@@ -49,8 +50,7 @@ def files(tmp_path_factory):
     (folder / "corpus.txt").write_text(feedback.corpus_text(n_bytes=30_000, seed=3), encoding="utf-8")
     sets = feedback.labeled_sets(seed=0, n_train=20, n_test=9)
     for name, rows in (("train", sets["train"]), ("test", sets["test_a"])):
-        (folder / f"{name}.jsonl").write_text("".join(json.dumps({"text": t, "label": lab}) + "\n"
-                                                      for t, lab in rows), encoding="utf-8")
+        write_jsonl(folder / f"{name}.jsonl", rows)
     return folder
 
 

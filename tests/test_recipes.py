@@ -1,7 +1,6 @@
 """Fine-tuning plans that fit the data: the step bound, --max-train-samples, --validation,
 --eval-every, --save-every, --early-stop (and --resume of all of them), the collapse
 warning. Tiny models built here only."""
-import csv
 import json
 import math
 
@@ -22,6 +21,7 @@ from minift.trainer import Trainer
 
 from quiet import Silent, quiet
 from run_dirs import pretrained_run
+from scripts import write_csv
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +29,6 @@ def init_run(tmp_path_factory):
     tok = Tokenizer.train(feedback.corpus_documents(400, seed=5), vocab_size=300)
     config = GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=16)
     return pretrained_run(tmp_path_factory.mktemp("init"), tok, config)
-
-
-def write_csv(path, rows):
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        csv.writer(f).writerows([("text", "label"), *rows])
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from minift.files import load_safetensors, read_safetensors_header, save_safeten
 from minift.pretrain import PretrainConfig, pretrain
 from minift.runs import OWNER, WEIGHTS, RunDir
 from quiet import Silent, quiet
+from scripts import write_jsonl
 
 HERE = Path(__file__).resolve().parent
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(HERE.parent))
@@ -58,8 +59,7 @@ def files(tmp_path_factory):
         (folder / f"{name}.txt").write_text(feedback.corpus_text(n_bytes=30_000, seed=seed), encoding="utf-8")
     sets = feedback.labeled_sets(seed=0, n_train=20, n_test=9)
     for name, rows in (("train", sets["train"]), ("test", sets["test_a"])):
-        (folder / f"{name}.jsonl").write_text("".join(json.dumps({"text": t, "label": lab}) + "\n"
-                                                      for t, lab in rows), encoding="utf-8")
+        write_jsonl(folder / f"{name}.jsonl", rows)
     return folder
 
 

@@ -1,22 +1,19 @@
 """demos/your_data.py: the baseline and the GPT on a user's CSV, in --quick mode on a tiny
 file (a tiny init pretrained on its texts, one seed, one epoch); its reading of results."""
-import csv
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import scripts
 from minift.data import feedback
 
 DEMO = Path(__file__).resolve().parent.parent / "demos" / "your_data.py"
 
 
-def write_csv(path, rows, header=("review", "stars")):
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        csv.writer(f).writerows([header, *rows])
-    return path
+def write_csv(path, rows):
+    return scripts.write_csv(path, rows, header=("review", "stars"))
 
 
 def run_demo(*args, cwd):
@@ -48,10 +45,7 @@ def test_train_without_test_is_refused_before_anything_runs(tmp_path):
 
 @pytest.fixture(scope="module")
 def demo():
-    spec = importlib.util.spec_from_file_location("your_data_demo", DEMO)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return scripts.load_script(DEMO, "your_data_demo")
 
 
 def runs(*scores):
