@@ -3,7 +3,7 @@
     python -m minift.learn list                      the exercises, in the tour's order
     python -m minift.learn start softmax my_work     my_work/softmax.py: a stub with a TODO
     python -m minift.learn check softmax my_work     grade my_work/softmax.py
-    python -m minift.learn hint softmax              a nudge
+    python -m minift.learn hint softmax my_work      the idea; again: the shapes; again: the formula
 
 `check` loads your file from its path (never minift's own implementation), draws many
 examples (with hypothesis when it is installed: a failing example is then shrunk to the
@@ -19,7 +19,7 @@ with the index where your answer differs, the expected value and yours.
 The worked solution of each exercise is minift's own code: the function the stub is cut
 from (`python -m minift.learn list` names it). Read it after trying.
 """
-from .runner import check, exercise, start, stub
+from .runner import check, exercise, hint, load_file, start, stub
 from .exercises import EXERCISES
 
-__all__ = ["EXERCISES", "check", "exercise", "start", "stub"]
+__all__ = ["EXERCISES", "check", "exercise", "hint", "load_file", "start", "stub"]

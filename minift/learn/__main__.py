@@ -1,10 +1,11 @@
-"""`python -m minift.learn list | start NAME DIR | check NAME [DIR] | hint NAME`."""
+"""`python -m minift.learn list | start NAME DIR | check NAME [DIR] | hint NAME [DIR] | run DIR`."""
 import argparse
 import sys
 
 from ..errors import MiniftError
-from .runner import EXAMPLES, check, exercise, start
+from .exercise import KINDS
 from .exercises import EXERCISES
+from .runner import EXAMPLES, HINTS, check, hint, start
 
 
 def build_parser():
@@ -19,8 +20,12 @@ def build_parser():
     p.add_argument("name", metavar="NAME")
     p.add_argument("directory", metavar="DIR", nargs="?", default=".")
     p.add_argument("--examples", type=int, default=EXAMPLES, help=f"how many examples (default {EXAMPLES})")
-    p = sub.add_parser("hint", help="a nudge for an exercise")
+    p = sub.add_parser("hint", help="the next hint of an exercise: the idea, then the shapes, then the formula")
     p.add_argument("name", metavar="NAME")
+    p.add_argument("directory", metavar="DIR", nargs="?", default=".",
+                   help="where your exercises are; it remembers which hints you had (default .)")
+    p.add_argument("--level", type=int, choices=[1, 2, 3],
+                   help=f"this hint instead of the next: 1 {HINTS[0]}, 2 {HINTS[1]}, 3 {HINTS[2]}")
     return parser
 
 
@@ -28,12 +33,15 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":
-            for ex in EXERCISES.values():
-                print(f"{ex.name:<20} {ex.summary:<58} minift's: {ex.reference}")
+            for ex in EXERCISES.values():          # in the tour's order
+                print(f"{ex.name:<20} {ex.kind:<9} {ex.summary:<58} minift's: {ex.reference}")
+            counts = ", ".join(f"{sum(ex.kind == kind for ex in EXERCISES.values())} {kind} ({what})"
+                               for kind, what in KINDS.items())
+            print(f"\n{len(EXERCISES)} exercises: {counts}")
             print("\nstart one with: python -m minift.learn start NAME DIR")
         elif args.command == "start":
             path = start(args.name, args.directory)
-            print(f"wrote {path}: write {exercise(args.name).writes} where it says TODO, then run\n"
+            print(f"wrote {path}: write {EXERCISES[args.name].writes} where it says TODO, then run\n"
                   f"    python -m minift.learn check {args.name} {args.directory}")
         elif args.command == "check":
             if args.examples < 1:
@@ -42,8 +50,7 @@ def main(argv=None):
             print(report)
             return 0 if passed else 1
         else:
-            ex = exercise(args.name)
-            print(f"{ex.name} ({ex.writes}):\n  {ex.hint}\n  minift's own: {ex.reference}")
+            print(hint(args.name, args.directory, args.level))
     except MiniftError as e:
         print(f"minift.learn {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -44,8 +44,30 @@ def close(what, got, expected, rtol=RTOL, atol=ATOL):
         ok = np.abs(got.astype(np.float64) - expected) <= atol + rtol * np.abs(expected)
     if not ok.all():
         index = tuple(int(i) for i in np.argwhere(~ok)[0])
-        raise Mismatch(f"{what} differs from minift's", index, expected[index], got[index],
-                       int((~ok).sum()), ok.size)
+        raise Mismatch(f"{what} differs from minift's{constant_ratio(got, expected)}", index, expected[index],
+                       got[index], int((~ok).sum()), ok.size)
+
+
+def constant_ratio(got, expected):
+    """", and is c times minift's everywhere" when every element of `got` is the same
+    multiple c of `expected` (a missing or extra scale, a flipped sign); else ""."""
+    got, expected = np.asarray(got, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    big = np.abs(expected) > 1e-6 * max(float(np.abs(expected).max(initial=0.0)), 1e-300)
+    if not big.any() or not np.all(np.isfinite(got)):
+        return ""
+    ratio = got[big] / expected[big]
+    c = float(np.median(ratio))
+    if abs(c - 1) < 1e-6 or not np.allclose(ratio, c, rtol=1e-6, atol=0) or \
+            not np.allclose(got[~big], c * expected[~big], rtol=1e-6, atol=1e-9):
+        return ""
+    named = {-1.0: "the sign is flipped"}
+    for n in (2, 3, 4, 8):                  # scales that come from sqrt(d), 1/n, 2x a term...
+        for value, text in ((n, f"{n}"), (1 / n, f"1/{n}"), (n ** 0.5, f"sqrt({n})"), (n ** -0.5, f"1/sqrt({n})")):
+            named.setdefault(round(value, 12), f"= {text}: a factor missing or extra?")
+    why = next((text for value, text in named.items() if abs(c - value) < 1e-6 * abs(value)), "")
+    if big.sum() < 2 and not why:           # one element proves no pattern
+        return ""
+    return f", and is {c:.6g} times minift's everywhere ({why or 'a constant factor'})"
 
 
 def learner_attr(module, name):
@@ -75,6 +97,8 @@ def compare_op(what, learner, reference, inputs, seed=0):
     expected = reference(*theirs)
     close(f"{what}: the forward output", got, expected.data)
     upstream = np.random.default_rng(seed).standard_normal(expected.shape)     # dL/d(output)
+    if got._ctx is not None and expected._ctx is not None:
+        same_shapes(what, got._ctx, expected._ctx, upstream, mine)
     (got * upstream).sum().backward()
     (expected * upstream).sum().backward()
     for m, t in zip(mine, theirs):
@@ -85,6 +109,18 @@ def compare_op(what, learner, reference, inputs, seed=0):
         gradcheck(learner, leaves())
     except GradcheckError as e:
         raise Mismatch(f"{what}: your backward disagrees with finite differences of your forward: {e}") from None
+
+
+def same_shapes(what, mine, theirs, upstream, inputs):
+    """The gradients a backward returns have their inputs' shapes where minift's do: the
+    engine would sum a broadcast gradient down (unbroadcast) and hide the missing sum."""
+    mine.last_backward = theirs.last_backward = False
+    got, want = mine.backward(upstream), theirs.backward(upstream)
+    got, want = (got if isinstance(got, tuple) else (got,)), (want if isinstance(want, tuple) else (want,))
+    for x, g, w in zip(inputs, got, want):
+        if w is not None and g is not None and np.shape(w) == x.shape and np.shape(g) != x.shape:
+            raise Mismatch(f"{what}: your backward returned the gradient of {x.name} with shape {np.shape(g)}; "
+                           f"expected {x.shape}, {x.name}'s own shape (sum over the axes it was shared along)")
 
 
 class SeededDraw:

@@ -13,6 +13,7 @@ grader that imported minift's own op would pass everyone. Loading a file runs it
 """
 import ast
 import importlib.util
+import json
 import traceback
 from pathlib import Path
 
@@ -22,7 +23,6 @@ from ..errors import MiniftError
 from ..files import atomic_write
 from .exercises import EXERCISES
 from .grading import HypothesisDraw, Mismatch, SeededDraw
-from .texts import INTROS
 
 ROOT = Path(__file__).resolve().parent.parent.parent      # the folder that holds minift/
 EXAMPLES = 30
@@ -44,7 +44,7 @@ def solution_source(name):
     where = (f"    check:  python -m minift.learn check {name} DIR\n"
              f"    minift's own: {ex.reference} (this file is cut from it)\n")
     imports = f"{ex.imports}\n\n\n" if ex.imports else "\n"
-    return f'"""{INTROS[name]}\n{where}"""\n{imports}{code}\n'
+    return f'"""{ex.intro}\n{where}"""\n{imports}{code}\n'
 
 
 def top_level_source(path, name):
@@ -100,7 +100,14 @@ def load_learner(path, name):
     if not path.is_file():
         raise MiniftError(f"{path} does not exist; start the exercise with `python -m minift.learn start "
                           f"{name} {path.parent}`")
-    spec = importlib.util.spec_from_file_location(f"minift_learner_{name}", path)
+    return load_file(path, f"minift_learner_{name}")
+
+
+def load_file(path, module_name=None):
+    """Run the Python file `path` and return it as a module: what a failure's replay
+    snippet calls to load the learner's file."""
+    path = Path(path).resolve()
+    spec = importlib.util.spec_from_file_location(module_name or f"minift_learner_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -119,11 +126,14 @@ def run_examples(ex, module, n=EXAMPLES, use_hypothesis=None):
             except Exception as e:           # the learner's code may raise anything: report it
                 return "seeded random examples", (example, e)
         return "seeded random examples", None
-    from hypothesis import HealthCheck, Verbosity, given, settings, strategies as st
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings, strategies as st
     failures = []
 
+    # No database (no .hypothesis/ folder in the learner's directory) and no explain
+    # phase (its notes point into minift's files, not the learner's).
     @settings(max_examples=n, deadline=None, database=None, derandomize=True, report_multiple_bugs=False,
-              suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet)
+              suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
+              phases=[Phase.explicit, Phase.generate, Phase.shrink])
     @given(st.data())
     def prop(data):
         example = ex.example(HypothesisDraw(data))
@@ -149,6 +159,7 @@ def check(name, directory=".", n=EXAMPLES, use_hypothesis=None):
     except MiniftError:                      # no such file: the user's mistake, one line
         raise
     except Exception as e:                   # the learner's file does not run
+        e.__notes__ = []
         return False, f"FAIL  {name}: running {path} raised an error\n" + _their_traceback(e, path)
     how, failure = run_examples(ex, module, n, use_hypothesis)
     if failure is None:
@@ -171,8 +182,36 @@ def check(name, directory=".", n=EXAMPLES, use_hypothesis=None):
                      f"({error.count} of {error.size} elements differ)")
     elif not isinstance(error, Mismatch):
         lines.append(_their_traceback(error, path))
-    lines.append(f"  stuck? python -m minift.learn hint {name}")
+    lines.append("  replay it (paste into python, or save as a file and run it):")
+    lines += [f"    {line}" for line in ex.replay(example, path.resolve())]
+    lines.append(f"  stuck? python -m minift.learn hint {name} {directory}")
     return False, "\n".join(lines)
+
+
+HINTS = ("the idea", "the shapes", "the formula")
+HINT_STATE = ".minift-hints.json"      # in the learner's directory: how many hints each exercise has had
+
+
+def hint(name, directory=".", level=None):
+    """The next hint of exercise `name` (or hint number `level`, 1-3): the idea, then the
+    shapes, then the formula. Returns the text. Remembers the last level given in
+    DIRECTORY/.minift-hints.json, so `hint NAME` again gives the next one."""
+    ex = exercise(name)
+    state_path = Path(directory) / HINT_STATE
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else {}
+    except (ValueError, UnicodeDecodeError):
+        state = {}                          # a damaged note of hints given: start again
+    if level is None:
+        level = min(int(state.get(name, 0)) + 1, len(HINTS))
+    if not 1 <= level <= len(HINTS):
+        raise MiniftError(f"--level must be 1, 2 or 3 ({', '.join(HINTS)}), got {level}")
+    if Path(directory).is_dir():
+        atomic_write(state_path, json.dumps({**state, name: max(level, int(state.get(name, 0)))}).encode())
+    text = f"{ex.name}, hint {level} of {len(HINTS)} ({HINTS[level - 1]}):\n  {ex.hints[level - 1]}"
+    if level < len(HINTS):
+        return text + f"\n  (again for {HINTS[level]}: python -m minift.learn hint {name} {directory})"
+    return text + f"\n  minift's own, to read once yours passes: {ex.reference}"
 
 
 def _show(value):
