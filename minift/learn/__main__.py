@@ -20,6 +20,11 @@ def build_parser():
     p.add_argument("name", metavar="NAME")
     p.add_argument("directory", metavar="DIR", nargs="?", default=".")
     p.add_argument("--examples", type=int, default=EXAMPLES, help=f"how many examples (default {EXAMPLES})")
+    p = sub.add_parser("run", help="your code trains the GPT: every exercise of DIR that passes, in minift's place")
+    p.add_argument("directory", metavar="DIR")
+    p.add_argument("--quick", action="store_true", help="a few training steps: a smoke test, not a lesson")
+    p.add_argument("--examples", type=int, default=EXAMPLES,
+                   help=f"examples each exercise is checked on first (default {EXAMPLES})")
     p = sub.add_parser("hint", help="the next hint of an exercise: the idea, then the shapes, then the formula")
     p.add_argument("name", metavar="NAME")
     p.add_argument("directory", metavar="DIR", nargs="?", default=".",
@@ -49,6 +54,11 @@ def main(argv=None):
             passed, report = check(args.name, args.directory, n=args.examples)
             print(report)
             return 0 if passed else 1
+        elif args.command == "run":
+            from .plug import run
+            if args.examples < 1:
+                raise MiniftError(f"--examples must be at least 1, got {args.examples}")
+            return 0 if run(args.directory, quick=args.quick, examples=args.examples) else 1
         else:
             print(hint(args.name, args.directory, args.level))
     except MiniftError as e:
