@@ -18,7 +18,7 @@ from minift import backend, fast, gradcheck, optim, trainer
 from minift.fast import attention as fast_attention
 from minift.fast import functional as fast_functional
 from minift.fast import products, threads, training
-from strategies import leaves
+from minift.testing import leaves
 
 
 def leaf(x):

@@ -112,6 +112,7 @@ def test_start_check_and_hint_from_the_command_line(tmp_path):
     (tmp_path / "work" / "layer_norm.py").write_text(solution_source("layer_norm"), encoding="utf-8")
     done = learn("check", "layer_norm", "work", cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.startswith("PASS"), done.stdout + done.stderr
+    assert not (tmp_path / ".hypothesis").exists()          # checking leaves nothing in the learner's folder
     done = learn("hint", "layer_norm", cwd=tmp_path)
     assert done.returncode == 0 and "rstd" in done.stdout
     done = learn("list", cwd=tmp_path)

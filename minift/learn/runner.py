@@ -126,28 +126,14 @@ def run_examples(ex, module, n=EXAMPLES, use_hypothesis=None):
             except Exception as e:           # the learner's code may raise anything: report it
                 return "seeded random examples", (example, e)
         return "seeded random examples", None
-    from hypothesis import HealthCheck, Phase, Verbosity, given, settings, strategies as st
-    failures = []
-
-    # No database (no .hypothesis/ folder in the learner's directory) and no explain
-    # phase (its notes point into minift's files, not the learner's).
-    @settings(max_examples=n, deadline=None, database=None, derandomize=True, report_multiple_bugs=False,
-              suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
-              phases=[Phase.explicit, Phase.generate, Phase.shrink])
-    @given(st.data())
-    def prop(data):
-        example = ex.example(HypothesisDraw(data))
-        try:
-            ex.grade(module, example)
-        except Exception as e:
-            failures.append((example, e))
-            raise
-    try:
-        prop()
-    except Exception:
-        if not failures:                     # hypothesis itself failed: a bug here, keep its traceback
-            raise
-    return "hypothesis examples", failures[-1] if failures else None
+    # minift.testing runs hypothesis quietly (no database, nothing left in the learner's
+    # folder) and returns the smallest failing example, as the suite's property tests do.
+    from hypothesis import HealthCheck
+    from ..testing import smallest_failure
+    failure = smallest_failure(lambda data: ex.example(HypothesisDraw(data)),
+                               lambda example: ex.grade(module, example),
+                               n, derandomize=True, suppress_health_check=list(HealthCheck))
+    return "hypothesis examples", failure
 
 
 def check(name, directory=".", n=EXAMPLES, use_hypothesis=None):
