@@ -94,7 +94,7 @@ def op_replay(op, reference, call, grads, seed=0):
         rest = call.format(**example)
         args = ", ".join(list(grads) + ([rest] if rest else []))
         lines = load_lines(path) + ["from minift.tensor import Tensor", f"from {module} import {cls}   # minift's own"]
-        lines += [f"{name} = {literal(example[name])}" for name in grads]
+        lines += [f"{name} = {literal(value)}" for name, value in example.items()]
         tensors = ", ".join(f"Tensor({name})" for name in grads)
         lines += [f"shape = {cls}.apply({tensors}{', ' + rest if rest else ''}).shape",
                   f"g = np.random.default_rng({seed}).standard_normal(shape)   # dL/d(output): the check's",

@@ -272,7 +272,7 @@ BACKWARD = [
              "minift/functional/basic.py:LayerNorm.backward", _layer_norm_example, _grade_layer_norm,
              ("weight and bias are shared by every row, so their gradients add up over the rows. dx is the "
               "harder part: each xhat_i depends on the whole row through mu and rstd, so dL/dx_j sums over i. "
-              "Work with dxhat = g * weight first, then pass it through the normalisation.",
+              "Work with dxhat (g times weight) first, then pass it through the normalisation.",
               "x and g are (..., C), weight and bias (C,). dweight and dbias sum over every axis but the last "
               "(axis=tuple(range(g.ndim - 1))), not only axis 0: each must come back (C,). Row means are over "
               "the last axis with keepdims=True, so they broadcast back to (..., C).",
@@ -285,10 +285,10 @@ BACKWARD = [
              replay=op_replay("LayerNorm", "minift.functional:LayerNorm", "", ("x", "weight", "bias"))),
     Exercise("gelu", "GELU's backward (GPT-2's tanh form)", "GELU.backward",
              "minift/functional/basic.py:GELU.backward", _gelu_example, _grade_gelu,
-             ("GELU acts on each element alone: dL/dx = g * dy/dx, element by element. y is a product, 0.5 x "
+             ("GELU acts on each element alone: dL/dx is g times dy/dx, element by element. y is a product, 0.5 x "
               "times (1 + tanh(u)), and u is a function of x: the product rule, then the chain rule through "
               "tanh and u.",
-              "Everything has x's shape and nothing is summed. Recompute t = tanh(u) from x as the forward "
+              "Everything has x's shape and nothing is summed. Recompute t, the tanh of u, from x as the forward "
               "does (GELU_C is c).",
               "With t = tanh(u): dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx, and du/dx = c (1 + 3 * "
               "0.044715 x^2). Return g * dy/dx."),
@@ -298,7 +298,7 @@ BACKWARD = [
              replay=op_replay("GELU", "minift.functional:GELU", "", ("x",))),
     Exercise("causal_attention", "causal self-attention's backward (dq, dk, dv)", "CausalAttention.backward",
              "minift/functional/attention.py:CausalAttention.backward", _attention_example, _grade_attention,
-             ("Run the forward's three lines backwards: out = P v, P = softmax(S) by rows, S = q k^T * scale. "
+             ("Run the forward's three lines backwards: the scores S from q and k (scaled), P their softmax by rows, out from P and v. "
               "A matrix product's gradients are products with the other factor transposed; softmax's backward "
               "is the `softmax` exercise's, row by row; the mask needs nothing (P is already 0 there).",
               "G, q, k, v are (B, H, T, D); P, dP and dS are (B, H, T, T). @ batches over (B, H), so transpose "
@@ -330,7 +330,8 @@ PIECES = [
              intro=INTROS["adamw"], replay=_adamw_replay),
     Exercise("lora_merge", "fold a LoRA adapter into its weight", "merged_weight(W, A, B, alpha, rank)",
              "minift/adapt/lora.py:merged_weight", _lora_example, _grade_lora,
-             ("(x @ A) @ B = x @ (A @ B): the adapter is one more matrix the size of W, scaled.",
+             ("Multiplying x by A and then by B is multiplying it by one matrix, the product of the two: "
+              "the adapter is one more matrix the size of W, scaled.",
               "W is (in, out), A (in, r), B (r, out): A @ B is (in, out) like W (B @ A would be (r, r)). The "
               "scale alpha / rank is a number.",
               "W' = W + (A @ B) * (alpha / rank), a new array (never add into W)."),
@@ -356,7 +357,7 @@ PIECES = [
              "minift/adapt/prompts.py:masked_example", _loss_mask_example, _grade_loss_mask,
              ("Next-token prediction shifts by one: y[t] is the token after x[t]. Every target that is a "
               "prompt token must not count.",
-              "seq = prompt + answer has len(prompt) + len(answer) tokens; x and y one fewer. The first answer "
+              "seq (the prompt, then the answer) has len(prompt) + len(answer) tokens; x and y one fewer. The first answer "
               "token, seq[len(prompt)], is y[len(prompt) - 1]: the targets before it are prompt tokens.",
               "seq = np.array(prompt + answer); x, y = seq[:-1], seq[1:].copy(); y[:len(prompt) - 1] = IGNORE."),
              asks="prompt, answer: lists of token ids (both non-empty). Returns (x, y), int64 arrays\n"

@@ -35,10 +35,8 @@ row (targets (N,), integers) is the mean negative log-probability of the right c
 
 where w_n is row n's weight: 1 for every row that counts (0 for an ignored one), or its
 class weight. Chaining softmax's backward with log's would divide by p (unstable when p
-is tiny); done together, the derivative is simple. With onehot(t) the row of zeros with
-a 1 at t:
-
-    dloss/dlogits[n] = w_n / sum(w) * (p[n] - onehot(targets[n]))
+is tiny); done together, the derivative is simple: work it out for one row, from
+d log p_t / d logit_j (the `softmax` exercise has dp_i/dx_j).
 
 The forward saves p, the targets and w_n / sum(w) (1/N when every row counts once).
 Write `backward`: g is dL/dloss (a scalar, usually 1); return dL/dlogits, and None for the
