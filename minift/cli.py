@@ -420,10 +420,11 @@ def cmd_report(args):
 def cmd_show(args):
     from .files import atomic_write
     from .viz.graph import example_neuron, graph_svg, graph_text
-    output = example_neuron()
-    print("o = tanh(x1 * w1 + x2 * w2 + b), after o.backward():\n" + graph_text(output))
+    output, seen = example_neuron()
+    print("o = tanh(x1 * w1 + x2 * w2 + b), after o.backward(); on every node, data is its value and grad "
+          "is do/d(that value):\n" + graph_text(output, seen))
     if args.out:
-        picture = graph_svg(output, standalone=not args.out.endswith(".html"))
+        picture = graph_svg(output, standalone=not args.out.endswith(".html"), seen=seen)
         if args.out.endswith(".html"):
             picture = f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>autograd graph</title></head>" \
                       f"<body>{picture}</body></html>"

@@ -17,7 +17,7 @@ from minift.model import GPT, GPTConfig
 from minift.ops import split
 from minift.pretrain import PretrainConfig, pretrain
 from minift.trainer import update_ratios
-from minift.viz import attention_maps, graph_svg, graph_text, nodes_of, write_report
+from minift.viz import attention_maps, graph_svg, graph_text, nodes_of, recording, write_report
 from minift.viz.plots import matplotlib_available
 
 from quiet import Silent, quiet
@@ -142,8 +142,29 @@ def test_the_autograd_graph_is_minifts_own_nodes(tmp_path, capsys):
     with pytest.raises(ValueError, match="freed"):
         graph_text(z)
     assert main(["show", "graph", "--out", str(tmp_path / "g.svg")]) == 0
-    assert "grad -1.5" in capsys.readouterr().out                      # micrograd's dL/dx1
+    shown = capsys.readouterr().out
+    assert "grad -1.5" in shown                                        # micrograd's dL/dx1
+    assert re.search(r"Add +data 0.8814  grad 0.5  <- #7, #8", shown)  # n = x1 w1 + x2 w2 + b: do/dn = 1 - o^2
     assert (tmp_path / "g.svg").read_text(encoding="utf-8").startswith('<svg xmlns="http://www.w3.org/2000/svg"')
+
+
+def test_the_graph_shows_data_and_grad_on_every_node():
+    """L = (a b + c)^2 at a = 2, b = -3, c = 10, by hand: e = a b = -6, d = e + c = 4, L = d d = 16;
+    dL/dd = 2 d = 8 (d is read twice), dL/de = dL/dd = 8 (an Add passes it on), dL/da = 8 b, dL/db = 8 a."""
+    a, b, c = (minift.tensor(np.float64(v), requires_grad=True) for v in (2.0, -3.0, 10.0))
+    a.name, b.name, c.name = "a", "b", "c"
+    with recording() as seen:
+        d = a * b + c
+        loss = d * d
+        loss.backward()
+    text = graph_text(loss, seen)
+    shown = [tuple(map(float, found)) for found in re.findall(r"data (\S+)  grad (\S+)", text)]
+    by_hand = [(2, -24), (-3, 16), (-6, 8), (10, 8), (4, 8), (16, 1)]     # a, b, e = a b, c, d = e + c, L = d d
+    assert [title for title in re.findall(r"^#\d+ +(\w+)", text, re.M)] == ["a", "b", "Mul", "c", "Add", "Mul"]
+    assert shown == by_hand
+    picture = graph_svg(loss, seen=seen)
+    assert [tuple(map(float, found)) for found in re.findall(r"data (\S+)  grad (\S+)<", picture)] == by_hand
+    assert "Add            shape ()  <- #3, #4" in graph_text(loss)            # not recorded: a node's shape only
 
 
 def test_report_from_the_command_line(runs, tmp_path, capsys):
