@@ -11,7 +11,7 @@ import pytest
 
 import minift
 from minift import no_grad
-from minift.adapt import FinetuneConfig, finetune
+from minift.adapt import FinetuneConfig, classification_metrics, finetune, load_finetuned
 from minift.cli import main
 from minift.model import GPT, GPTConfig
 from minift.ops import split
@@ -58,6 +58,44 @@ def test_the_report_of_a_finetuned_run_has_every_section(runs, tmp_path, use_mat
     assert page.count("<h3>block ") == 2                            # the tiny preset's two blocks
     assert ("data:image/png;base64," in page) == use_matplotlib
     assert ("<svg" in page) != use_matplotlib
+
+
+def test_the_report_shows_the_prediction_above_the_attention_maps(runs, tmp_path):
+    text = "The strap is stellar."
+    page = write_report(runs[1], out=tmp_path / "ft.html", text=text, use_matplotlib=False).read_text(encoding="utf-8")
+    probabilities = load_finetuned(runs[1]).classify([text])[0][0]
+    labels = ["negative", "neutral", "positive"]
+    shown = re.search(r"Prediction for <code>The strap is stellar.</code>: <b>(\w+)</b>", page)
+    assert shown and shown.group(1) == labels[probabilities.argmax()]
+    for label, p in zip(labels, probabilities):
+        assert f"<td>{label}</td><td>{p:.3f}</td>" in page
+    assert page.index("Prediction for") > page.index('<section id="attention">')
+    assert page.index("Prediction for") < page.index("<h3>block 0")
+    pretrained = write_report(runs[0], out=tmp_path / "pre.html", text=text, use_matplotlib=False)
+    assert "Prediction" not in pretrained.read_text(encoding="utf-8")          # a language model predicts tokens
+
+
+def test_the_report_warns_of_a_run_at_chance(runs, tmp_path):
+    """The finished run with planted validation results (one class for everything, a loss of ln 3,
+    a healthy run) beside a healthy test set."""
+    run = tmp_path / "run"
+    shutil.copytree(runs[1], run)
+    metrics = minift.files.read_json(run / "metrics.json")
+    y = np.array([0] * 6 + [1] * 2 + [2] * 2)
+    planted = {"one class": (np.zeros(10, dtype=np.int64), 0.9), "uniform": (y, 1.0986), "healthy": (y, 0.3)}
+    metrics["test"] = {"test_a": {**classification_metrics(y, y, metrics["labels"]), "loss": 0.3}}
+    for case, (predicted, loss) in planted.items():
+        metrics["validation"] = {**classification_metrics(y, predicted, metrics["labels"]), "loss": loss}
+        minift.files.write_json(run / "metrics.json", metrics)
+        page = write_report(run, out=tmp_path / "r.html", use_matplotlib=False).read_text(encoding="utf-8")
+        results = page[page.index('<section id="results">'):page.index('<section id="updates">')]
+        warned = re.findall(r'<p class="warning">warning: (.*?)</p>', results)
+        if case == "healthy":
+            assert not warned and "<td>0.3000</td>" in results
+        else:
+            assert len(warned) == 1 and "at chance" in warned[0]
+            assert ("100% of the validation predictions" in warned[0]) == (case == "one class")
+            assert ("ln 3 = 1.099" in warned[0]) == (case == "uniform")
 
 
 def test_the_report_of_a_pretraining_run_says_what_it_cannot_show(runs, tmp_path):
