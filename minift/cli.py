@@ -7,8 +7,8 @@
     evaluate   a fine-tuned run's metrics on a labeled test file
     align      teach a language model to follow requests (sft), then to prefer responses that do (dpo)
     export     write a run (or a GPT-2 directory) as a Hugging Face GPT-2 directory
-    report     one self-contained HTML page of a run: curves, confusion matrices, updates, attention
-    show       `show graph`: the autograd graph of a small expression, as text or SVG
+    report     one self-contained HTML page of a run: curves, confusion, updates, prediction, attention
+    show       `show graph`: the autograd graph of a small expression, data and grad on every node
     data       `data export`: the built-in labeled reviews (or corpus) as a file, to try the flags that read yours
 
 A mistake in what you asked for (a flag, a file, a run directory) is one line on stderr
@@ -177,7 +177,8 @@ def _align_parser(sub):
 def _picture_parsers(sub):
     p = sub.add_parser("report", help="write one self-contained HTML page of a run (minift/viz/report.py)")
     p.add_argument("run", metavar="RUN_DIR", help="any run directory (pretraining or fine-tuning)")
-    p.add_argument("--text", help="the text whose attention maps are drawn (default: a sample review)")
+    p.add_argument("--text", help="the text whose prediction and attention maps are shown (default: a "
+                                  "sample review)")
     p.add_argument("--out", metavar="FILE", help="the HTML file to write (default RUN_DIR/report.html)")
     _add_reference(p)
     p = sub.add_parser("show", help="draw the autograd graph of a small expression")
@@ -420,10 +421,11 @@ def cmd_report(args):
 def cmd_show(args):
     from .files import atomic_write
     from .viz.graph import example_neuron, graph_svg, graph_text
-    output = example_neuron()
-    print("o = tanh(x1 * w1 + x2 * w2 + b), after o.backward():\n" + graph_text(output))
+    output, seen = example_neuron()
+    print("o = tanh(x1 * w1 + x2 * w2 + b), after o.backward(); on every node, data is its value and grad "
+          "is do/d(that value):\n" + graph_text(output, seen))
     if args.out:
-        picture = graph_svg(output, standalone=not args.out.endswith(".html"))
+        picture = graph_svg(output, standalone=not args.out.endswith(".html"), seen=seen)
         if args.out.endswith(".html"):
             picture = f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>autograd graph</title></head>" \
                       f"<body>{picture}</body></html>"

@@ -1,6 +1,6 @@
 """Fine-tuning plans that fit the data: the step bound, --max-train-samples, --validation,
---eval-every, --save-every, --early-stop (and --resume of all of them), the collapse
-warning. Tiny models built here only."""
+--eval-every, --save-every, --early-stop (and --resume of all of them), the note on a
+classifier at chance. Tiny models built here only."""
 import json
 import math
 
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from minift.adapt import FINETUNE_RECIPES, FinetuneConfig, finetune, load_finetuned
+from minift.adapt.metrics import classification_metrics
 from minift.adapt.recipes import MAX_STEPS, EarlyStopping, collapse_warning, plan_steps, stratified_sample
 from minift.cli import main
 from minift.data import Tokenizer, feedback
@@ -152,25 +153,53 @@ def test_early_stopping_keeps_the_best_and_resumes_exactly(tmp_path, init_run, f
 
 # ----------------------------------------------------------------------------- collapse
 
+def set_metrics(y_true, y_pred, loss=None):
+    m = classification_metrics(y_true, y_pred, ["negative", "neutral", "positive"])
+    return m if loss is None else {**m, "loss": loss}
+
+
 def test_collapse_warning():
-    labels = ["negative", "neutral", "positive"]
     y = np.array([0] * 60 + [1] * 20 + [2] * 20)
-    message = collapse_warning(y, np.zeros(100, dtype=np.int64), labels)
+    healthy = np.array([0] * 50 + [1] * 25 + [2] * 25)
+    message = collapse_warning(set_metrics(y, np.zeros(100, dtype=np.int64)))         # one class for everything
     assert message.startswith("warning: 100% of the validation predictions are 'negative'") and "60%" in message
-    assert "--class-weights" in message and "\n" not in message
-    assert collapse_warning(y, np.array([0] * 94 + [1] * 6), labels) is None              # 94%: not all
-    assert collapse_warning(y, y, labels) is None
-    assert collapse_warning(np.zeros(100, dtype=np.int64), np.zeros(100, dtype=np.int64), labels) is None
+    assert "at chance" in message and "--class-weights" in message and "\n" not in message
+    assert "ln 3" not in message                                                       # no loss given
+    uniform = collapse_warning(set_metrics(y, healthy, loss=1.05), "test_b")            # ln 3 = 1.0986, 5%: 1.044
+    assert uniform.startswith("warning: the test_b loss 1.050 is within 5% of ln 3 = 1.099") and "at chance" in uniform
+    both = collapse_warning(set_metrics(y, np.zeros(100, dtype=np.int64), loss=math.log(3)))
+    assert "100% of the validation predictions" in both and "loss 1.099" in both
+    assert collapse_warning(set_metrics(y, healthy, loss=1.04)) is None                 # 5.3% below ln 3
+    assert collapse_warning(set_metrics(y, healthy, loss=0.4)) is None
+    assert collapse_warning(set_metrics(y, np.array([0] * 94 + [1] * 6), loss=0.9)) is None     # 94%: not all
+    assert collapse_warning(set_metrics(y, y)) is None
+    assert collapse_warning(set_metrics(np.zeros(100, dtype=np.int64), np.zeros(100, dtype=np.int64))) is None
 
 
-def test_finetune_logs_the_collapse_warning(tmp_path, init_run, files, monkeypatch):
+def test_finetune_notes_a_run_at_chance(tmp_path, init_run, files, monkeypatch, capsys):
     train, _, test = files
+    logged, shown = [], []                   # a learning rate of 1e-9 leaves the head where it started: at chance
+    _, _, metrics = finetune(init_run, tmp_path / "r", FinetuneConfig(strategy="head", train_file=train,
+                                                                     test_files=[test], epochs=1, lr=1e-9),
+                             log=logged.append, results=shown.append, progress=Silent())
+    assert abs(metrics["validation"]["loss"] - math.log(3)) < 0.05 * math.log(3)
+    notes = [line for line in logged if line.startswith("warning:")]
+    assert len(notes) == 1 and "the validation loss" in notes[0] and "at chance" in notes[0]   # validation only
+    assert not any("warning" in line for line in shown)           # a note, not a result: the CLI's stderr
     seen = []
     monkeypatch.setattr(importlib.import_module("minift.adapt.finetune"), "collapse_warning",
-                        lambda y, pred, labels: seen.append(len(y)) or "warning: collapsed")
+                        lambda m, name: seen.append((m["n"], "loss" in m)) or None)
     logged = []
-    tune(init_run, tmp_path / "r", strategy="head", train_file=train, test_files=[test], epochs=1, logged=logged)
-    assert seen == [9] and logged.count("warning: collapsed") == 1          # validation only
+    tune(init_run, tmp_path / "watched", strategy="head", train_file=train, test_files=[test], epochs=1,
+         logged=logged)
+    assert seen == [(9, True)] and not any(line.startswith("warning:") for line in logged)
+    capsys.readouterr()
+    monkeypatch.setattr(importlib.import_module("minift.adapt.finetune"), "collapse_warning",
+                        lambda m, name: "warning: at chance")
+    assert main(["finetune", "--init", str(init_run), "--out", str(tmp_path / "cli"), "--strategy", "head",
+                 "--train", str(train), "--epochs", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert "warning: at chance" in err and "warning" not in out
 
 
 # ----------------------------------------------------------------------------- the command line

@@ -11,13 +11,13 @@ import pytest
 
 import minift
 from minift import no_grad
-from minift.adapt import FinetuneConfig, finetune
+from minift.adapt import FinetuneConfig, classification_metrics, finetune, load_finetuned
 from minift.cli import main
 from minift.model import GPT, GPTConfig
 from minift.ops import split
 from minift.pretrain import PretrainConfig, pretrain
 from minift.trainer import update_ratios
-from minift.viz import attention_maps, graph_svg, graph_text, nodes_of, write_report
+from minift.viz import attention_maps, graph_svg, graph_text, nodes_of, recording, write_report
 from minift.viz.plots import matplotlib_available
 
 from quiet import Silent, quiet
@@ -58,6 +58,44 @@ def test_the_report_of_a_finetuned_run_has_every_section(runs, tmp_path, use_mat
     assert page.count("<h3>block ") == 2                            # the tiny preset's two blocks
     assert ("data:image/png;base64," in page) == use_matplotlib
     assert ("<svg" in page) != use_matplotlib
+
+
+def test_the_report_shows_the_prediction_above_the_attention_maps(runs, tmp_path):
+    text = "The strap is stellar."
+    page = write_report(runs[1], out=tmp_path / "ft.html", text=text, use_matplotlib=False).read_text(encoding="utf-8")
+    probabilities = load_finetuned(runs[1]).classify([text])[0][0]
+    labels = ["negative", "neutral", "positive"]
+    shown = re.search(r"Prediction for <code>The strap is stellar.</code>: <b>(\w+)</b>", page)
+    assert shown and shown.group(1) == labels[probabilities.argmax()]
+    for label, p in zip(labels, probabilities):
+        assert f"<td>{label}</td><td>{p:.3f}</td>" in page
+    assert page.index("Prediction for") > page.index('<section id="attention">')
+    assert page.index("Prediction for") < page.index("<h3>block 0")
+    pretrained = write_report(runs[0], out=tmp_path / "pre.html", text=text, use_matplotlib=False)
+    assert "Prediction" not in pretrained.read_text(encoding="utf-8")          # a language model predicts tokens
+
+
+def test_the_report_warns_of_a_run_at_chance(runs, tmp_path):
+    """The finished run with planted validation results (one class for everything, a loss of ln 3,
+    a healthy run) beside a healthy test set."""
+    run = tmp_path / "run"
+    shutil.copytree(runs[1], run)
+    metrics = minift.files.read_json(run / "metrics.json")
+    y = np.array([0] * 6 + [1] * 2 + [2] * 2)
+    planted = {"one class": (np.zeros(10, dtype=np.int64), 0.9), "uniform": (y, 1.0986), "healthy": (y, 0.3)}
+    metrics["test"] = {"test_a": {**classification_metrics(y, y, metrics["labels"]), "loss": 0.3}}
+    for case, (predicted, loss) in planted.items():
+        metrics["validation"] = {**classification_metrics(y, predicted, metrics["labels"]), "loss": loss}
+        minift.files.write_json(run / "metrics.json", metrics)
+        page = write_report(run, out=tmp_path / "r.html", use_matplotlib=False).read_text(encoding="utf-8")
+        results = page[page.index('<section id="results">'):page.index('<section id="updates">')]
+        warned = re.findall(r'<p class="warning">warning: (.*?)</p>', results)
+        if case == "healthy":
+            assert not warned and "<td>0.3000</td>" in results
+        else:
+            assert len(warned) == 1 and "at chance" in warned[0]
+            assert ("100% of the validation predictions" in warned[0]) == (case == "one class")
+            assert ("ln 3 = 1.099" in warned[0]) == (case == "uniform")
 
 
 def test_the_report_of_a_pretraining_run_says_what_it_cannot_show(runs, tmp_path):
@@ -142,8 +180,29 @@ def test_the_autograd_graph_is_minifts_own_nodes(tmp_path, capsys):
     with pytest.raises(ValueError, match="freed"):
         graph_text(z)
     assert main(["show", "graph", "--out", str(tmp_path / "g.svg")]) == 0
-    assert "grad -1.5" in capsys.readouterr().out                      # micrograd's dL/dx1
+    shown = capsys.readouterr().out
+    assert "grad -1.5" in shown                                        # micrograd's dL/dx1
+    assert re.search(r"Add +data 0.8814  grad 0.5  <- #7, #8", shown)  # n = x1 w1 + x2 w2 + b: do/dn = 1 - o^2
     assert (tmp_path / "g.svg").read_text(encoding="utf-8").startswith('<svg xmlns="http://www.w3.org/2000/svg"')
+
+
+def test_the_graph_shows_data_and_grad_on_every_node():
+    """L = (a b + c)^2 at a = 2, b = -3, c = 10, by hand: e = a b = -6, d = e + c = 4, L = d d = 16;
+    dL/dd = 2 d = 8 (d is read twice), dL/de = dL/dd = 8 (an Add passes it on), dL/da = 8 b, dL/db = 8 a."""
+    a, b, c = (minift.tensor(np.float64(v), requires_grad=True) for v in (2.0, -3.0, 10.0))
+    a.name, b.name, c.name = "a", "b", "c"
+    with recording() as seen:
+        d = a * b + c
+        loss = d * d
+        loss.backward()
+    text = graph_text(loss, seen)
+    shown = [tuple(map(float, found)) for found in re.findall(r"data (\S+)  grad (\S+)", text)]
+    by_hand = [(2, -24), (-3, 16), (-6, 8), (10, 8), (4, 8), (16, 1)]     # a, b, e = a b, c, d = e + c, L = d d
+    assert [title for title in re.findall(r"^#\d+ +(\w+)", text, re.M)] == ["a", "b", "Mul", "c", "Add", "Mul"]
+    assert shown == by_hand
+    picture = graph_svg(loss, seen=seen)
+    assert [tuple(map(float, found)) for found in re.findall(r"data (\S+)  grad (\S+)<", picture)] == by_hand
+    assert "Add            shape ()  <- #3, #4" in graph_text(loss)            # not recorded: a node's shape only
 
 
 def test_report_from_the_command_line(runs, tmp_path, capsys):

@@ -31,7 +31,7 @@ from ..runs import (FINETUNED_KINDS, WEIGHTS, RunDir, check_init_unchanged, chec
 from ..trainer import Progress, Trainer, format_seconds
 from .heads import POOLINGS
 from .lora import has_lora, merge_lora, parameter_counts
-from .metrics import classification_metrics
+from .metrics import classification_metrics, mean_cross_entropy
 from .prompts import PromptFormat
 from .recipes import EARLY_STOP_METRICS, EarlyStopping, collapse_warning, plan, sample_training, validation_metrics
 from .report import comparison_table, format_metrics
@@ -298,7 +298,7 @@ def finetune(init: str | Path | None, out_dir: str | Path, config: FinetuneConfi
         trainer, best = train(task, model, config, steps, encoded, y, labels, run, resume, until, progress, log)
         if trainer is not None and trainer.step < trainer.steps and not trainer.stopped:
             return model, tokenizer, {"history": trainer.history}       # stopped early: the checkpoint is the result
-        metrics = finish(run, task, model, encoded, y, labels, trainer, results or log, best)
+        metrics = finish(run, task, model, encoded, y, labels, trainer, log, best, results=results)
         metrics.update(strategy=config.strategy, trainable_parameters=trainable, total_parameters=total,
                        data={"train": len(y["train"]), "validation": len(y["validation"]),
                              "truncated": truncated, "skipped_empty": skipped})
@@ -371,25 +371,28 @@ def train(task, model, config, steps, encoded, y, labels, run, resume, until, pr
     return trainer, best
 
 
-def finish(run, task, model, encoded, y, labels, trainer, log, best=None):
+def finish(run, task, model, encoded, y, labels, trainer, log, best=None, results=None):
     """The weights to keep (LoRA adapters merged; those of step `best` with --early-stop),
-    every evaluation, then the model card. Returns the metrics (not yet written)."""
+    every evaluation (its table to `results`, default `log`; a note to `log` when the
+    validation set shows a classifier at chance), then the model card. Returns the
+    metrics (not yet written)."""
     if has_lora(model):
         merge_lora(model)                        # the same function, plain GPT-2 names again
     step = trainer.step if trainer is not None else 0
     run.save_weights(model.state_dict(), step if best is None else best)
-    results = {}
+    evaluated = {}
     for name in [n for n in encoded if n != "train"]:
         scores = task.scores(model, encoded[name])
-        results[name] = classification_metrics(y[name], scores.argmax(axis=1), labels)
-        log(format_metrics(results[name], title=name))
-        warning = collapse_warning(y[name], scores.argmax(axis=1), labels) if name == "validation" else None
+        evaluated[name] = {**classification_metrics(y[name], scores.argmax(axis=1), labels),
+                           "loss": mean_cross_entropy(scores, y[name])}
+        (results or log)(format_metrics(evaluated[name], title=name))
+        warning = collapse_warning(evaluated[name], name) if name == "validation" else None
         if warning:
             log(warning)
     history = trainer.history if trainer is not None else {"train": [], "eval": []}
     seconds = trainer.seconds if trainer is not None else 0.0
-    metrics = {"labels": labels, "train_seconds": round(seconds, 2), "validation": results.pop("validation"),
-               "test": results, "history": history, "step": step, "finished": True,
+    metrics = {"labels": labels, "train_seconds": round(seconds, 2), "validation": evaluated.pop("validation"),
+               "test": evaluated, "history": history, "step": step, "finished": True,
                **({"best_step": best} if best is not None else {})}
     write_run_card(run, metrics, parameters=model.num_parameters())
     return metrics

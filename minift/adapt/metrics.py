@@ -1,5 +1,6 @@
 """How good a classifier is: accuracy, macro-F1, per-class precision / recall / F1 and the
-confusion matrix, computed from true and predicted label ids."""
+confusion matrix, computed from true and predicted label ids; and its mean cross-entropy,
+computed from its scores."""
 import numpy as np
 
 
@@ -41,3 +42,10 @@ def softmax_rows(scores):
     z = np.asarray(scores, dtype=np.float64)
     z = np.exp(z - z.max(axis=1, keepdims=True))
     return z / z.sum(axis=1, keepdims=True)
+
+
+def mean_cross_entropy(scores, y_true):
+    """-mean log p(true label) under the softmax of `scores` (N, L): ln L for a model that
+    gives every label the same probability."""
+    p = softmax_rows(scores)[np.arange(len(y_true)), np.asarray(y_true)]
+    return float(-np.log(np.maximum(p, 1e-12)).mean())

@@ -3,19 +3,21 @@
     plan_steps, plan    a recipe's epochs, shrunk so that the optimisation steps stay bounded
     stratified_sample   --max-train-samples: a seeded sample with the file's class proportions
     EarlyStopping       --early-stop: stop when validation stops improving, keep the best weights
-    collapse_warning    the one line that says a classifier predicts one class for everything
+    collapse_warning    the one line that says a classifier is at chance: it predicts one class
+                        for everything, or its loss is that of a uniform guess
 
 The recipes (finetune.FINETUNE_RECIPES) count epochs, tuned on the built-in ~430 labels:
 30 epochs of LoRA are 750 steps there, but 17,000 on ten thousand tweets.
 """
 import json
+import math
 from dataclasses import replace
 
 import numpy as np
 
 from ..errors import MiniftError
 from ..files import load_safetensors, read_safetensors_header, save_safetensors
-from .metrics import classification_metrics, softmax_rows
+from .metrics import classification_metrics, mean_cross_entropy
 
 # The default plan's bound on optimisation steps: above every built-in recipe (the longest,
 # lora's 30 epochs of 27 batches, is 810 steps), so those stay as they were; on a shared
@@ -25,6 +27,7 @@ MAX_STEPS = 1000
 EARLY_STOP_METRICS = {"val_loss": min, "val_macro_f1": max}     # what each metric's best is
 COLLAPSE_SHARE = 0.95               # this share of predictions on one label is a collapse ...
 COLLAPSE_MARGIN = 0.05              # ... when the true labels hold at least this much less of it
+CHANCE_LOSS = 0.05                  # a loss within 5% of ln K (K labels) is a uniform guess's loss
 
 
 def plan_steps(recipe_epochs, steps_per_epoch, epochs=None, max_steps=None):
@@ -92,9 +95,7 @@ def validation_metrics(task, encoded, y, labels):
     def evaluate(model):
         scores = task.scores(model, encoded)
         m = classification_metrics(y, scores.argmax(axis=1), labels)
-        p = softmax_rows(scores)[np.arange(len(y)), y]
-        return {"val_accuracy": m["accuracy"], "val_loss": float(-np.log(np.maximum(p, 1e-12)).mean()),
-                "val_macro_f1": m["macro_f1"]}
+        return {"val_accuracy": m["accuracy"], "val_loss": mean_cross_entropy(scores, y), "val_macro_f1": m["macro_f1"]}
     return evaluate
 
 
@@ -140,14 +141,27 @@ class EarlyStopping:
         return step
 
 
-def collapse_warning(y_true, y_pred, labels):
-    """One line when the predictions sit on one label far more than the true labels do
-    (all or nearly all of them), with what to try; else None."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    top = int(np.bincount(y_pred, minlength=len(labels)).argmax())
-    predicted, true = float(np.mean(y_pred == top)), float(np.mean(y_true == top))
-    if predicted < COLLAPSE_SHARE or predicted - true < COLLAPSE_MARGIN:
+def collapse_warning(metrics, name="validation"):
+    """One line when a classifier's results on a set (classification_metrics, with the
+    mean cross-entropy as "loss" where known) are those of a classifier at chance, with
+    what to try; else None. At chance is either of:
+      collapsed    COLLAPSE_SHARE or more of the predictions are one label, which the true
+                   labels hold at least COLLAPSE_MARGIN less of;
+      uniform      the loss is within CHANCE_LOSS (5%) of ln K, K labels: the loss of a
+                   guess that gives every label probability 1/K (ln 3 = 1.099).
+    finetune logs it for the validation set; the report shows it for every set."""
+    confusion, labels = np.asarray(metrics["confusion"]), metrics["labels"]
+    predicted, true = confusion.sum(axis=0) / confusion.sum(), confusion.sum(axis=1) / confusion.sum()
+    top, chance = int(predicted.argmax()), math.log(len(labels))
+    signs = []
+    if predicted[top] >= COLLAPSE_SHARE and predicted[top] - true[top] >= COLLAPSE_MARGIN:
+        signs.append(f"{predicted[top]:.0%} of the {name} predictions are {labels[top]!r}, whose share of the "
+                     f"labels is {true[top]:.0%}")
+    if "loss" in metrics and abs(metrics["loss"] - chance) <= CHANCE_LOSS * chance:
+        signs.append(f"the {name} loss {metrics['loss']:.3f} is within {CHANCE_LOSS:.0%} of ln {len(labels)} = "
+                     f"{chance:.3f}, the loss of giving every label the same probability")
+    if not signs:
         return None
-    return (f"warning: {predicted:.0%} of the validation predictions are {labels[top]!r}, whose share of the "
-            f"labels is {true:.0%}: the classifier has collapsed onto one class; try --class-weights, more "
-            f"--epochs or another --lr (too few or too small updates leave it there), and judge it by macro-F1")
+    return (f"warning: {', and '.join(signs)}: the classifier is at chance, it has learned little or nothing "
+            f"from the labels; try --class-weights, more --epochs or another --lr (too few or too small "
+            f"updates leave it there), and judge it by macro-F1")

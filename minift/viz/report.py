@@ -8,20 +8,25 @@ extra) or inline SVG, matrices are shaded tables. Sections, for any run director
 
     overview     what the run is (config.json) and how far it got (metrics.json)
     curves       training loss, validation loss and accuracy against the step
-    results      per test set: accuracy, macro-F1 and the confusion matrix (fine-tuned runs)
+    results      per test set: accuracy, macro-F1, loss and the confusion matrix (fine-tuned
+                 runs), and a warning for a set on which the classifier is at chance (one
+                 class predicted for nearly everything, or a loss within 5% of ln K: see
+                 adapt/recipes.py, collapse_warning)
     updates      per layer, |update| / |weight| of an optimiser step, over training (the
                  Trainer records it at its log steps): around 1e-3 is the usual healthy
                  size; far below, a layer barely learns; far above, it is being overwritten
-    attention    for one text, every head's attention map in every block, tokens on the axes
+    attention    for one text, a fine-tuned run's prediction (its label, and every label's
+                 probability), then every head's attention map in every block, tokens on the axes
 """
 import html
 from pathlib import Path
 
 from ..adapt import load_finetuned
+from ..adapt.recipes import collapse_warning
 from ..errors import MiniftError
 from ..files import atomic_write
 from ..pretrain import load_gpt
-from ..runs import LANGUAGE_MODEL_KINDS, RunDir
+from ..runs import FINETUNED_KINDS, LANGUAGE_MODEL_KINDS, RunDir
 from .attention import attention_maps
 from .plots import attention_heads, confusion, line_chart, matplotlib_available
 
@@ -39,6 +44,7 @@ th, td {{ border: 1px solid #ccc; padding: 3px 7px; text-align: right; }}
 th {{ background: #f4f4f4; }}
 caption {{ text-align: left; font-weight: bold; padding: 4px 0; }}
 .note {{ color: #666; font-style: italic; }}
+.warning {{ color: #a31515; font-weight: bold; }}
 img {{ max-width: 100%; }}
 </style></head>
 <body>
@@ -50,10 +56,10 @@ img {{ max-width: 100%; }}
 
 def write_report(run_dir, out=None, text=None, use_matplotlib=None):
     """Write the report of the run in `run_dir` to `out` (default RUN/report.html) and
-    return its path. `text`: the text whose attention maps are drawn. use_matplotlib:
-    None means "when it is installed"."""
+    return its path. `text`: the text whose prediction and attention maps are shown.
+    use_matplotlib: None means "when it is installed"."""
     if text is not None and not text.strip():
-        raise MiniftError("--text is empty: give the text whose attention maps the report draws")
+        raise MiniftError("--text is empty: give the text whose prediction and attention maps the report shows")
     run = RunDir(run_dir)
     cfg = run.read_config()
     metrics = run.read_metrics() or {}
@@ -128,8 +134,11 @@ def _results(metrics):
     sets = {**({"validation": metrics["validation"]} if "validation" in metrics else {}), **metrics.get("test", {})}
     if not sets:
         return _note("No test results: only a finished fine-tuned run is evaluated on labeled test sets.")
-    rows = [(name, m["n"], f"{m['accuracy']:.1%}", f"{m['macro_f1']:.3f}") for name, m in sets.items()]
-    parts = [_table(rows, ["set", "examples", "accuracy", "macro-F1"])]
+    warnings = [collapse_warning(m, name) for name, m in sets.items()]
+    parts = [f'<p class="warning">{html.escape(w)}</p>' for w in warnings if w]
+    rows = [(name, m["n"], f"{m['accuracy']:.1%}", f"{m['macro_f1']:.3f}", _fmt(m.get("loss")))
+            for name, m in sets.items()]
+    parts.append(_table(rows, ["set", "examples", "accuracy", "macro-F1", "loss"]))
     parts += [confusion(m["confusion"], m["labels"], f"{name} (rows: true label, columns: predicted)")
               for name, m in sets.items()]
     return "\n".join(parts)
@@ -154,13 +163,32 @@ def _updates(history, mpl):
     return chart + "\n" + table
 
 
+def _prediction(run_dir, cfg, text):
+    """A fine-tuned run's prediction for `text`: the label, and every label's probability
+    (nothing for a language model, which predicts tokens)."""
+    if cfg["kind"] not in FINETUNED_KINDS:
+        return ""
+    try:
+        classifier = load_finetuned(run_dir, command="report")
+    except (MiniftError, OSError) as e:            # an unfinished run
+        return _note(f"No prediction: {e}")
+    probabilities = classifier.classify([text])[0][0]
+    best = int(probabilities.argmax())
+    return (f"<p>Prediction for <code>{html.escape(text)}</code>: <b>{html.escape(classifier.labels[best])}</b> "
+            f"(probability {probabilities[best]:.3f}).</p>\n"
+            + _table([(label, f"{p:.3f}") for label, p in zip(classifier.labels, probabilities)],
+                     ["label", "probability"]))
+
+
 def _attention(run_dir, cfg, text, mpl):
+    prediction = _prediction(run_dir, cfg, text)
     if cfg["kind"] == "bow":
-        return _note("No attention maps: a bag-of-words model (strategy bow) counts tokens; it has no attention.")
+        return prediction + _note("No attention maps: a bag-of-words model (strategy bow) counts tokens; it has "
+                                  "no attention.")
     try:
         transformer, tokenizer = _backbone(run_dir, cfg)
     except (MiniftError, OSError) as e:            # an unfinished run, or one with no weights yet
-        return _note(f"No attention maps: {e}")
+        return prediction + _note(f"No attention maps: {e}")
     limit = min(MAX_TOKENS, cfg["model"].block_size)
     ids = tokenizer.encode(text)
     if cfg["kind"] == "classifier":               # the token the classifier reads last (see adapt/tasks.py)
@@ -169,8 +197,8 @@ def _attention(run_dir, cfg, text, mpl):
     # a token's own text, its spaces made visible ("␣the" is " the"), or its id if it decodes to nothing
     tokens = [tokenizer.decode([i]).replace(" ", "␣").replace("\n", "\\n") or f"<{i}>" for i in ids]
     listed = " ".join(f"<code>{i}:{html.escape(t)}</code>" for i, t in enumerate(tokens))
-    parts = [f"<p>Text: <code>{html.escape(text)}</code>, {len(ids)} tokens: {listed}. Row i of a map is what "
-             f"token i attends to; its weights over the tokens sum to 1.</p>"]
+    parts = [prediction, f"<p>Text: <code>{html.escape(text)}</code>, {len(ids)} tokens: {listed}. Row i of a "
+                         f"map is what token i attends to; its weights over the tokens sum to 1.</p>"]
     for layer, maps in enumerate(attention_maps(transformer, ids)):
         parts.append(f"<h3>block {layer}</h3>" + attention_heads(maps, tokens, f"block {layer}", use_matplotlib=mpl))
     return "\n".join(parts)
