@@ -9,8 +9,9 @@ import sys
 import pytest
 from doc_snippets import ROOT, defines
 
-from minift.learn import EXERCISES, check, stub
-from minift.learn.runner import solution_source
+from minift.learn import EXERCISES, build, check, load_file, stub
+from minift.learn.grading import SeededDraw
+from minift.learn.runner import run_examples, solution_source
 
 # One planted mistake per exercise (text in the worked solution, minift's own code -> the
 # wrong text): the mistakes learners make (a forgotten keepdims, mean or bias correction,
@@ -26,6 +27,17 @@ MUTANTS = {
     "lora_merge": ("(alpha / rank)", "alpha"),
     "last_token_pooling": ("lengths - 1]", "-1]"),
     "loss_mask": ("y[:len(prompt) - 1]", "y[:len(prompt)]"),
+    # build.py, forward passes: softmax and attention without the max-subtraction (they
+    # overflow on the large logits the examples hold), heads reshaped without the
+    # transpose (the right shape, the wrong numbers), post-norm, LoRA without alpha / r.
+    "stable_softmax": ("xp.exp(x - x.max(axis=axis, keepdims=True))", "xp.exp(x)"),
+    "attention_forward": ("xp.exp(s - s.max(axis=-1, keepdims=True))", "xp.exp(s)"),
+    "split_heads": ("t.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3)",
+                    "t.reshape(B, n_head, T, C // n_head)"),
+    "merge_heads": ("y.transpose(0, 2, 1, 3).reshape(B, T, H * D)", "y.reshape(B, T, H * D)"),
+    "gpt_block": ("x = x + self.attn(self.ln_1(x), cache, lengths)\n        return x + self.mlp(self.ln_2(x))",
+                  "x = self.ln_1(x + self.attn(x, cache, lengths))\n        return self.ln_2(x + self.mlp(x))"),
+    "lora_forward": ("update * self.scale", "update"),
 }
 
 
@@ -131,3 +143,63 @@ def test_errors_in_the_learners_code_point_into_the_learners_file(tmp_path):
     assert not passed and "ZeroDivisionError" in report and "1 / 0" in report, report
     passed, report = check("softmax", write(tmp_path, "softmax", "import numpy as np\n"), n=5)
     assert not passed and "defines no `Softmax`" in report, report
+
+
+# ----------------------------------------------------------------------------- build.py
+
+# More mistakes in build.py's exercises, each with what its report must name: a forward
+# that saves the wrong thing for the given backward, a mask or a scale gone wrong, a
+# block that forgets the residual or drops the cache and lengths.
+BUILD_MISTAKES = {
+    "softmax saves exp(x - max), not y": ("stable_softmax", "ctx.save(y)", "ctx.save(e)", "the gradient of x"),
+    "softmax shifts by the max of the whole array": ("stable_softmax", "x.max(axis=axis, keepdims=True)", "x.max()",
+                                                     "the forward output"),
+    "attention without the scale": ("attention_forward", "q @ k.swapaxes(-1, -2) * ctx.scale",
+                                    "q @ k.swapaxes(-1, -2)", "the forward output"),
+    "attention masks the past (j < i)": ("attention_forward", "xp.where(ctx.hidden_keys(q, k),",
+                                         "xp.where(ctx.hidden_keys(q, k).T,", "CausalAttention"),
+    "attention saves the scores, not P": ("attention_forward", "ctx.save(q, k, v, p)", "ctx.save(q, k, v, s)",
+                                          "the gradient of"),
+    "block without the MLP's residual": ("gpt_block", "return x + self.mlp(", "return (", "the output"),
+    "block drops cache and lengths": ("gpt_block", "self.attn(self.ln_1(x), cache, lengths)",
+                                      "self.attn(self.ln_1(x))", "Block.forward"),
+}
+
+
+@pytest.mark.parametrize("use_hypothesis", [True, False], ids=["hypothesis", "seeded"])
+@pytest.mark.parametrize("mistake", list(BUILD_MISTAKES))
+def test_more_build_mistakes_fail(tmp_path, mistake, use_hypothesis):
+    name, right, wrong, named = BUILD_MISTAKES[mistake]
+    source = solution_source(name)
+    assert source.count(right) == 1
+    passed, report = check(name, write(tmp_path, name, source.replace(right, wrong)), n=15,
+                           use_hypothesis=use_hypothesis)
+    assert not passed and "first failing input" in report and named in report, report
+
+
+def test_build_stubs_run_and_ask_for_their_todo(tmp_path):
+    for ex in build.EXERCISES:
+        assert ex.kind == "build" and len(set(ex.hints)) == 3, ex.name
+        load_file(write(tmp_path, ex.name, stub(ex.name)) / f"{ex.name}.py")    # runs: only calling it raises
+        passed, report = check(ex.name, tmp_path, n=3, use_hypothesis=False)
+        assert not passed and "still the TODO" in report, report
+
+
+def test_a_build_failure_replays_as_a_script(tmp_path):
+    """Each build exercise's planted mistake, replayed from its first failing example
+    (and the block's decoding with a KV cache): the snippet runs and prints both."""
+    cases = []
+    for ex in build.EXERCISES:
+        right, wrong = MUTANTS[ex.name]
+        path = write(tmp_path, ex.name, solution_source(ex.name).replace(right, wrong)) / f"{ex.name}.py"
+        _, (example, _) = run_examples(ex, load_file(path), n=15, use_hypothesis=False)
+        cases.append((ex, example, path))
+    block = EXERCISES["gpt_block"]
+    decoding = next(e for e in (block.example(SeededDraw(i)) for i in range(100)) if e["mode"] == "decoding")
+    cases.append((block, decoding, tmp_path / "gpt_block.py"))
+    for ex, example, path in cases:
+        script = "\n".join(ex.replay(example, path.resolve()))
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                              env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+        assert done.returncode == 0, script + done.stderr
+        assert "yours" in done.stdout and "minift's" in done.stdout, done.stdout

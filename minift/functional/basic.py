@@ -26,11 +26,13 @@ def _data(x):
 # ----------------------------------------------------------------------------- softmax family
 
 class Softmax(Function):
-    """y = exp(x - max x) / sum exp(x - max x) along `axis`; x, y (N, V) for axis=-1
-    (any shape and axis work the same way).
+    """y = exp(x) / sum exp(x) along `axis`; x, y (N, V) for axis=-1 (any shape and
+    axis work the same way).
 
-    Subtracting the maximum changes nothing mathematically (exp(x - m) / sum exp(x - m)
-    = exp(x) / sum exp(x)) and keeps exp from overflowing.
+    exp overflows past 709 in float64 (88 in float32), and logits that large occur.
+    Shifting every element of a row by the same number changes nothing mathematically
+    (the shift cancels between the numerator and the sum), so forward shifts each row
+    until exp cannot overflow.
     """
 
     def forward(ctx, x, axis=-1):
