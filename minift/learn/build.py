@@ -280,9 +280,9 @@ EXERCISES = [
              ("exp overflows to inf past 709 (float64), and inf / inf is nan. But softmax does not change when "
               "one number is subtracted from every element of a slice: it cancels between the numerator and "
               "the sum. Pick, for each slice, the number that makes every exponent at most 0.",
-              "x.max(axis=axis, keepdims=True) has x's shape with 1 on `axis`, so it broadcasts back against "
-              "x; the sum of the exponentials likewise. The given backward unpacks (y,) = ctx.saved and reads "
-              "ctx.axis: save y itself (after the division), not the exponentials.",
+              "The slice maximum, kept with size 1 on `axis` (keepdims), broadcasts back against x; the sum of "
+              "the exponentials likewise. The given backward reads ctx.axis and one saved array: y itself "
+              "(after the division), not the exponentials.",
               "e = xp.exp(x - x.max(axis=axis, keepdims=True)); y = e / e.sum(axis=axis, keepdims=True); "
               "ctx.axis = axis; ctx.save(y); return y."),
              asks="x: an array of any shape; axis: the axis of each slice. Returns y, x's shape: along\n"
@@ -298,8 +298,8 @@ EXERCISES = [
               "`stable_softmax`; then mix the values with those probabilities.",
               "q @ k.swapaxes(-1, -2) is (B, H, Tq, Tk): @ batches over (B, H). ctx.hidden_keys(q, k) is "
               "(Tq, Tk) booleans and broadcasts against the scores (xp.where). The row max and sum are over "
-              "the last axis, keepdims=True; P @ v is (B, H, Tq, D). The backward unpacks q, k, v, p = "
-              "ctx.saved and multiplies by ctx.scale.",
+              "the last axis, keepdims=True; P @ v is (B, H, Tq, D). The given backward reads ctx.scale "
+              "and four saved arrays: q, k, v and P, in that order.",
               "ctx.scale = q.dtype.type(1 / math.sqrt(D)); s = q @ k^T * ctx.scale; s = xp.where(ctx.hidden_"
               "keys(q, k), -xp.inf, s); p = xp.exp(s - s.max(axis=-1, keepdims=True)); p = p / p.sum(axis=-1, "
               "keepdims=True); ctx.save(q, k, v, p); return p @ v."),
@@ -314,7 +314,7 @@ EXERCISES = [
              ("Cut qkv into q, k and v, then give each its head axis: first regroup the C features of every "
               "position into H groups of D, then move the head axis in front of the positions. A reshape alone "
               "can give the right shape with the wrong numbers in it.",
-              "Each part is (B, T, C), D = C // n_head; reshaped, it is (B, T, H, D): position before head, "
+              "Each part is (B, T, C), and D is C // n_head; reshaped, it is (B, T, H, D): position before head, "
               "since a reshape only regroups neighbouring elements. Attention wants (B, H, T, D): a transpose, "
               "given the new order of the axes, moves the head axis in front.",
               "B, T, C = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3; return [t.reshape(B, T, n_head, C // "
