@@ -10,10 +10,19 @@ from .model import KVCache
 from .tensor import no_grad
 
 
-def _pick(logits, temperature, top_k, top_p, rng):
-    """Choose the next token id from one row of logits (V,) (a NumPy array)."""
+def next_token_probs(logits, temperature, top_k=None, top_p=None):
+    """The distribution the next token is drawn from: float64 probabilities (V,) from one
+    row of logits (V,) (a NumPy array). Temperature 0 is greedy decoding: probability 1
+    on the largest logit (the first, on a tie). Otherwise softmax(logits / temperature),
+    with only the top_k largest logits kept (ties with the k-th largest kept too), then
+    only the most likely tokens whose probabilities add up to top_p: the fewest, most
+    likely first (the lower id first among equals), up to and including the token whose
+    probability takes the total to top_p or past it. What is dropped gets probability 0
+    and the rest is renormalised."""
     if temperature == 0:
-        return int(np.argmax(logits))
+        probs = np.zeros(logits.size)
+        probs[np.argmax(logits)] = 1.0
+        return probs
     # Shift first, then scale: every value is <= 0 before the division, so a tiny
     # temperature sends all but the best to -inf (probability 0), never to inf - inf = NaN.
     with np.errstate(over="ignore"):
@@ -31,6 +40,15 @@ def _pick(logits, temperature, top_k, top_p, rng):
         kept = np.zeros_like(probs)
         kept[keep] = probs[keep]
         probs = kept / kept.sum()
+    return probs
+
+
+def _pick(logits, temperature, top_k, top_p, rng):
+    """Choose the next token id from one row of logits (V,) (a NumPy array): a draw from
+    next_token_probs, or, when greedy (temperature 0), its one certain token without a draw."""
+    probs = next_token_probs(logits, temperature, top_k, top_p)
+    if temperature == 0:
+        return int(np.argmax(probs))
     return int(rng.choice(probs.size, p=probs))
 
 

@@ -82,6 +82,24 @@ def forward_backward(model, loss_fn, batch, scale=1.0, data_parallel=False):
     return loss.data.astype(np.float64)
 
 
+def train_step(model, optimizer, batches, loss_fn, grad_clip, data_parallel=False):
+    """One optimisation step, the body of nanoGPT's training loop: forward and backward
+    on each micro-batch of `batches`, the gradients clipped to a global norm of at most
+    `grad_clip` (None or 0: not clipped), the optimizer's step, and the gradients zeroed
+    for the next step. Each micro-batch's loss is scaled by 1 / len(batches), so their
+    gradients add up to those of the mean loss over all of them (gradient accumulation:
+    a large batch in parts that fit in memory). Returns (the mean loss, the gradient
+    norm before clipping), both float64 arrays left on the device."""
+    step = backend.implementation("forward_backward", forward_backward, batches[0][0])   # minift.fast's, if on
+    loss = 0.0
+    for batch in batches:
+        loss = loss + step(model, loss_fn, batch, 1.0 / len(batches), data_parallel=data_parallel)
+    norm = clip_grad_norm(optimizer.params(), grad_clip or math.inf)
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss, norm
+
+
 class Trainer:
     """Runs `steps` optimisation steps of `loss_fn(model, batch)` on batches drawn from
     `batches` (an object with next_batch(), state_dict(), load_state_dict()).
@@ -164,17 +182,15 @@ class Trainer:
         return self.history
 
     def _train_step(self):
-        """One optimisation step, the body of nanoGPT's training loop. Its loss and
-        gradient norm stay on the device until the loop reads them back."""
+        """One optimisation step (train_step) on the sampler's next grad_accum batches,
+        at this step's learning rate. Its loss and gradient norm stay on the device
+        until the loop reads them back."""
         lr = self._set_learning_rate()
         reseed_dropout(self.model, self.seed, self.step)
-        loss = 0.0
-        for _ in range(self.grad_accum):
-            loss = loss + self._forward_backward(self._next_batch(), scale=1.0 / self.grad_accum)
-        norm = clip_grad_norm(self.optimizer.params(), self.grad_clip or math.inf)
+        batches = [self._next_batch() for _ in range(self.grad_accum)]
         before = self._weights_before_update()
-        self.optimizer.step()
-        self.optimizer.zero_grad()
+        loss, norm = train_step(self.model, self.optimizer, batches, self.loss_fn, self.grad_clip,
+                                self.data_parallel)
         self.step += 1
         ratios = update_ratios(self.model, before) if before is not None else None
         self._pending.append((self.step, lr, loss, norm, ratios))
@@ -209,15 +225,10 @@ class Trainer:
         self._count_tokens(batch[0].size)
         return batch
 
-    def _forward_backward(self, batch, scale):
-        """forward_backward, or the step an appendix registered for the batch's device
-        (minift.fast's splits the rows over the CPU's threads when data_parallel)."""
-        step = backend.implementation("forward_backward", forward_backward, batch[0])
-        return step(self.model, self.loss_fn, batch, scale, data_parallel=self.data_parallel)
-
     def _weights_before_update(self):
         """At log steps only, a copy of the trainable weights, to measure the update
-        (update_ratios; the report draws it); else None."""
+        (update_ratios; the report draws it); else None. (Forward and backward leave
+        the weights alone: only the optimizer's step changes them.)"""
         if not self._logs(self.step + 1):
             return None
         return {id(p): p.data.copy() for p in self.optimizer.params() if p.requires_grad}

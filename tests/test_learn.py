@@ -38,6 +38,40 @@ MUTANTS = {
     "gpt_block": ("x = x + self.attn(self.ln_1(x), cache, lengths)\n        return x + self.mlp(self.ln_2(x))",
                   "x = self.ln_1(x + self.attn(x, cache, lengths))\n        return self.ln_2(x + self.mlp(x))"),
     "lora_forward": ("update * self.scale", "update"),
+    # pieces.py, the whole pieces: a gradient overwritten instead of added (a tensor used
+    # twice), the gradients never zeroed, top-p dropping the token that crosses the
+    # threshold, pairs counted once per distinct word, the DPO margin's sign swapped
+    "backward_walk": ("sums[parent] = sums[parent] + gp if parent in sums else gp", "sums[parent] = gp"),
+    "train_step": ("    optimizer.zero_grad()\n", ""),
+    "sampling": ("searchsorted(cumulative, top_p)) + 1]", "searchsorted(cumulative, top_p))]"),
+    "bpe_merge": ("pairs[pair] += count", "pairs[pair] += 1"),
+    "dpo_loss": ("ratio[:B] - ratio[B:]", "ratio[B:] - ratio[:B]"),
+}
+
+# pieces.py: a second typical mistake per exercise, each a list of (right, wrong) texts.
+MORE_MUTANTS = {
+    "backward_walk": [("reverse=True):\n        g = node_grads.pop(node)\n",      # oldest node first, and a
+                       "reverse=False):\n        g = node_grads.pop(node, None)\n"  # node with no gradient yet skipped
+                       "        if g is None:\n            continue\n")],
+    "train_step": [("    norm = clip_grad_norm(optimizer.params(), grad_clip or math.inf)\n    optimizer.step()\n",
+                    "    optimizer.step()\n    norm = clip_grad_norm(optimizer.params(), grad_clip or math.inf)\n")],
+    "sampling": [("logits.max()) / temperature", "logits.max())"),                 # temperature after softmax
+                 ("    probs /= probs.sum()\n", "    probs /= probs.sum() * temperature\n")],
+    "bpe_merge": [("""        merged, i = [], 0
+        while i < len(word):
+            if word[i:i + 2] == pair:                       # left to right: "a a a" -> "aa a"
+                merged.append(new_id)
+                i += 2
+            else:
+                merged.append(word[i])
+                i += 1
+""", """        merged = list(word)
+        for i in range(len(word) - 1):                      # every position where the pair starts
+            if word[i:i + 2] == pair:
+                merged[i:i + 2] = [new_id, None]
+        merged = [t for t in merged if t is not None]
+""")],
+    "dpo_loss": [("* beta", "")],
 }
 
 
@@ -203,3 +237,40 @@ def test_a_build_failure_replays_as_a_script(tmp_path):
                               env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
         assert done.returncode == 0, script + done.stderr
         assert "yours" in done.stdout and "minift's" in done.stdout, done.stdout
+
+
+# ----------------------------------------------------------------------------- pieces.py
+
+@pytest.mark.parametrize("use_hypothesis", [True, False], ids=["hypothesis", "seeded"])
+@pytest.mark.parametrize("name", list(MORE_MUTANTS))
+def test_a_second_planted_mistake_fails_too(tmp_path, name, use_hypothesis):
+    source = solution_source(name)
+    for right, _ in MORE_MUTANTS[name]:
+        assert source.count(right) == 1, (name, right)
+    for right, wrong in MORE_MUTANTS[name]:
+        source = source.replace(right, wrong)
+    passed, report = check(name, write(tmp_path, name, source), n=15, use_hypothesis=use_hypothesis)
+    assert not passed and "first failing input" in report, report
+    assert "expected" in report, report
+
+
+def replay_of(report):
+    """The replay snippet of a failing check's report, as a script."""
+    lines = report.split("replay it (paste into python, or save as a file and run it):\n", 1)[1].splitlines()
+    return "\n".join(line[4:] for line in lines if not line.startswith("  stuck?")) + "\n"
+
+
+@pytest.mark.parametrize("name", ["backward_walk", "train_step", "sampling", "bpe_merge", "dpo_loss"])
+def test_a_failures_replay_runs_as_a_script_and_shows_both_answers(tmp_path, name):
+    """pieces.py: the replay a failing check prints rebuilds the failing example and
+    prints the learner's answer beside minift's."""
+    right, wrong = MUTANTS[name]
+    passed, report = check(name, write(tmp_path, name, solution_source(name).replace(right, wrong)), n=15,
+                           use_hypothesis=False)
+    assert not passed
+    script = tmp_path / "replay.py"
+    script.write_text(replay_of(report), encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert "yours" in done.stdout and "minift's" in done.stdout, done.stdout

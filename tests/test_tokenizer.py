@@ -1,5 +1,6 @@
 """The byte-level BPE tokenizer: round trips, special tokens, persistence, fingerprints."""
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minift.data import Tokenizer
+from minift.data.bpe import bpe_merge_step
 from minift.errors import MiniftError
 
 CORPUS = [
@@ -146,3 +148,29 @@ def test_train_from_files_equals_train_from_texts(tmp_path):
     assert Tokenizer.train([str(a), str(b)], vocab_size=350).fingerprint() != reference
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         Tokenizer.train([Path(tmp_path / "missing.txt")])
+
+
+def test_the_written_out_bpe_step_makes_the_librarys_first_merges():
+    """minift/data/bpe.py writes one step of BPE training out; repeated on the words the
+    library's own pre-tokenizer makes (with the library's token ids), it gives the
+    `tokenizers` trainer's merges, in order. The corpus has ties (the smallest pair wins)
+    and runs of one letter ("aaaa": merged left to right)."""
+    texts = ["low lower lowest", "newer wider new", "aaa aaaa ab ba"] * 3
+    tok = Tokenizer.train(texts, vocab_size=258 + 20)
+    vocab = tok.hf.get_vocab()
+    name = {i: token for token, i in vocab.items()}
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m)          # "a b" in older versions
+              for m in json.loads(tok.hf.to_str())["model"]["merges"]]
+    words = Counter(tuple(vocab[c] for c in word) for text in texts
+                    for word, _ in tok.hf.pre_tokenizer.pre_tokenize_str(text))
+    assert len(merges) == 20
+    ties = 0
+    for a, b in merges:
+        pairs = Counter()
+        for word, count in words.items():
+            for pair in zip(word, word[1:]):
+                pairs[pair] += count
+        ties += list(pairs.values()).count(max(pairs.values())) > 1
+        pair, words = bpe_merge_step(words, vocab[a + b])
+        assert (name[pair[0]], name[pair[1]]) == (a, b)
+    assert ties >= 5                      # the tie-breaking rule was needed, several times

@@ -3,6 +3,7 @@
 Read in this order (each module imports only those above it):
     text       strict UTF-8 reading of text files, splitting text into documents, telling a table from prose
     tokenizer  byte-level BPE over HF `tokenizers`, special tokens <|endoftext|> and <|pad|>
+    bpe        one step of BPE training written out (what `tokenizers` does at each step), to read
     corpus     documents -> one stream of token ids (cached) -> random (x, y) windows
     labeled    CSV / TSV / JSONL labeled text (read, written, one column as a corpus), texts to
                classify, label ids, stratified splits, padding

@@ -3,8 +3,9 @@
 Byte-level BPE (as in GPT-2) first turns text into UTF-8 bytes, so its base vocabulary
 is the 256 possible bytes and *every* string can be encoded: there is no unknown token.
 Training then repeatedly merges the most frequent adjacent pair of tokens into a new
-token until the vocabulary reaches `vocab_size`. The Rust library does the heavy work;
-this class fixes the choices minift relies on and gives them names:
+token until the vocabulary reaches `vocab_size` (bpe.py writes one such step out, to
+read). The Rust library does the heavy work; this class fixes the choices minift relies
+on and gives them names:
 
     id 0  <|endoftext|>   ends every document in the pretraining stream
     id 1  <|pad|>         fills the end of shorter sequences in a classification batch
