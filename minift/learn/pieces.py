@@ -365,8 +365,8 @@ EXERCISES = [
               "would last step's gradients, if nothing cleared them. Clipping changes the gradients the optimizer "
               "reads, so it has to happen before the update.",
               "len(batches) micro-batches, each loss scaled by 1 / len(batches); the loss returned is the sum of "
-              "what step returns (start from 0.0). clip_grad_norm(optimizer.params(), max_norm) needs a number: "
-              "math.inf when grad_clip is None or 0. optimizer.step() and optimizer.zero_grad() take no arguments.",
+              "what each step returns, from 0.0 up. clip_grad_norm(optimizer.params(), max_norm) needs a number: "
+              "math.inf when grad_clip is None or 0. the optimizer's step and zero_grad methods take no arguments.",
               "loss = 0.0; for batch in batches: loss = loss + step(model, loss_fn, batch, 1.0 / len(batches), "
               "data_parallel=data_parallel); norm = clip_grad_norm(optimizer.params(), grad_clip or math.inf); "
               "optimizer.step(); optimizer.zero_grad(); return loss, norm."),
@@ -425,7 +425,7 @@ EXERCISES = [
              ("Each row's log-ratio is log pi - log ref; a pair's margin is its chosen row's minus its rejected "
               "row's, scaled by beta; the loss is the mean of -log sigma(margin). Build it with Tensor operations "
               "on policy (reference is a plain array), so that backward works through it.",
-              "policy and reference are (2B,) with B = policy.shape[0] // 2: rows [:B] are the chosen, [B:] the "
+              "policy and reference are (2B,) B being half their length: rows [:B] are the chosen, [B:] the "
               "rejected, so slicing gives the B margins (B,). LogSigmoid.apply(margin) is (B,); .mean() makes the "
               "0-d loss. reference may be float32: cast it to policy.dtype.",
               "ratio = policy - reference.astype(policy.dtype); margin = (ratio[:B] - ratio[B:]) * beta; "
