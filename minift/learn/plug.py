@@ -70,17 +70,18 @@ def _learners(module, reference):
 
 
 @contextlib.contextmanager
-def plugged(pieces, drifts):
+def plugged(pieces, drifts, calls=None):
     """Within the block, minift runs each piece's learner's function instead of its own;
     `drifts` (a list) gets (exercise name, call number, largest difference) for each
-    shadowed call whose results differed."""
+    shadowed call whose results differed, and `calls` (a dict) how often each ran."""
     replaced = []                     # (owner, attr, original), to put back
+    calls = {} if calls is None else calls
     try:
         for ex, module in pieces:
             owner, attr = _owner(ex.reference)
             original = vars(owner)[attr] if isinstance(owner, type) else getattr(owner, attr)
             theirs = _learners(module, ex.reference)
-            mine = _shadowed(ex.name, theirs, original, drifts) if ex.shadow else theirs
+            mine = _counted(ex.name, _shadowed(ex.name, theirs, original, drifts) if ex.shadow else theirs, calls)
             sites = [(owner, attr)]
             if not isinstance(owner, type):                  # also where other modules imported it
                 sites += [(m, a) for name, m in list(sys.modules.items())
@@ -93,6 +94,14 @@ def plugged(pieces, drifts):
     finally:
         for site, a, value in reversed(replaced):
             setattr(site, a, value)
+
+
+def _counted(name, function, calls):
+    def counting(*args, **kwargs):
+        calls[name] = calls.get(name, 0) + 1
+        return function(*args, **kwargs)
+    counting.__wrapped__ = getattr(function, "__wrapped__", function)
+    return counting
 
 
 def _copy(value):
@@ -242,9 +251,12 @@ def _run(directory, quick, examples, out):
     out(f"\ntraining the tiny GPT with minift's own code ({root / 'minift'}) ...")
     minifts = train(root / "minift", quick)
     out(f"training it again with yours in minift's place ({', '.join(ex.name for ex, _ in pieces)}) ...")
-    drifts = []
-    with plugged(pieces, drifts):
+    drifts, calls = [], {}
+    with plugged(pieces, drifts, calls):
         yours = train(root / "yours", quick)
+    ran = [f"{ex.name} ({calls[ex.name]:,} calls)" for ex, _ in pieces if calls.get(ex.name)]
+    idle = [ex.name for ex, _ in pieces if not calls.get(ex.name)]
+    out(f"yours ran: {', '.join(ran) or 'none'}" + (f"\nnot called by this recipe: {', '.join(idle)}" if idle else ""))
     fine = {k: v for k, v in yours.items() if k != "pretraining"}
     out("\nyour code's table (accuracy and macro-F1 on the built-in test sets):\n" + comparison_table(fine))
     problems = compare(yours, minifts)
