@@ -13,6 +13,8 @@ last, hold faster ones: `minift.fast` (the CPU's threads, tiled attention, ...) 
 registered one for their device, or else its own reference. This module never imports
 an appendix, and by default (nothing registered for the CPU) the plain code runs.
 """
+import contextlib
+
 import numpy as np
 
 from .errors import MiniftError
@@ -116,6 +118,25 @@ def register(device, name, implementation, accepts=None):
 def registered(device):
     """The names of the ops that have a registered implementation on `device`."""
     return sorted(name for d, name in _registry if d == device)
+
+
+@contextlib.contextmanager
+def plain(device="cpu", **implementations):
+    """Within the block, every op on `device` runs its plain implementation (the reading
+    path's), except those given here by name; what was registered is back afterwards.
+    minift.learn runs the learner's code this way: an appendix replaces the very
+    functions the exercises are cut from."""
+    saved = {key: value for key, value in _registry.items() if key[0] == device}
+    for key in saved:
+        del _registry[key]
+    for name, function in implementations.items():
+        register(device, name, function)
+    try:
+        yield
+    finally:
+        for name in implementations:
+            register(device, name, None)
+        _registry.update(saved)
 
 
 def implementation(name, reference, *arrays):

@@ -56,3 +56,19 @@ def test_plugging_puts_the_learners_piece_in_place_and_back(tmp_path):
                    and not name.startswith("minift.learn") and own_step in vars(m).values()]
         assert not holding, holding                       # every module that imported it sees the learner's
     assert F.GELU.backward is own_backward and optim.adamw_step is own_step
+
+
+def test_the_learners_code_runs_on_the_plain_path_even_with_the_appendix_on():
+    import minift.fast
+    from minift import backend
+    was = minift.fast.is_enabled()
+    minift.fast.enable()
+    try:
+        fast = backend.registered("cpu")
+        assert fast                                   # the appendix replaces ops...
+        with backend.plain("cpu", layer_norm=F.LayerNorm):
+            assert backend.registered("cpu") == ["layer_norm"]          # ... not inside plain()
+        assert backend.registered("cpu") == fast                        # and is back afterwards
+    finally:
+        if not was:
+            minift.fast.disable()

@@ -187,9 +187,7 @@ def _grade_train_step(module, ex):
     def recorded(model, loss_fn, batch, scale=1.0, data_parallel=False):     # the plain one, noting each call
         calls.append((scale, data_parallel))
         return forward_backward(model, loss_fn, batch, scale)
-    before = backend._registry.get(("cpu", "forward_backward"))
-    backend.register("cpu", "forward_backward", recorded)
-    try:
+    with backend.plain("cpu", forward_backward=recorded):
         for t, (batches, same) in enumerate(zip(mine[2], theirs[2]), start=1):
             calls.clear()
             out = learner(mine[0], mine[1], [tuple(a.copy() for a in b) for b in batches], tiny_loss, ex["grad_clip"],
@@ -198,8 +196,6 @@ def _grade_train_step(module, ex):
             calls.clear()
             expected = train_step(theirs[0], theirs[1], same, tiny_loss, ex["grad_clip"], ex["data_parallel"])
             _compare_step(t, out, expected, seen, list(calls), mine[0], theirs[0])
-    finally:
-        backend.register("cpu", "forward_backward", *(before or (None,)))
 
 
 def _compare_step(t, out, expected, seen, wanted, model, reference):

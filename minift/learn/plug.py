@@ -14,8 +14,8 @@ differ beyond float32 tolerance is recorded; the run goes on with yours. A piece
 side effects (the engine's walk, a training step) cannot be shadowed: when the tables
 differ and no shadow saw it, the run is redone with each of those alone to find it.
 
-Both runs take the plain reading path (minift.fast off): the fast path replaces the
-very functions the exercises are cut from.
+Both runs take the plain reading path (backend.plain: whatever minift.fast registered is
+set aside): the fast path replaces the very functions the exercises are cut from.
 """
 import contextlib
 import io
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import backend
 from ..tensor import Tensor
 from .exercises import EXERCISES
 from .runner import EXAMPLES, check, load_learner
@@ -228,14 +229,8 @@ def compare(yours, minifts):
 def run(directory, quick=False, examples=EXAMPLES, out=print):
     """Plug the learner's passed exercises into minift, train with and without them, and
     say whether the results are the same. Returns True when they are."""
-    import minift.fast
-    was_fast = minift.fast.is_enabled()
-    minift.fast.disable()
-    try:
+    with backend.plain("cpu"):
         return _run(directory, quick, examples, out)
-    finally:
-        if was_fast:
-            minift.fast.enable()
 
 
 def _run(directory, quick, examples, out):
