@@ -72,3 +72,20 @@ def test_the_learners_code_runs_on_the_plain_path_even_with_the_appendix_on():
     finally:
         if not was:
             minift.fast.disable()
+
+
+def test_minifts_own_results_are_trained_once_per_recipe_and_version(tmp_path, monkeypatch):
+    from minift.learn import plug
+    trained = []
+    monkeypatch.setattr(plug, "train", lambda root, settings: trained.append(settings) or {"pretraining": {"x": 1}})
+    quick, full = plug.recipe(quick=True), plug.recipe(quick=True, lora=True)
+    assert plug.minifts_own(tmp_path, quick, out=print) == {"pretraining": {"x": 1}}
+    assert plug.minifts_own(tmp_path, quick, out=print) == {"pretraining": {"x": 1}}
+    assert trained == [quick]                                   # the second time from results.json
+    plug.minifts_own(tmp_path, full, out=print)                 # another recipe: trained again
+    monkeypatch.setattr(plug, "__version__", "0.0.0-other")
+    plug.minifts_own(tmp_path, full, out=print)                 # another minift: trained again
+    assert trained == [quick, full, full]
+    (tmp_path / "results.json").write_text("{damaged", encoding="utf-8")
+    plug.minifts_own(tmp_path, full, out=print)
+    assert len(trained) == 4

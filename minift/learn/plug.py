@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import backend
+from .. import __version__, backend
+from ..errors import MiniftError
+from ..files import read_json, write_json
 from ..tensor import Tensor
 from .exercises import EXERCISES
 from .runner import EXAMPLES, check, load_learner
@@ -166,22 +168,26 @@ def _difference(got, expected):
 
 # ----------------------------------------------------------------------------- the recipe
 
-def recipe(quick=False):
-    """(pretraining settings, fine-tuning settings, strategies): the tiny GPT, on the
-    built-in corpus and labels. quick: a few steps (a smoke test, not a lesson)."""
+def recipe(quick=False, lora=False):
+    """{pretrain: settings, finetune: settings, strategies: [...]}: the tiny GPT on the
+    built-in corpus and labels, fine-tuned in full (and with LoRA when the learner wrote a
+    LoRA piece). quick: a few steps (a smoke test, not a lesson)."""
+    strategies = ["full", "lora"] if lora else ["full"]
     if quick:
-        return dict(preset="tiny", steps=12, corpus_bytes=150_000, vocab_size=400), dict(max_steps=8), ["full"]
-    return dict(preset="tiny", steps=300, corpus_bytes=400_000, vocab_size=512), dict(epochs=6), ["full", "lora"]
+        return dict(pretrain=dict(preset="tiny", steps=12, corpus_bytes=150_000, vocab_size=400),
+                    finetune=dict(max_steps=8), strategies=strategies)
+    return dict(pretrain=dict(preset="tiny", steps=300, corpus_bytes=400_000, vocab_size=512),
+                finetune=dict(epochs=6), strategies=strategies)
 
 
-def train(root, quick, log=lambda *a: None):
-    """Pretrain and fine-tune into `root` (replaced); returns {name: metrics} with the
-    pretraining history as "pretraining"."""
+def train(root, settings, log=lambda *a: None):
+    """Pretrain and fine-tune into `root` (replaced) with `settings` (a recipe); returns
+    {name: metrics} with the pretraining history as "pretraining"."""
     from ..adapt import FinetuneConfig, finetune
     from ..pretrain import PretrainConfig, pretrain
     from ..runs import FINETUNED_KINDS, PRETRAINED_KINDS, RunDir
     from ..trainer import Progress
-    pre, fine, strategies = recipe(quick)
+    pre, fine, strategies = settings["pretrain"], settings["finetune"], settings["strategies"]
     root = Path(root)
     quiet = Progress(stream=io.StringIO())
     RunDir(root / "pretrain").remove(PRETRAINED_KINDS)
@@ -192,6 +198,25 @@ def train(root, quick, log=lambda *a: None):
         _, _, results[strategy] = finetune(root / "pretrain", root / strategy,
                                            FinetuneConfig(strategy=strategy, **fine), log=log, progress=quiet)
     return results
+
+
+def minifts_own(root, settings, out):
+    """minift's own results for `settings`: from root/results.json when an earlier `run`
+    trained this recipe with this version of minift (same code, same seeds: the same
+    results), else trained now."""
+    saved = Path(root) / "results.json"
+    if saved.is_file():
+        try:
+            kept = read_json(saved)
+        except MiniftError:
+            kept = {}                   # damaged: train again
+        if kept.get("recipe") == settings and kept.get("minift") == __version__:
+            out(f"\nminift's own results for this recipe: {saved} (from an earlier run)")
+            return kept["results"]
+    out(f"\ntraining the tiny GPT with minift's own code ({root}) ...")
+    results = train(root, settings)
+    write_json(saved, {"recipe": settings, "minift": __version__, "results": results})
+    return read_json(saved)["results"]         # as a later run reads them back
 
 
 def _series(history):
@@ -243,12 +268,12 @@ def _run(directory, quick, examples, out):
         out(f"no exercise in {directory} passes check yet: start one with `python -m minift.learn start NAME "
             f"{directory}`")
         return False
-    out(f"\ntraining the tiny GPT with minift's own code ({root / 'minift'}) ...")
-    minifts = train(root / "minift", quick)
+    settings = recipe(quick, lora=any(ex.name.startswith("lora") for ex, _ in pieces))
+    minifts = minifts_own(root / "minift", settings, out)
     out(f"training it again with yours in minift's place ({', '.join(ex.name for ex, _ in pieces)}) ...")
     drifts, calls = [], {}
     with plugged(pieces, drifts, calls):
-        yours = train(root / "yours", quick)
+        yours = train(root / "yours", settings)
     ran = [f"{ex.name} ({calls[ex.name]:,} calls)" for ex, _ in pieces if calls.get(ex.name)]
     idle = [ex.name for ex, _ in pieces if not calls.get(ex.name)]
     out(f"yours ran: {', '.join(ran) or 'none'}" + (f"\nnot called by this recipe: {', '.join(idle)}" if idle else ""))
@@ -271,7 +296,7 @@ def _run(directory, quick, examples, out):
         if ex.shadow:
             continue
         with plugged([(ex, module)], []):
-            alone = train(root / "yours", quick)
+            alone = train(root / "yours", settings)
         if compare(alone, minifts):
             out(f"the first of your functions whose results drift: {ex.name} (with it alone in minift's place "
                 f"the results differ)")
