@@ -2,6 +2,7 @@
 
     python benchmarks/scaling.py                    # reference config, 5 rounds
     python benchmarks/scaling.py --rounds 3 --steps 10 --processes 2
+    mpiexec -n 2 python benchmarks/scaling.py --sum     # the gradient sum alone, against MPI's Allreduce
 
 Three ways to run the same step (forward and backward of the whole global batch, the
 gradient norm clipped, AdamW), each in fresh processes of its own:
@@ -42,6 +43,8 @@ def parse(argv=None):
     p.add_argument("--steps", type=int, default=20, help="timed steps a round (after 2 warm-up steps)")
     p.add_argument("--processes", type=int, default=2, help="threads of the second row, processes of the third")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)    # a timed child
+    p.add_argument("--sum", action="store_true", help="under mpiexec: time the gradient sum of the shape's "
+                                                      "model (minift.dist.sum_in_rank_order) and MPI's Allreduce")
     return p.parse_args(argv)
 
 
@@ -82,6 +85,40 @@ def worker(args):
         print(json.dumps({"seconds": statistics.median(times), "threads": fast.threads.threads()}))
 
 
+def time_the_sum(args, calls=30):
+    """Under mpiexec: the median time of minift's rank-order sum of the model's gradients
+    and of MPI's own Allreduce of one buffer as long, each call after a barrier."""
+    from minift import dist, fast
+    import numpy as np
+    from minift.model import GPT, GPTConfig
+    comm = dist.world()
+    dist.share_cores(comm)
+    fast.training.keep_freed_memory()                # as in training: freed memory is reused
+    s = SHAPES[args.shape]
+    model = GPT(GPTConfig(**{k: s[k] for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")}), seed=0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = {p: np.random.default_rng(comm.Get_rank()).standard_normal(p.data.shape).astype(np.float32) for p in params}
+    flat = np.concatenate([g.reshape(-1) for g in grads.values()])
+    out = np.empty_like(flat)
+
+    def rank_order():
+        for p in params:
+            p.grad = None
+        dist.sum_in_rank_order(comm, params, grads)
+    found = {}
+    for name, fn in (("sum_in_rank_order", rank_order), ("MPI Allreduce", lambda: comm.Allreduce(flat, out))):
+        times = []
+        for _ in range(calls):
+            comm.Barrier()
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        found[name] = statistics.median(times)
+    if comm.Get_rank() == 0:
+        print(f"{flat.nbytes / 1e6:.1f} MB of gradients, {comm.Get_size()} processes, median of {calls}: " +
+              ", ".join(f"{name} {t * 1e3:.1f} ms" for name, t in found.items()))
+
+
 def ways(n):
     """(name, command, extra environment) of the three ways to run the step."""
     me = [sys.executable, str(Path(__file__).resolve()), "--worker"]
@@ -99,6 +136,8 @@ def main():
     args = parse()
     if args.worker:
         return worker(args)
+    if args.sum:
+        return time_the_sum(args)
     passed = [f"--shape={args.shape}", f"--steps={args.steps}"]
     runs = ways(args.processes)
     found = {name: [] for name, _, _ in runs}

@@ -2,7 +2,8 @@
 
 - `mpiexec -n N python -m minift pretrain` gives the weights and losses of one process
   running the threads' data-parallel step on N threads, bit for bit (N = 2 and 3: with
-  three, the order of the sum matters), and not those of one thread (so the check can fail).
+  three, the order of the sum matters; with gradient accumulation, as it adds to .grad),
+  and not those of one thread (so the check can fail).
 - One rank killed (SIGKILL) mid-run ends the job; `--resume` with mpiexec then finishes
   the run to the uninterrupted run's weights, bit for bit.
 - A rank that fails (its input differs from rank 0's) ends the whole job at once, with
@@ -59,8 +60,8 @@ def minift(*args):
     return ["-m", "minift", *map(str, args)]
 
 
-def one_process(out, corpus, threads):
-    done = subprocess.run([sys.executable, *minift("pretrain", "--out", out, *recipe(corpus))],
+def one_process(out, corpus, threads, more=()):
+    done = subprocess.run([sys.executable, *minift("pretrain", "--out", out, *recipe(corpus), *more)],
                           env=env(MINIFT_NUM_THREADS=str(threads)), capture_output=True, text=True, timeout=TIMEOUT)
     assert done.returncode == 0, done.stderr
 
@@ -100,9 +101,10 @@ def test_two_processes_give_two_threads_result_bit_for_bit(tmp_path, corpus, two
 
 @needs_mpi
 def test_three_processes_give_three_threads_result_bit_for_bit(tmp_path, corpus):
-    done = mpiexec((3, minift("pretrain", "--out", tmp_path / "three", *recipe(corpus))))
+    """With gradient accumulation too: each sum starts from the last micro-batch's."""
+    done = mpiexec((3, minift("pretrain", "--out", tmp_path / "three", *recipe(corpus), "--grad-accum", "2")))
     assert done.returncode == 0, done.stderr
-    one_process(tmp_path / "threads", corpus, threads=3)
+    one_process(tmp_path / "threads", corpus, threads=3, more=["--grad-accum", "2"])
     assert result(tmp_path / "three") == result(tmp_path / "threads")
 
 
@@ -140,10 +142,15 @@ def test_a_failing_rank_stops_the_job_with_one_sentence(tmp_path, corpus):
 
 
 @needs_mpi
-def test_a_mistake_of_every_rank_is_said_once_and_a_loss_that_cannot_split_is_refused(tmp_path, two_processes):
+def test_a_mistake_of_every_rank_is_said_once_and_a_loss_that_cannot_split_is_refused(tmp_path, corpus,
+                                                                                       two_processes):
     done = mpiexec((2, minift("pretrain", "--out", tmp_path / "bad", "--lr", "-1")))
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         "minift pretrain: error: lr (--lr) must be a finite number > 0, got -1.0"], done.stderr
+    done = mpiexec((2, minift("pretrain", "--out", tmp_path / "blows-up", *recipe(corpus), "--lr", "1e6")))
+    assert done.returncode == 2, done.stderr                    # every rank meets the non-finite loss mid-run
+    assert error_lines(done.stderr) == [done.stderr.strip().splitlines()[-1]], done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("minift pretrain: error: training stopped at step")
     done = mpiexec((2, minift("finetune", "--init", two_processes, "--out", tmp_path / "ft", "--strategy", "head",
                               "--epochs", "1", "--max-train-samples", "30")))
     assert done.returncode == 2, done.stderr
