@@ -256,7 +256,8 @@ def share_cores(comm):
     from mpi4py import MPI
     here = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()          # processes on this machine
     if "MINIFT_NUM_THREADS" not in os.environ:
-        os.environ["MINIFT_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // here))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        os.environ["MINIFT_NUM_THREADS"] = str(max(1, cores // here))
     if os.environ["MINIFT_NUM_THREADS"] == "1":
         fast.threads._single_threaded_blas()        # (with more, minift.fast does it when turned on)
 
