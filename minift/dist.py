@@ -290,7 +290,7 @@ def _follow(comm, argv, speed):
     message, payload = _receive(comm)
     if message["action"] == "stop":
         return message["code"]
-    scratch = Path(tempfile.mkdtemp(prefix=f"minift-rank{comm.Get_rank()}-"))
+    scratch = _scratch_directory(comm.Get_rank())
     try:
         run, start = scratch / "run", 0
         run.mkdir()
@@ -311,6 +311,26 @@ def _follow(comm, argv, speed):
               f"minift: {where} failed:\n" + "\n".join(lines), file=sys.stderr)        # a bug: its traceback
         _abort(comm, code)
     return 0
+
+
+def _scratch_directory(rank):
+    """A new directory for this rank's copy of the run, under TMPDIR, after removing the
+    copies of ranks that were killed before they could remove theirs (their pid is gone)."""
+    for old in Path(tempfile.gettempdir()).glob("minift-rank*-pid*-*"):
+        pid = old.name.split("-pid")[1].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"minift-rank{rank}-pid{os.getpid()}-"))
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)                     # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:                 # another user's process
+        return True
+    return True
 
 
 def _run(argv, speed):

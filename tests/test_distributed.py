@@ -46,13 +46,13 @@ def recipe(corpus):
             "--eval-every", "2", "--vocab-size", "300"]
 
 
-def mpiexec(*ranks, timeout=TIMEOUT):
+def mpiexec(*ranks, timeout=TIMEOUT, **extra):
     """Run one job: `ranks` is a list of (number of processes, argv after `python`), as
     mpiexec's `-n 1 a : -n 1 b` gives different ranks different commands."""
     command = [MPIEXEC]
     for i, (n, argv) in enumerate(ranks):
         command += ([":"] if i else []) + ["-n", str(n), sys.executable, *argv]
-    return subprocess.run(command, env=env(), capture_output=True, text=True, timeout=timeout,
+    return subprocess.run(command, env=env(**extra), capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
 
 
@@ -116,13 +116,17 @@ def test_a_killed_rank_ends_the_job_and_resume_is_exact(tmp_path, corpus, two_pr
                     f"kill_at_write.install(4, 'after', None); from minift.__main__ import main; "
                     f"sys.exit(main(sys.argv[1:]))"]
     args = ["pretrain", "--out", out, *recipe(corpus)]
-    done = mpiexec((1, minift(*args)), (1, killer + args))
+    scratch = tmp_path / "tmp"                      # where rank 1 keeps its copy of the run
+    scratch.mkdir()
+    done = mpiexec((1, minift(*args)), (1, killer + args), TMPDIR=str(scratch))
     assert done.returncode != 0
     step = RunDir(out).checkpoint_step()
     assert step is not None and step < STEPS, step
-    done = mpiexec((2, minift("pretrain", "--out", out, "--resume")))
+    assert len(list(scratch.iterdir())) == 1        # the killed rank's copy, left behind
+    done = mpiexec((2, minift("pretrain", "--out", out, "--resume")), TMPDIR=str(scratch))
     assert done.returncode == 0, done.stderr
     assert result(out)[0] == result(two_processes)[0]
+    assert not list(scratch.iterdir())              # removed by the next rank 1, its own too
 
 
 def error_lines(stderr):
@@ -134,7 +138,7 @@ def error_lines(stderr):
 def test_a_failing_rank_stops_the_job_with_one_sentence(tmp_path, corpus):
     out, elsewhere = tmp_path / "run", tmp_path / "missing.txt"       # rank 1's corpus is another file
     args = ["pretrain", "--out", out, *recipe(corpus)]
-    done = mpiexec((1, minift(*args)), (1, minift(*args, "--corpus", elsewhere)))
+    done = mpiexec((1, minift(*args)), (1, minift(*args, "--corpus", elsewhere)), TMPDIR=str(tmp_path))
     assert done.returncode == 2
     assert error_lines(done.stderr) == [done.stderr.strip().splitlines()[-1]], done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("minift pretrain: error on rank 1 of 2: --corpus")
@@ -147,7 +151,8 @@ def test_a_mistake_of_every_rank_is_said_once_and_a_loss_that_cannot_split_is_re
     done = mpiexec((2, minift("pretrain", "--out", tmp_path / "bad", "--lr", "-1")))
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         "minift pretrain: error: lr (--lr) must be a finite number > 0, got -1.0"], done.stderr
-    done = mpiexec((2, minift("pretrain", "--out", tmp_path / "blows-up", *recipe(corpus), "--lr", "1e6")))
+    done = mpiexec((2, minift("pretrain", "--out", tmp_path / "blows-up", *recipe(corpus), "--lr", "1e6")),
+                   TMPDIR=str(tmp_path))                  # rank 1, ended by rank 0, leaves its copy there
     assert done.returncode == 2, done.stderr                    # every rank meets the non-finite loss mid-run
     assert error_lines(done.stderr) == [done.stderr.strip().splitlines()[-1]], done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("minift pretrain: error: training stopped at step")
