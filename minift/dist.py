@@ -307,8 +307,9 @@ def _follow(comm, argv, speed):
         lines = said.getvalue().strip().splitlines() or ["failed"]
         command, _, sentence = lines[-1].replace(str(run), message["out"]).rpartition(": error: ")
         where = f"rank {comm.Get_rank()} of {comm.Get_size()}"
+        bug = next((i for i, line in enumerate(lines) if line.startswith("Traceback")), 0)
         print(f"{command}: error on {where}: {sentence}" if command and code == 2 else   # a mistake: its sentence
-              f"minift: {where} failed:\n" + "\n".join(lines), file=sys.stderr)        # a bug: its traceback
+              f"minift: {where} failed:\n" + "\n".join(lines[bug:]), file=sys.stderr)   # a bug: its traceback
         _abort(comm, code)
     return 0
 
