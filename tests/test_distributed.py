@@ -139,10 +139,10 @@ def test_a_failing_rank_stops_the_job_with_one_sentence(tmp_path, corpus):
     out, elsewhere = tmp_path / "run", tmp_path / "missing.txt"       # rank 1's corpus is another file
     args = ["pretrain", "--out", out, *recipe(corpus)]
     done = mpiexec((1, minift(*args)), (1, minift(*args, "--corpus", elsewhere)), TMPDIR=str(tmp_path))
-    assert done.returncode == 2
-    assert error_lines(done.stderr) == [done.stderr.strip().splitlines()[-1]], done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith("minift pretrain: error on rank 1 of 2: --corpus")
-    assert str(out) in done.stderr and "minift-rank" not in done.stderr       # rank 0's run, not rank 1's copy
+    assert done.returncode == 2, done.stderr
+    said = error_lines(done.stderr)                 # (rank 0's progress lines may come through after it)
+    assert len(said) == 1 and said[0].startswith("minift pretrain: error on rank 1 of 2: --corpus"), done.stderr
+    assert str(out) in said[0] and "minift-rank" not in done.stderr, done.stderr   # rank 0's run, not rank 1's copy
 
 
 @needs_mpi
@@ -154,13 +154,13 @@ def test_a_mistake_of_every_rank_is_said_once_and_a_loss_that_cannot_split_is_re
     done = mpiexec((2, minift("pretrain", "--out", tmp_path / "blows-up", *recipe(corpus), "--lr", "1e6")),
                    TMPDIR=str(tmp_path))                  # rank 1, ended by rank 0, leaves its copy there
     assert done.returncode == 2, done.stderr                    # every rank meets the non-finite loss mid-run
-    assert error_lines(done.stderr) == [done.stderr.strip().splitlines()[-1]], done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith("minift pretrain: error: training stopped at step")
+    said = error_lines(done.stderr)                 # once: rank 0's, or the first rank's to read its losses back
+    assert len(said) == 1 and "training stopped at step" in said[0], done.stderr
     done = mpiexec((2, minift("finetune", "--init", two_processes, "--out", tmp_path / "ft", "--strategy", "head",
                               "--epochs", "1", "--max-train-samples", "30")))
     assert done.returncode == 2, done.stderr
-    assert error_lines(done.stderr) == [done.stderr.strip().splitlines()[-1]], done.stderr
-    assert "cannot be split over 2 processes" in done.stderr
+    said = error_lines(done.stderr)
+    assert len(said) == 1 and "cannot be split over 2 processes" in said[0], done.stderr
 
 
 def test_without_mpi4py_the_command_says_how_to_install_it(tmp_path):
