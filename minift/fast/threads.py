@@ -218,6 +218,13 @@ def rows(x):
     return x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
 
 
+def row_dots(a, b):
+    """sum(a * b, axis=-1) without the array a * b: np.vecdot (NumPy 2) or einsum."""
+    if hasattr(np, "vecdot"):
+        return np.vecdot(a, b)
+    return np.einsum("...i,...i->...", a, b)
+
+
 def rowwise(fn, inputs, outputs, also=()):
     """fn(*(a[r] for a in inputs), *(o[r] for o in outputs)) over blocks r of rows, split
     over the threads. Every array is (N, ...) with the same N; each block writes only its
