@@ -287,9 +287,10 @@ def test_adamw_in_place_equals_the_reference_step(dtype):
             np.testing.assert_allclose(x, e, rtol=TOLERANCE[dtype][0] * 10, atol=TOLERANCE[dtype][1])
 
 
-def test_adamw_in_slices_equals_adamw_whole(monkeypatch):
-    """A large parameter is updated slice by slice (a small scratch array): the numbers
-    are those of one pass over the whole parameter, bit for bit."""
+def test_adamw_in_slices_equals_adamw_whole(monkeypatch, several_threads):
+    """A large parameter is updated slice by slice (a small scratch array a thread), the
+    slices over the threads: the numbers are those of one pass over the whole parameter,
+    bit for bit."""
     from minift.nn import Parameter
     results = []
     fast.enable()
