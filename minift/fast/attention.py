@@ -8,7 +8,7 @@ split over the threads, and a block's attention read straight from its projectio
   so it writes dk and dv, and each earlier tile adds to the keys it sees.
 - Softmax: a tile keeps E = exp(S) and 1 / sum(E) for each row, not P = E / sum(E):
   the division is applied to the small (t, D) products instead (E v forward, the
-  upstream gradient backward). When the scores are provably small (|S| < 60, bounded
+  upstream gradient backward). When the scores are provably small (|S| < 20, bounded
   by |q| |k| / sqrt(D)), exp(S) needs no shift by the row max, which saves two passes
   over the scores; otherwise the tile shifts as the reference does.
 - Heads: blocks of batch rows (or heads) go to the threads (`_over_heads`).
@@ -98,7 +98,7 @@ def _over_heads(work, q):
         split(lambda h: work(slice(None), h), H, 1, q)
 
 
-UNSHIFTED_LIMIT = 60.0    # |scores| below this: exp(S) needs no shift by the row max
+UNSHIFTED_LIMIT = 20.0    # |scores| below this: exp(S) needs no shift by the row max
 
 
 def _largest_scores(q, k, scale, tiles):
@@ -118,10 +118,10 @@ def _causal_forward(q, k, v, out, scale, tiles):
     exponentials E (B, H, t, keys) and the rows' 1 / sum(E) (B, H, Tq, 1), with
     P = E / sum(E): the division is applied to the small (t, D) product E v instead
     of to E. E = exp(S - row max), the shift that keeps exp finite, or, when the tile's
-    scores are bounded by UNSHIFTED_LIMIT (they are for any usual q and k), E = exp(S):
-    the same P, without the two passes the row max and the shift cost, and exp(S)
-    then neither overflows nor underflows (e^60 times the keys stays far from float32's
-    largest number, and the row sum holds exp(S_ii) >= e^-60). q, out (B, H, Tq, D) and
+    scores are bounded by UNSHIFTED_LIMIT (they are for usual q and k), E = exp(S):
+    the same P, without the two passes the row max and the shift cost. Every E then
+    lies in [e^-20, e^20] and 1 / sum(E) <= e^20 (the sum holds exp(S_ii)), far from
+    float32's limits, as are E v and backward's G / sum(E). q, out (B, H, Tq, D) and
     k, v (B, H, Tk, D) may be strided views (BLAS takes any matrix whose rows are
     contiguous)."""
     xp = array_module(q)
