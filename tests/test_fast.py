@@ -2,9 +2,9 @@
 
 Each implementation it registers gives the reference's numbers: bit for bit where the
 sums are taken in the same order, otherwise to rounding (tight in float64, float32's
-tolerance in float32), and passes gradcheck in float64; across several tiles, padding,
-several threads and several parts. Then: what turning it on and off does, and that
-importing minift does nothing of it."""
+tolerance in float32), and passes gradcheck in float64; across several threads and
+several parts (attention, across tiles and padding: test_fast_attention.py). Then: what
+turning it on and off does, and that importing minift does nothing of it."""
 import subprocess
 import sys
 
@@ -15,10 +15,8 @@ from hypothesis import given, strategies as st
 import minift
 import minift.functional as F
 from minift import backend, fast, gradcheck, optim, trainer
-from minift.fast import attention as fast_attention
 from minift.fast import functional as fast_functional
 from minift.fast import products, threads, training
-from minift.testing import leaves
 
 
 def leaf(x):
@@ -138,68 +136,6 @@ def test_each_fused_op_passes_gradcheck_in_float64(several_threads):
     assert gradcheck(fast_functional.Linear.apply, [leaf(x), leaf(rng.standard_normal((5, 4))), leaf(b[:4])])
     targets = np.array([[1, 4, -100], [0, 0, 2]])
     assert gradcheck(lambda z: fast_functional.CrossEntropy.apply(z.reshape(6, 5), targets.reshape(-1)), [leaf(x)])
-
-
-# ----------------------------------------------------------------------------- attention
-
-def reference_and_fast_attention(q, k, v, causal, lengths=None):
-    if causal:
-        return F.CausalAttention.apply, fast_attention.CausalAttention.apply
-    return (lambda q, k, v: F.PaddedAttention.apply(q, k, v, lengths=lengths),
-            lambda q, k, v: fast_attention.PaddedAttention.apply(q, k, v, lengths=lengths))
-
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("b, h, tq, tk, causal", [(2, 3, 5, 5, True), (1, 2, 70, 70, True), (2, 1, 67, 131, True),
-                                                  (3, 2, 130, 130, True), (3, 2, 33, 33, False),
-                                                  (2, 2, 7, 70, False)])
-def test_attention_equals_the_reference_in_tiles_and_with_padding(several_threads, dtype, b, h, tq, tk, causal):
-    """One tile and several (64 query rows each), fewer queries than keys (decoding),
-    padded rows: the reference's output and gradients."""
-    rng = np.random.default_rng(tq + tk)
-    q = rng.standard_normal((b, h, tq, 4))
-    k, v = rng.standard_normal((b, h, tk, 4)), rng.standard_normal((b, h, tk, 4))
-    lengths = None if causal else rng.integers(1, tk + 1, b)
-    reference, faster = reference_and_fast_attention(q, k, v, causal, lengths)
-    assert_same(reference, faster, [a.astype(dtype) for a in (q, k, v)], *TOLERANCE[dtype])
-
-
-def test_causal_attention_saves_only_the_tiles_probabilities():
-    """The scores of keys in a tile's future are never computed or kept: the tiles'
-    probabilities hold fewer numbers than the full T x T of the reference."""
-    rng = np.random.default_rng(1)
-    for tq, tk in ((70, 70), (67, 131)):
-        q = leaf(rng.standard_normal((1, 1, tq, 2)))
-        k, v = leaf(rng.standard_normal((1, 1, tk, 2))), leaf(rng.standard_normal((1, 1, tk, 2)))
-        out = fast_attention.CausalAttention.apply(q, k, v)
-        probabilities = out._ctx.saved[-1]
-        assert len(probabilities) == 2 and sum(p.size for p in probabilities) < tq * tk
-        assert gradcheck(fast_attention.CausalAttention.apply, [q, k, v])
-
-
-@given(data=st.data(), b=st.integers(1, 3), h=st.integers(1, 3), t=st.integers(1, 5), d=st.integers(1, 3),
-       causal=st.booleans())
-def test_self_attention_from_the_projection(data, b, h, t, d, causal):
-    """QKVAttention reads the heads in place from the projection: the reference
-    composition's numbers (split, attention, merge), in one node, with exact gradients."""
-    qkv = data.draw(leaves((b, t, 3 * h * d)))
-    lengths = None if causal else np.array(data.draw(st.lists(st.integers(1, t), min_size=b, max_size=b)))
-    out = fast_attention.self_attention(qkv, h, causal=causal, lengths=lengths)
-    assert type(out._ctx).__name__ == "QKVAttention"
-    np.testing.assert_allclose(out.data, F.self_attention(qkv, h, causal=causal, lengths=lengths).data,
-                               rtol=1e-12, atol=1e-13)
-    assert gradcheck(lambda x: fast_attention.self_attention(x, h, causal=causal, lengths=lengths), [qkv])
-
-
-def test_self_attention_matches_the_reference_in_several_tiles_with_their_gradients(several_threads):
-    rng = np.random.default_rng(5)
-    lengths = np.array([70, 41])
-    for causal in (True, False):
-        qkv = rng.standard_normal((2, 70, 3 * 2 * 3))
-        reference = lambda x: F.self_attention(x, 2, causal=causal, lengths=lengths)    # noqa: E731
-        faster = lambda x: fast_attention.self_attention(x, 2, causal=causal, lengths=lengths)   # noqa: E731
-        assert_same(reference, faster, [qkv], 1e-10, 1e-12)
-    assert gradcheck(lambda x: fast_attention.self_attention(x, 2), [leaf(rng.standard_normal((1, 67, 6)))])
 
 
 # ----------------------------------------------------------------------------- threads
@@ -351,9 +287,10 @@ def test_adamw_in_place_equals_the_reference_step(dtype):
             np.testing.assert_allclose(x, e, rtol=TOLERANCE[dtype][0] * 10, atol=TOLERANCE[dtype][1])
 
 
-def test_adamw_in_slices_equals_adamw_whole(monkeypatch):
-    """A large parameter is updated slice by slice (a small scratch array): the numbers
-    are those of one pass over the whole parameter, bit for bit."""
+def test_adamw_in_slices_equals_adamw_whole(monkeypatch, several_threads):
+    """A large parameter is updated slice by slice (a small scratch array a thread), the
+    slices over the threads: the numbers are those of one pass over the whole parameter,
+    bit for bit."""
     from minift.nn import Parameter
     results = []
     fast.enable()

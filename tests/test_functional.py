@@ -205,7 +205,7 @@ def test_causal_attention_keeps_at_most_the_probabilities():
 
 
 def test_causal_attention_on_longer_sequences():
-    """Past minift.fast's 64-row tiles too (tests/test_fast.py holds the tiles to this):
+    """Past minift.fast's 64-row tiles too (tests/test_fast_attention.py holds the tiles to this):
     the plain formula's numbers and exact gradients, queries fewer than keys too."""
     rng = np.random.default_rng(1)
     for tq, tk in ((70, 70), (67, 131)):

@@ -6,6 +6,11 @@ split over the threads, and a block's attention read straight from its projectio
   (about half of them for long sequences); the mask is added only on each tile's
   diagonal block. Backward runs the tiles last to first: the last tile sees every key,
   so it writes dk and dv, and each earlier tile adds to the keys it sees.
+- Softmax: a tile keeps E = exp(S) and 1 / sum(E) for each row, not P = E / sum(E):
+  the division is applied to the small (t, D) products instead (E v forward, the
+  upstream gradient backward). When the scores are provably small (|S| < 20, bounded
+  by |q| |k| / sqrt(D)), exp(S) needs no shift by the row max, which saves two passes
+  over the scores; otherwise the tile shifts as the reference does.
 - Heads: blocks of batch rows (or heads) go to the threads (`_over_heads`).
 - QKVAttention: q, k, v are read from the (B, T, 3C) projection as strided views, and
   the output and gradient are written in place (BLAS takes any matrix whose rows are
@@ -13,7 +18,8 @@ split over the threads, and a block's attention read straight from its projectio
   node instead of eleven.
 
 The same numbers as the reference (minift/functional/attention.py) up to float32
-rounding (the scale is applied to q, before the product); tests/test_fast.py checks it.
+rounding (the scale is applied to q, before the product); tests/test_fast_attention.py
+checks it.
 """
 import math
 
@@ -22,7 +28,7 @@ import numpy as np
 from ..backend import array_module
 from ..functional import attention
 from ..tensor import Function
-from .threads import split, threads
+from .threads import row_dots, split, threads
 
 
 _mask_cache = {}
@@ -53,7 +59,8 @@ def _tiles(tq, tk):
 
 class CausalAttention(attention.CausalAttention):
     """functional.CausalAttention tile by tile, the heads over the threads (see the
-    module docstring). Keeps q, k, v and each tile's probabilities for backward."""
+    module docstring). Keeps q, k, v, each tile's exponentials and each row's 1 / sum
+    for backward."""
 
     def forward(ctx, q, k, v):
         xp = array_module(q)
@@ -74,10 +81,10 @@ class CausalAttention(attention.CausalAttention):
     def backward(ctx, g):
         """The reference's five formulas, tile by tile (`_causal_backward`): dv and dk
         summed over the tiles that see each key."""
-        q, k, v, probs = ctx.saved
+        q, k, v, exps = ctx.saved
         xp = array_module(q)
         dq, dk, dv = (xp.empty(t.shape, dtype=t.dtype) for t in (q, k, v))
-        _causal_backward(q, k, v, probs, g, (dq, dk, dv), ctx.scale, ctx.tiles)
+        _causal_backward(q, k, v, exps, g, (dq, dk, dv), ctx.scale, ctx.tiles)
         return tuple(d if need else None for d, need in zip((dq, dk, dv), ctx.needs_input_grad))
 
 
@@ -91,49 +98,83 @@ def _over_heads(work, q):
         split(lambda h: work(slice(None), h), H, 1, q)
 
 
+UNSHIFTED_LIMIT = 20.0    # |scores| below this: exp(S) needs no shift by the row max
+
+
+def _largest_scores(q, k, scale, tiles):
+    """For each tile, a bound on the |scores| its rows can reach: |S_ij| <= scale |q_i|
+    |k_j| (Cauchy-Schwarz), over the tile's queries and the keys it sees. q (..., Tq, D)
+    and k (..., Tk, D) a block of heads; returns a list of floats."""
+    xp = array_module(q)
+    q_norms = xp.sqrt(xp.einsum("...ij,...ij->...i", q, q))            # (..., Tq)
+    k_norms = xp.sqrt(xp.einsum("...ij,...ij->...i", k, k))            # (..., Tk)
+    k_largest = xp.maximum.accumulate(k_norms.reshape(-1, k_norms.shape[-1]).max(axis=0))   # over keys 0..j
+    q_largest = q_norms.reshape(-1, q_norms.shape[-1]).max(axis=0)    # (Tq,) over the heads
+    return [float(scale * q_largest[a:b].max() * k_largest[keys - 1]) for a, b, keys in tiles]
+
+
 def _causal_forward(q, k, v, out, scale, tiles):
     """Causal attention forward into `out`, tile by tile; returns each tile's
-    probabilities P (B, H, t, keys). q, out (B, H, Tq, D) and k, v (B, H, Tk, D) may be
-    strided views (BLAS takes any matrix whose rows are contiguous)."""
+    exponentials E (B, H, t, keys) and the rows' 1 / sum(E) (B, H, Tq, 1), with
+    P = E / sum(E): the division is applied to the small (t, D) product E v instead
+    of to E. E = exp(S - row max), the shift that keeps exp finite, or, when the tile's
+    scores are bounded by UNSHIFTED_LIMIT (they are for usual q and k), E = exp(S):
+    the same P, without the two passes the row max and the shift cost. Every E then
+    lies in [e^-20, e^20] and 1 / sum(E) <= e^20 (the sum holds exp(S_ii)), far from
+    float32's limits, as are E v and backward's G / sum(E). q, out (B, H, Tq, D) and
+    k, v (B, H, Tk, D) may be strided views (BLAS takes any matrix whose rows are
+    contiguous)."""
     xp = array_module(q)
-    B, H = q.shape[:2]
-    probs = [xp.empty((B, H, b - a, keys), dtype=q.dtype) for a, b, keys in tiles]
+    B, H, Tq = q.shape[:3]
+    exps = [xp.empty((B, H, b - a, keys), dtype=q.dtype) for a, b, keys in tiles]
+    inverse_sums = xp.empty((B, H, Tq, 1), dtype=q.dtype)
 
-    def work(r, h):                                         # a block of batch rows or heads
+    def work(r, h):                                         # a block of heads
         qs = q[r, h] * scale
-        for (a, b, keys), p in zip(tiles, probs):
-            s = xp.matmul(qs[:, :, a:b], k[r, h, :keys].swapaxes(-1, -2), out=p[r, h])   # scaled scores
+        bounds = _largest_scores(q[r, h], k[r, h], scale, tiles)
+        for (a, b, keys), e, bound in zip(tiles, exps, bounds):
+            s = xp.matmul(qs[:, :, a:b], k[r, h, :keys].swapaxes(-1, -2), out=e[r, h])   # scaled scores
             s[..., keys - (b - a):] += _causal_bias(xp, b - a, b - a, q.dtype)           # the diagonal block
-            s -= s.max(axis=-1, keepdims=True)              # softmax, in place: scores -> probabilities
-            xp.exp(s, out=s)
-            s /= s.sum(axis=-1, keepdims=True)
-            xp.matmul(s, v[r, h, :keys], out=out[r, h, a:b])
+            if not bound < UNSHIFTED_LIMIT:
+                s -= s.max(axis=-1, keepdims=True)
+            xp.exp(s, out=s)                                # in place: scores -> exponentials
+            inv = xp.matmul(s, xp.ones((keys, 1), dtype=s.dtype), out=inverse_sums[r, h, a:b])   # row sums
+            xp.reciprocal(inv, out=inv)
+            o = xp.matmul(s, v[r, h, :keys], out=out[r, h, a:b])
+            o *= inv                                        # P v = (E v) / sum(E)
     _over_heads(work, q)
-    return probs
+    return exps, inverse_sums
 
 
-def _causal_backward(q, k, v, probs, g, grads, scale, tiles):
+def _causal_backward(q, k, v, saved, g, grads, scale, tiles):
     """CausalAttention.backward's loops: dq, dk, dv (`grads`, (B, H, T, D) arrays or
-    views, written here) from the upstream gradient g (B, H, Tq, D)."""
+    views, written here) from the upstream gradient g (B, H, Tq, D), with P = E * inv
+    (`saved`: _causal_forward's exponentials and inverse row sums). With G' = G * inv,
+    the row scale moved onto the small (t, D) gradient:
+
+        dv = P^T G = E^T G'       dP' = G' v^T = dP * inv
+        dS = P * (dP - sum_j(dP * P)) = E * (dP' - inv * sum_j(dP' * E))
+    """
     xp = array_module(q)
     dq, dk, dv = grads
+    exps, inverse_sums = saved
 
     def work(r, h):
         # Tiles last to first: the last sees every key, so it writes dk and dv, and each
         # earlier tile adds to the keys it sees. No zero-filled start, and the same sums
         # as first to last (x + y = y + x exactly).
-        for i, ((a, b, keys), p) in enumerate(reversed(list(zip(tiles, probs)))):
-            p, gt = p[r, h], g[r, h, a:b]
-            # dP, then dS in the same buffer.  reference: ds = p * (dp - (dp * p).sum(-1, keepdims=True))
-            ds = xp.matmul(gt, v[r, h, :keys].swapaxes(-1, -2))
-            ds -= (ds * p).sum(axis=-1, keepdims=True)
-            ds *= p
+        for i, ((a, b, keys), e) in enumerate(reversed(list(zip(tiles, exps)))):
+            e, inv = e[r, h], inverse_sums[r, h, a:b]
+            gs = g[r, h, a:b] * inv                         # G' (b, h, t, D)
+            ds = xp.matmul(gs, v[r, h, :keys].swapaxes(-1, -2))   # dP', then dS in the same buffer
+            ds -= row_dots(ds, e)[..., None] * inv
+            ds *= e
             xp.matmul(ds, k[r, h, :keys], out=dq[r, h, a:b])
             if i == 0:
-                xp.matmul(p.swapaxes(-1, -2), gt, out=dv[r, h, :keys])
+                xp.matmul(e.swapaxes(-1, -2), gs, out=dv[r, h, :keys])
                 xp.matmul(ds.swapaxes(-1, -2), q[r, h, a:b], out=dk[r, h, :keys])
             else:
-                dv[r, h, :keys] += xp.matmul(p.swapaxes(-1, -2), gt)
+                dv[r, h, :keys] += xp.matmul(e.swapaxes(-1, -2), gs)
                 dk[r, h, :keys] += xp.matmul(ds.swapaxes(-1, -2), q[r, h, a:b])
         dq[r, h] *= scale                                   # applied to the small (T, D) results
         dk[r, h] *= scale
@@ -231,11 +272,11 @@ class QKVAttention(Function):
         ctx.scale, ctx.n_head, ctx.causal = qkv.dtype.type(1.0 / math.sqrt(C // n_head)), n_head, causal
         if causal:
             ctx.tiles = _tiles(T, T)
-            probs = _causal_forward(q, k, v, heads_out, ctx.scale, ctx.tiles)
+            kept = _causal_forward(q, k, v, heads_out, ctx.scale, ctx.tiles)
         else:
             bias = None if lengths is None else _padding_bias(xp, lengths, T, qkv.dtype)
-            probs = _padded_forward(q, k, v, bias, heads_out, ctx.scale)
-        ctx.save(qkv, probs)
+            kept = _padded_forward(q, k, v, bias, heads_out, ctx.scale)
+        ctx.save(qkv, kept)
         return out
 
     def flops(ctx, qkv):
@@ -248,15 +289,15 @@ class QKVAttention(Function):
         PaddedAttention (see there) for each head, put back where the head was read
         (splitting and moving the heads only moves numbers, so its derivative moves
         the gradients back). g (B, T, C) is read head by head in place."""
-        qkv, probs = ctx.saved
+        qkv, kept = ctx.saved
         xp = array_module(qkv)
         dqkv = xp.empty(qkv.shape, dtype=qkv.dtype)
         g = g.reshape(*g.shape[:2], ctx.n_head, -1).transpose(0, 2, 1, 3)   # (B, H, T, D) view
         q, k, v = _heads(qkv, ctx.n_head)
         if ctx.causal:
-            _causal_backward(q, k, v, probs, g, _heads(dqkv, ctx.n_head), ctx.scale, ctx.tiles)
+            _causal_backward(q, k, v, kept, g, _heads(dqkv, ctx.n_head), ctx.scale, ctx.tiles)
         else:
-            _padded_backward(q, k, v, probs, g, _heads(dqkv, ctx.n_head), ctx.scale)
+            _padded_backward(q, k, v, kept, g, _heads(dqkv, ctx.n_head), ctx.scale)
         return dqkv
 
 

@@ -18,13 +18,15 @@ differs:
 tests/test_fast.py holds each to its reference: the same numbers to float32 rounding,
 and gradcheck in float64.
 """
+from functools import partial
+
 import numpy as np
 
 from ..backend import array_module
 from ..functional import basic
 from ..functional.basic import GELU_C as _GELU_C
 from .products import matmul, matmuls
-from .threads import blocks, rows, rowwise
+from .threads import blocks, row_dots, rows, rowwise
 
 
 class CrossEntropy(basic.CrossEntropy):
@@ -110,23 +112,11 @@ class Linear(basic.Linear):
 class LayerNorm(basic.LayerNorm):
     def forward(ctx, x, weight, bias, eps=1e-5):
         xp = array_module(x)
-        C = x.shape[-1]
         xhat = xp.empty(x.shape, dtype=x.dtype)             # (..., C), C order (written by rows)
         rstd = xp.empty(x.shape[:-1] + (1,), dtype=x.dtype)  # (..., 1)
         y = xp.empty(x.shape, dtype=x.dtype)
-
-        def block(x, xhat, rstd, y):                        # x (n, C): each row on its own
-            xp.subtract(x, xp.einsum("ij->i", x)[:, None] / C, out=xhat)   # xc = x - mean
-            var = xp.einsum("ij,ij->i", xhat, xhat) / C               # (n,) mean of xc^2
-            rstd[:, 0] = 1.0 / xp.sqrt(var + eps)
-            xhat *= rstd                                              # xc -> xhat
-            if weight is not None:
-                xp.multiply(xhat, weight, out=y)
-            else:
-                y[...] = xhat
-            if bias is not None:
-                y += bias
-        rowwise(block, (rows(x),), (rows(xhat), rows(rstd), rows(y)))
+        rowwise(partial(_layer_norm_rows, weight=weight, bias=bias, eps=eps),
+                (rows(x),), (rows(xhat), rows(rstd), rows(y)))
         ctx.save(xhat, rstd, weight)
         return y
 
@@ -137,8 +127,8 @@ class LayerNorm(basic.LayerNorm):
             dweight = sum over rows of g * xhat,   dbias = sum over rows of g
 
         reference: the chain rule through mean(x) and var(x) in the forward formula;
-        the line for dx is its result, simplified. The row means are einsum calls, as
-        in forward; dx is built in its own buffer.
+        the line for dx is its result, simplified. mean(dxhat) = g @ weight / C is one
+        matrix-vector product; dx is built in its own buffer (_layer_norm_grad_rows).
         g, xhat, dx (..., C); rstd (..., 1); dweight, dbias (C,).
         """
         xhat, rstd, weight = ctx.saved
@@ -153,22 +143,59 @@ class LayerNorm(basic.LayerNorm):
             sums.append(lambda: xp.einsum("ij,ij->j", g2, xhat2, out=dw))
         if need_b:
             sums.append(lambda: xp.matmul(xp.ones(len(g2), dtype=g.dtype), g2, out=db))
-        dx = xp.empty(xhat.shape, dtype=xhat.dtype) if need_x else None
-
-        def block(g, xhat, rstd, dx):                       # (n, C), (n, C), (n, 1) -> (n, C)
-            dxhat = g * weight if weight is not None else g
-            m1 = xp.einsum("ij->i", dxhat) / C              # (n,) mean(dxhat)
-            m2 = xp.einsum("ij,ij->i", dxhat, xhat) / C     # (n,) mean(dxhat * xhat)
-            xp.multiply(xhat, m2[:, None], out=dx)
-            xp.subtract(dxhat, dx, out=dx)
-            dx -= m1[:, None]
-            dx *= rstd
-        if need_x:                                          # the row blocks and the two sums at once
-            rowwise(block, (g2, xhat2, rows(rstd)), (rows(dx),), also=sums)
-        else:
+        if not need_x:
             for task in sums:
                 task()
+            return None, dw, db
+        dx = xp.empty(xhat.shape, dtype=xhat.dtype)
+        w = weight if weight is not None else xp.ones(C, dtype=g.dtype)
+        rowwise(partial(_layer_norm_grad_rows, weight=w, weight_mean=w / C),
+                (g2, xhat2, rows(rstd)), (rows(dx),), also=sums)    # the row blocks and the two sums at once
         return dx, dw, db
+
+
+def _layer_norm_rows(x, xhat, rstd, y, weight, bias, eps):
+    """LayerNorm.forward on rows x (n, C): xhat, rstd (n, 1) and y, each row on its
+    own. The row means are dot products with a row of 1 / C (row_dots: each row's sum
+    is taken the same way however the rows are split)."""
+    xp = array_module(x)
+    inverse_c = _inverse_c(x.shape[1], x.dtype)             # (C,) of 1 / C
+    xp.subtract(x, row_dots(x, inverse_c)[:, None], out=xhat)    # xc = x - mean
+    var = row_dots(xhat, xhat)[:, None]                     # (n, 1) C * mean(xc^2)
+    var *= inverse_c[0]
+    var += eps
+    xp.sqrt(var, out=rstd)
+    xp.reciprocal(rstd, out=rstd)
+    xhat *= rstd                                            # xc -> xhat
+    if weight is not None:
+        xp.multiply(xhat, weight, out=y)
+    else:
+        y[...] = xhat
+    if bias is not None:
+        y += bias
+
+
+def _layer_norm_grad_rows(g, xhat, rstd, dx, weight, weight_mean):
+    """dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) on rows (n, C),
+    with dxhat = g * weight and mean(dxhat) = the dot product of g with weight / C."""
+    xp = array_module(g)
+    m1 = row_dots(g, weight_mean)[:, None]                  # (n, 1) mean(dxhat)
+    xp.multiply(g, weight, out=dx)                          # dxhat
+    m2 = row_dots(dx, xhat)[:, None] / dx.shape[1]          # (n, 1) mean(dxhat * xhat)
+    dx -= m1
+    dx -= xp.multiply(xhat, m2)
+    dx *= rstd
+
+
+_inverse_cs = {}
+
+
+def _inverse_c(C, dtype):
+    """A row (C,) of 1 / C: its dot product with a row of x is the row's mean."""
+    key = (C, np.dtype(dtype).str)
+    if key not in _inverse_cs:
+        _inverse_cs[key] = np.full(C, 1.0 / C, dtype=dtype)
+    return _inverse_cs[key]
 
 
 def _sigmoid_2u(x, out):

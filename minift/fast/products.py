@@ -21,7 +21,8 @@ def matmul(a, b, bias=None):
     computed the rows."""
     if b.ndim == 2 and a.ndim > 2:
         return matmul(a.reshape(-1, a.shape[-1]), b, bias).reshape(*a.shape[:-1], b.shape[-1])
-    if a.ndim == 2 and b.ndim == 2 and a.shape[0] * a.shape[1] * b.shape[1] >= SPLIT_WORK:
+    if a.ndim == 2 and b.ndim == 2 and a.shape[0] * a.shape[1] * b.shape[1] >= SPLIT_WORK \
+            and free_threads() > 1:
         out, tasks = _product(a, b, bias)
         run_tasks(tasks)
         return out
@@ -36,6 +37,11 @@ def matmuls(*pairs, also=()):
     gradient products, say): the blocks of all of them go to the threads in one split,
     with the tasks `also` (see threads.run_tasks): one wake-up of the helpers instead of
     one per product."""
+    if free_threads() == 1:                   # (a part of a data-parallel step: nothing to split)
+        outs = [np.matmul(a, b) for a, b in pairs]
+        for task in also:
+            task()
+        return outs
     outs, tasks = [], []
     for a, b in pairs:
         out, blocks = _product(a, b)

@@ -218,6 +218,13 @@ def rows(x):
     return x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
 
 
+def row_dots(a, b):
+    """sum(a * b, axis=-1) without the array a * b: np.vecdot (NumPy 2) or einsum."""
+    if hasattr(np, "vecdot"):
+        return np.vecdot(a, b)
+    return np.einsum("...i,...i->...", a, b)
+
+
 def rowwise(fn, inputs, outputs, also=()):
     """fn(*(a[r] for a in inputs), *(o[r] for o in outputs)) over blocks r of rows, split
     over the threads. Every array is (N, ...) with the same N; each block writes only its
@@ -226,12 +233,12 @@ def rowwise(fn, inputs, outputs, also=()):
     in the same split (a weight gradient's column sums, say: see `blocks`)."""
     n = len(outputs[0])
     width = max(outputs[0].size // max(n, 1), 1)
+    if type(outputs[0]) is not np.ndarray or free_threads() == 1 or n * width < 2 * ROW_BLOCK_ELEMENTS:
+        fn(*inputs, *outputs)                 # one block (GPU kernels are parallel already)
+        for task in also:
+            task()
+        return
 
     def on_rows(r):
         fn(*(a[r] for a in inputs), *(o[r] for o in outputs))
-    if type(outputs[0]) is np.ndarray:
-        run_tasks(blocks(on_rows, n, max(1, ROW_BLOCK_ELEMENTS // width)) + list(also))
-    else:                                     # GPU kernels are parallel already
-        on_rows(slice(0, n))
-        for task in also:
-            task()
+    run_tasks(blocks(on_rows, n, max(1, ROW_BLOCK_ELEMENTS // width)) + list(also))
