@@ -36,6 +36,19 @@ def test_attention_equals_the_reference_in_tiles_and_with_padding(several_thread
     assert_same(reference, faster, [a.astype(dtype) for a in (q, k, v)], *TOLERANCE[dtype])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_long_sequences_take_tiles_of_128_rows(several_threads, dtype):
+    """From LONG_ROWS queries on, tiles of 128 rows (the last one short): the reference's
+    outputs and gradients, from q k v and from a block's projection."""
+    assert [b - a for a, b, _ in fast_attention._tiles(520, 520)] == [128] * 4 + [8]
+    rng = np.random.default_rng(9)
+    q, k, v = (rng.standard_normal((1, 2, 520, 3)) for _ in range(3))
+    assert_same(F.CausalAttention.apply, fast_attention.CausalAttention.apply,
+                [a.astype(dtype) for a in (q, k, v)], *TOLERANCE[dtype])
+    assert_same(lambda x: F.self_attention(x, 2), lambda x: fast_attention.self_attention(x, 2),
+                [rng.standard_normal((1, 520, 12)).astype(dtype)], *TOLERANCE[dtype])
+
+
 def test_causal_attention_saves_only_the_tiles_exponentials():
     """The scores of keys in a tile's future are never computed or kept: the tiles'
     exponentials hold fewer numbers than the full T x T of the reference, and beside

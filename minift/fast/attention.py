@@ -48,13 +48,18 @@ def _causal_bias(xp, tq, tk, dtype):
 
 
 ATTENTION_TILE = 64     # query rows per tile: keys after a tile's last row are in every row's future
+LONG_TILE, LONG_ROWS = 128, 512   # from 512 queries on, tiles of 128 rows: half the NumPy calls
 
 
 def _tiles(tq, tk):
     """(start, stop, keys) of each query tile: rows start..stop of the tq queries, which
-    may see the first `keys` of the tk keys (queries are the last tq positions)."""
-    return [(a, min(a + ATTENTION_TILE, tq), tk - tq + min(a + ATTENTION_TILE, tq))
-            for a in range(0, tq, ATTENTION_TILE)]
+    may see the first `keys` of the tk keys (queries are the last tq positions). Tiles
+    of 64 rows, or of 128 for long sequences: there the scores a larger tile computes
+    past the diagonal (6% more at T = 1024) cost less than twice the calls (at T = 1024,
+    2 threads: 0.96 and 0.97 of the step with 64-row tiles in two alternating runs; at
+    T = 128, where one tile of 128 would compute a third more, 64 stays)."""
+    tile = LONG_TILE if tq >= LONG_ROWS else ATTENTION_TILE
+    return [(a, min(a + tile, tq), tk - tq + min(a + tile, tq)) for a in range(0, tq, tile)]
 
 
 class CausalAttention(attention.CausalAttention):
