@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from doc_snippets import ROOT, defines
+from scripts import replay_of
 
 from minift.learn import EXERCISES, build, check, load_file, stub
 from minift.learn.grading import SeededDraw
@@ -252,12 +253,6 @@ def test_a_second_planted_mistake_fails_too(tmp_path, name, use_hypothesis):
     passed, report = check(name, write(tmp_path, name, source), n=15, use_hypothesis=use_hypothesis)
     assert not passed and "first failing input" in report, report
     assert "expected" in report, report
-
-
-def replay_of(report):
-    """The replay snippet of a failing check's report, as a script."""
-    lines = report.split("replay it (paste into python, or save as a file and run it):\n", 1)[1].splitlines()
-    return "\n".join(line[4:] for line in lines if not line.startswith("  stuck?")) + "\n"
 
 
 @pytest.mark.parametrize("name", ["backward_walk", "train_step", "sampling", "bpe_merge", "dpo_loss"])

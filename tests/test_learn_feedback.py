@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from doc_snippets import ROOT
+from scripts import replay_of
 from test_learn import MUTANTS
 
 from minift.learn import EXERCISES, check, hint
@@ -44,14 +45,6 @@ def test_hint_gives_the_next_level_each_time_and_any_level_on_request(tmp_path):
     done = subprocess.run([sys.executable, "-m", "minift.learn", "hint", "gelu", str(tmp_path), "--level", "2"],
                           capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin"})
     assert done.returncode == 0 and "gelu, hint 2 of 3 (the shapes)" in done.stdout, done.stdout + done.stderr
-
-
-def replay_of(report):
-    """The replay snippet of a failure report, as a script."""
-    lines = report.splitlines()
-    start = lines.index("  replay it (paste into python, or save as a file and run it):") + 1
-    end = next(i for i in range(start, len(lines)) if not lines[i].startswith("    "))
-    return "\n".join(line[4:] for line in lines[start:end]) + "\n"
 
 
 @pytest.mark.parametrize("name", list(EXERCISES))

@@ -18,6 +18,7 @@ Both runs take the plain reading path (backend.plain: whatever minift.fast regis
 set aside): the fast path replaces the very functions the exercises are cut from.
 """
 import contextlib
+import importlib
 import io
 import sys
 import time
@@ -51,24 +52,21 @@ def passed_exercises(directory, n=EXAMPLES, out=print):
 
 # ----------------------------------------------------------------------------- putting a piece in minift's place
 
-def _owner(reference):
-    """(object that holds it, attribute name) of `minift/x/y.py:Name` or `...:Class.method`."""
+def _owner(root, reference):
+    """(the object that holds it, its attribute name): the function `Name` or the method
+    `Class.method` that `reference` (`minift/x/y.py:...`) names, looked up in `root`,
+    minift's module (None: import it) or the learner's."""
     path, qualified = reference.split(":")
-    module = sys.modules.get(path[:-3].replace("/", ".")) or __import__(path[:-3].replace("/", "."),
-                                                                      fromlist=["_"])
+    owner = importlib.import_module(path[:-3].replace("/", ".")) if root is None else root
     *outer, attr = qualified.split(".")
-    owner = module
     for name in outer:
         owner = getattr(owner, name)
     return owner, attr
 
 
-def _learners(module, reference):
-    """The learner's object that takes the place of minift's `reference`."""
-    owner = module
-    *outer, attr = reference.split(":")[1].split(".")
-    for name in outer:
-        owner = getattr(owner, name)
+def _attribute(owner, attr):
+    """What `owner` holds as `attr`: a class's own function (not a bound method), or a
+    module's attribute."""
     return vars(owner)[attr] if isinstance(owner, type) else getattr(owner, attr)
 
 
@@ -81,9 +79,9 @@ def plugged(pieces, drifts, calls=None):
     calls = {} if calls is None else calls
     try:
         for ex, module in pieces:
-            owner, attr = _owner(ex.reference)
-            original = vars(owner)[attr] if isinstance(owner, type) else getattr(owner, attr)
-            theirs = _learners(module, ex.reference)
+            owner, attr = _owner(None, ex.reference)
+            original = _attribute(owner, attr)
+            theirs = _attribute(*_owner(module, ex.reference))
             mine = _counted(ex.name, _shadowed(ex.name, theirs, original, drifts) if ex.shadow else theirs, calls)
             sites = [(owner, attr)]
             if not isinstance(owner, type):                  # also where other modules imported it
@@ -91,7 +89,7 @@ def plugged(pieces, drifts, calls=None):
                           if name.startswith("minift.") and not name.startswith("minift.learn") and m is not owner
                           for a, v in list(vars(m).items()) if v is original]
             for site, a in sites:
-                replaced.append((site, a, getattr(site, a) if not isinstance(site, type) else vars(site)[a]))
+                replaced.append((site, a, _attribute(site, a)))
                 setattr(site, a, mine)
         yield
     finally:
