@@ -54,7 +54,8 @@ import numpy as np
 
 from . import backend, cli, fast
 from .errors import MiniftError
-from .model import IGNORE
+from .nn import has_dropout
+from .trainer import splitter
 
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")   # MPICH, Open MPI, MVAPICH
 RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
@@ -113,37 +114,33 @@ def forward_backward(model, loss_fn, batch, scale=1.0, data_parallel=False):
     global _announce, _checked
     comm = world()
     if not data_parallel:
-        raise MiniftError(f"this run's loss cannot be split over {comm.Get_size()} processes (its Trainer "
-                          f"has data_parallel=False: only a mean over scored targets splits); run it in "
-                          f"one process, without mpiexec (--resume continues this run)")
-    targets = batch[1] if len(batch) > 1 else None
-    if not (isinstance(targets, np.ndarray) and targets.dtype.kind in "iu" and len(targets) == len(batch[0])):
-        raise ValueError("minift.dist needs batches whose second array holds the integer targets of the "
-                         f"loss (IGNORE = -100 where not scored), one row per input row; got {type(targets).__name__}")
+        why = ("its model has dropout, whose masks one process draws in another order"
+               if has_dropout(model) else "its Trainer has data_parallel=False")
+        raise MiniftError(f"this run's loss cannot be split over {comm.Get_size()} processes ({why}); run it "
+                          f"in one process, without mpiexec (--resume continues this run)")
     if fast.is_enabled():
         fast.training.keep_freed_memory()      # as minift.fast's own step does
     first = not _checked                        # the others may still be starting: wait patiently
     if _announce is not None:
         _announce, announce = None, _announce
         announce()
-    size, rank, n = comm.Get_size(), comm.Get_rank(), len(batch[0])
-    bounds = [n * i // size for i in range(size + 1)]
-    scored = [int((targets[bounds[i]:bounds[i + 1]] != IGNORE).sum()) for i in range(size)]
+    size, rank = comm.Get_size(), comm.Get_rank()
+    pieces = splitter(data_parallel)(batch, size)
+    total = sum(weight for _, weight in pieces)
     params = [p for p in model.parameters() if p.requires_grad]
     if not _checked:
         _check_same_start(comm, params, batch)
         _checked = True
     grads, loss = {}, np.zeros(1)
-    if scored[rank]:
-        rows = slice(bounds[rank], bounds[rank + 1])
-        piece = tuple(b[rows] if isinstance(b, np.ndarray) else b for b in batch)
-        part = loss_fn(model, piece) * (scale * scored[rank] / sum(scored))
+    piece, weight = pieces[rank]
+    if weight:
+        part = loss_fn(model, piece) * (scale * weight / total)
         part.backward(keep_graph=False, grads=grads)
         loss[0] = part.data.astype(np.float64)
     sum_in_rank_order(comm, params, grads, patient=first)
     losses = np.empty(size)
     _wait([comm.Iallgather(loss, losses)])
-    found = [losses[r] for r in range(size) if scored[r]]
+    found = [losses[r] for r in range(size) if pieces[r][1]]
     result = found[0]
     for value in found[1:]:                     # as the threads' step adds its parts' losses
         result = result + value

@@ -255,3 +255,8 @@ def reseed_dropout(model, seed, step):
     """Give every Dropout of `model` a generator derived from (seed, step, its index)."""
     for i, m in enumerate(m for m in model.modules() if isinstance(m, Dropout)):
         m.rng = np.random.default_rng([seed, step, i])
+
+
+def has_dropout(model):
+    """Whether any Dropout of `model` drops anything (p > 0)."""
+    return any(m.p > 0 for m in model.modules() if isinstance(m, Dropout))

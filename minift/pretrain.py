@@ -27,7 +27,7 @@ from .errors import MiniftError
 from .files import resolved
 from .hf_gpt2 import is_hf_model_dir, load_hf_gpt2
 from .model import PRESETS, GPTConfig, language_model, param_groups, training_bytes
-from .nn import Module
+from .nn import Module, has_dropout
 from .optim import AdamW, WarmupCosine
 from .runs import PRETRAINED_KINDS, RunDir, check_memory, claim, config_from_json, refuse_changes
 from .trainer import Progress, Trainer
@@ -234,7 +234,7 @@ def pretrain(out_dir: str | Path, config: PretrainConfig | dict | None = None, *
         trainer = Trainer(model, optimizer, sampler, lm_loss, steps=config.steps, schedule=schedule,
                           grad_accum=config.grad_accum, grad_clip=1.0, evaluate=evaluate,
                           eval_every=config.eval_every, run=run, seed=config.seed, progress=progress,
-                          data_parallel=config.arch == "decoder")   # a GPT's loss: a mean over its targets
+                          data_parallel=not has_dropout(model))   # a mean over the scored targets
         if resume and trainer.resume() is not None:
             log(f"resumed at step {trainer.step} of {config.steps}")
         trainer.run(until=until)

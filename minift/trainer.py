@@ -23,7 +23,8 @@ import numpy as np
 from . import backend
 from .backend import device_of, to_device, to_numpy
 from .errors import MiniftError
-from .nn import Dropout, reseed_dropout
+from .model import IGNORE
+from .nn import has_dropout, reseed_dropout
 from .optim import clip_grad_norm
 from .tensor import no_grad
 
@@ -75,11 +76,40 @@ def forward_backward(model, loss_fn, batch, scale=1.0, data_parallel=False):
     parameters' `.grad`; returns the loss as a float64 scalar array on the batch's
     device (reading it would make a GPU wait). The graph is freed as backward passes
     it (keep_graph=False): activations go as soon as they are used. `data_parallel`
-    says whether the batch's rows may be split into parts (see Trainer): a faster step
+    says how the batch's rows may be split into parts (see Trainer): a faster step
     may use it; this one runs the batch whole."""
     loss = loss_fn(model, batch) * scale
     loss.backward(keep_graph=False)
     return loss.data.astype(np.float64)
+
+
+def split_rows(batch, parts, weights):
+    """[(piece, weight)]: the batch's rows in `parts` consecutive groups (each array of
+    the batch cut along its first axis, anything else kept whole), each with the sum of
+    its rows' `weights`. When the loss is a weighted mean over rows, sum_r w_r l_r /
+    sum_r w_r, the pieces' losses, each times its weight / the total weight, add up to
+    the batch's loss, and so do their gradients."""
+    n = len(batch[0])
+    bounds = [n * i // parts for i in range(parts + 1)]
+    return [(tuple(b[lo:hi] if isinstance(b, np.ndarray) else b for b in batch), weights[lo:hi].sum().item())
+            for lo, hi in zip(bounds, bounds[1:])]
+
+
+def split_by_targets(batch, parts):
+    """data_parallel=True's split: the loss is a mean over the scored targets of
+    batch[1] (IGNORE where not scored: the next-token, masked or instruction loss), so
+    a row weighs as many targets as it scores."""
+    targets = batch[1] if len(batch) > 1 else None
+    if not (isinstance(targets, np.ndarray) and targets.dtype.kind in "iu" and len(targets) == len(batch[0])):
+        raise ValueError("data_parallel=True needs batches whose second array holds the integer targets of the "
+                         "loss (IGNORE = -100 where not scored), one row per input row, to weight the parts; "
+                         f"got {type(targets).__name__}")
+    return split_rows(batch, parts, (targets != IGNORE).reshape(len(targets), -1).sum(axis=1))
+
+
+def splitter(data_parallel):
+    """The split function a Trainer's `data_parallel` names (None: the batch stays whole)."""
+    return split_by_targets if data_parallel is True else (data_parallel or None)
 
 
 def train_step(model, optimizer, batches, loss_fn, grad_clip, data_parallel=False):
@@ -112,11 +142,13 @@ class Trainer:
     group's "lr_scale" (1 when absent: a group may learn slower or faster than the rest);
     without a schedule the groups keep the rates they have.
 
-    data_parallel=True says that the batch's rows may be split into parts whose losses
-    and gradients add up to the whole batch's: loss_fn must be the mean of a loss over
-    the scored targets in batch[1] (integer targets, IGNORE = -100 where not scored: a
-    GPT's next-token loss, or a masked one). minift.fast, when it is turned on, then runs
-    the parts at once on the CPU's threads (`minift.fast.training`); the plain loop runs
+    data_parallel says that the batch's rows may be split into parts whose losses and
+    gradients, weighted, add up to the whole batch's, and how: a function split(batch,
+    parts) -> [(piece, weight)] (split_rows cuts a loss that is a weighted mean over
+    rows), or True for split_by_targets (loss_fn is the mean of a loss over the scored
+    targets in batch[1]: a GPT's next-token loss, a masked or an instruction one).
+    minift.fast, when it is turned on, then runs the parts at once on the CPU's threads
+    (`minift.fast.training`), and minift.dist on several processes; the plain loop runs
     the batch whole. Not with dropout: two threads would draw from one generator.
 
     early_stop (optional, e.g. adapt.recipes.EarlyStopping): update(model, history) after
@@ -131,7 +163,7 @@ class Trainer:
         if steps < 0 or grad_accum < 1 or eval_every < 1:
             raise ValueError(f"Trainer: need steps >= 0, grad_accum >= 1 and eval_every >= 1, got "
                              f"{steps}, {grad_accum} and {eval_every}")
-        if data_parallel and any(m.p > 0 for m in model.modules() if isinstance(m, Dropout)):
+        if data_parallel and has_dropout(model):
             raise ValueError("Trainer: data_parallel=True needs a model without dropout (its threads "
                              "would draw the masks from one generator, in no fixed order)")
         self.data_parallel = data_parallel

@@ -3,13 +3,14 @@
 - `mpiexec -n N python -m minift pretrain` gives the weights and losses of one process
   running the threads' data-parallel step on N threads, bit for bit (N = 2 and 3: with
   three, the order of the sum matters; with gradient accumulation, as it adds to .grad),
-  and not those of one thread (so the check can fail).
+  and not those of one thread (so the check can fail); so do `finetune` (class-weighted)
+  and `align` (SFT, then DPO).
 - One rank killed (SIGKILL) mid-run ends the job; `--resume` with mpiexec then finishes
   the run to the uninterrupted run's weights, bit for bit.
 - A rank that fails (its input differs from rank 0's) ends the whole job at once, with
-  one sentence naming the rank; a mistake every rank makes is said once, by rank 0; a
-  run whose loss does not split is refused in one sentence; without mpi4py, the command
-  says how to install it.
+  one sentence naming the rank; a mistake every rank makes is said once, by rank 0;
+  without mpi4py, the command says how to install it. (A run whose loss does not
+  split is refused in one sentence: tests/test_split.py.)
 
 Each mpiexec run is a tiny GPT for a few steps (seconds). The tests that need MPI skip
 without mpi4py or mpiexec (`pip install -e ".[dist]"` brings both).
@@ -22,9 +23,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from minift import dist
+from minift.files import load_safetensors
 from minift.runs import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +73,8 @@ def result(out):
     """(the weights file's bytes, the training losses) of a finished run."""
     metrics = json.loads((Path(out) / "metrics.json").read_text())
     assert metrics["finished"] is True
-    return (Path(out) / "model.safetensors").read_bytes(), [r["loss"] for r in metrics["train"]]
+    history = metrics.get("history", metrics)                    # finetune and align keep it apart
+    return (Path(out) / "model.safetensors").read_bytes(), [r["loss"] for r in history["train"]]
 
 
 @pytest.fixture(scope="module")
@@ -146,8 +150,7 @@ def test_a_failing_rank_stops_the_job_with_one_sentence(tmp_path, corpus):
 
 
 @needs_mpi
-def test_a_mistake_of_every_rank_is_said_once_and_a_loss_that_cannot_split_is_refused(tmp_path, corpus,
-                                                                                       two_processes):
+def test_a_mistake_of_every_rank_is_said_once(tmp_path, corpus):
     done = mpiexec((2, minift("pretrain", "--out", tmp_path / "bad", "--lr", "-1")))
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         "minift pretrain: error: lr (--lr) must be a finite number > 0, got -1.0"], done.stderr
@@ -156,11 +159,59 @@ def test_a_mistake_of_every_rank_is_said_once_and_a_loss_that_cannot_split_is_re
     assert done.returncode == 2, done.stderr                    # every rank meets the non-finite loss mid-run
     said = error_lines(done.stderr)                 # once: rank 0's, or the first rank's to read its losses back
     assert len(said) == 1 and "training stopped at step" in said[0], done.stderr
-    done = mpiexec((2, minift("finetune", "--init", two_processes, "--out", tmp_path / "ft", "--strategy", "head",
-                              "--epochs", "1", "--max-train-samples", "30")))
-    assert done.returncode == 2, done.stderr
-    said = error_lines(done.stderr)
-    assert len(said) == 1 and "cannot be split over 2 processes" in said[0], done.stderr
+
+
+def same_run_on_processes_and_threads(tmp_path, *args):
+    """The run of `args` (a minift command without --out) by mpiexec -n 2, by one process
+    on 2 threads and by one on 1 thread: (their results)."""
+    done = mpiexec((2, minift(*args, "--out", tmp_path / "processes")))
+    assert done.returncode == 0, done.stderr
+    results = [result(tmp_path / "processes")]
+    for threads in (2, 1):
+        out = tmp_path / f"threads{threads}"
+        done = subprocess.run([sys.executable, *minift(*args, "--out", out)], env=env(MINIFT_NUM_THREADS=str(threads)),
+                              capture_output=True, text=True, timeout=TIMEOUT)
+        assert done.returncode == 0, done.stderr
+        results.append(result(out))
+    return results
+
+
+@needs_mpi
+def test_an_encoder_on_two_processes_gives_two_threads_result_bit_for_bit(tmp_path, corpus):
+    """The masked-token loss: a mean over the masked targets, so a part weighs its count."""
+    processes, threads, one = same_run_on_processes_and_threads(tmp_path, "pretrain", "--arch", "encoder",
+                                                                 *recipe(corpus))
+    assert processes == threads and processes[0] != one[0]
+
+
+@needs_mpi
+def test_finetune_on_two_processes_gives_two_threads_result_bit_for_bit(tmp_path, two_processes):
+    """Class weights make the classifier's loss a weighted mean: each part weighs its
+    rows' class weights (ClassifierTask.split)."""
+    processes, threads, one = same_run_on_processes_and_threads(
+        tmp_path, "finetune", "--init", two_processes, "--strategy", "full", "--class-weights", "--epochs", "2",
+        "--batch-size", "8", "--max-train-samples", "40")
+    assert processes == threads and processes[0] != one[0]
+
+
+@needs_mpi
+def test_align_sft_then_dpo_on_two_processes_give_two_threads_results(tmp_path, two_processes):
+    """SFT splits by answer tokens: bit for bit. DPO splits by pairs (align.dpo.split_pairs)
+    and matches to float32 rounding only: its reference log-probs, computed once before
+    training, are products split over the threads in one process and whole in each of
+    two, which changes their last bits (the training step itself is the same). A split
+    that cut pairs apart would be 1e-3 off in the loss (tests/test_split.py)."""
+    sft = same_run_on_processes_and_threads(tmp_path / "sft", "align", "--init", two_processes, "--method", "sft",
+                                            "--examples", "40", "--epochs", "1", "--batch-size", "8",
+                                            "--judge-samples", "0")
+    assert sft[0] == sft[1] and sft[0][0] != sft[2][0]
+    dpo = same_run_on_processes_and_threads(tmp_path / "dpo", "align", "--init", tmp_path / "sft" / "processes",
+                                            "--method", "dpo", "--pairs-from", "world", "--examples", "24",
+                                            "--epochs", "2", "--batch-size", "5", "--judge-samples", "0")
+    (_, processes), (_, threads) = dpo[0], dpo[1]
+    assert len(processes) == len(threads) == 10 and processes == pytest.approx(threads, rel=2e-6, abs=0)
+    a, b = (load_safetensors(tmp_path / "dpo" / name / "model.safetensors")[0] for name in ("processes", "threads2"))
+    assert a.keys() == b.keys() and all(np.allclose(a[k], b[k], rtol=1e-5, atol=2e-6) for k in a)   # 10 updates of 1e-4
 
 
 def test_without_mpi4py_the_command_says_how_to_install_it(tmp_path):

@@ -23,7 +23,7 @@ from ..data import LabeledData, Tokenizer, encode_labels, feedback, label_vocabu
 from ..errors import MiniftError
 from ..files import atomic_write, file_sha256, resolved, write_json
 from ..model import param_groups, training_bytes
-from ..nn import Module
+from ..nn import Module, has_dropout
 from ..optim import AdamW, WarmupCosine
 from ..pretrain import load_gpt
 from ..runs import (FINETUNED_KINDS, WEIGHTS, RunDir, check_init_unchanged, check_memory, claim, config_from_json,
@@ -356,6 +356,7 @@ def train(task, model, config, steps, encoded, y, labels, run, resume, until, pr
     optimizer = AdamW(param_groups(model, config.weight_decay, trainable_only=True), lr=config.lr, betas=BETAS)
     schedule = WarmupCosine(config.lr, warmup_steps=max(1, steps // 10), total_steps=steps)
     trainer = Trainer(model, optimizer, batches, task.loss, steps=steps, schedule=schedule, grad_clip=1.0,
+                      data_parallel=False if has_dropout(model) else task.split,
                       evaluate=evaluate, eval_every=eval_every, run=run, seed=config.seed,
                       checkpoint_every=config.save_every or eval_every, early_stop=stop, estimate=estimate,
                       progress=progress or Progress(every=batches.steps_per_epoch))

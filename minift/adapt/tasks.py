@@ -23,6 +23,7 @@ from .. import functional as F
 from ..backend import device_of, to_device
 from ..data import class_weights, encode_texts, pad_batch
 from ..errors import MiniftError
+from ..trainer import split_by_targets, split_rows
 from .bow import BagOfWords, encode_for_bow, inverse_document_frequency
 from .heads import POOLINGS, classifier_logits, make_scratch, swap_head
 from .lora import apply_strategy
@@ -124,6 +125,13 @@ class ClassifierTask:
         weight = None if self.weight is None else to_device(self.weight, device_of(logits.data))
         return F.cross_entropy(logits, labels, weight=weight)
 
+    def split(self, batch, parts):
+        """How the loss splits for data parallelism (Trainer): a mean over the rows, each
+        weighted by its class's weight (1 without class weights)."""
+        labels = batch[2]
+        return split_rows(batch, parts, np.ones(len(labels), np.int64) if self.weight is None
+                          else np.asarray(self.weight, np.float64)[labels])
+
     def scores(self, model, seqs):
         return classifier_logits(model, seqs, self.tokenizer.pad_id)
 
@@ -178,6 +186,8 @@ class InstructTask:
 
     def loss(self, model, batch):
         return instruction_loss(model, batch)
+
+    split = staticmethod(split_by_targets)      # a mean over the answer tokens
 
     def scores(self, model, texts):
         return label_log_likelihoods(model, self.tokenizer, texts, self.labels, self.fmt, shots=self.shots)

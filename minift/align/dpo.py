@@ -76,6 +76,16 @@ def preference_batch(encoded, reference, pad_id):
     return make_batch
 
 
+def split_pairs(batch, parts):
+    """How the DPO loss splits for data parallelism (Trainer): a mean over the pairs,
+    whose two rows (chosen i, rejected B + i) stay in one part: [(piece, pairs in it)]."""
+    x, y, reference = batch
+    B = len(x) // 2
+    bounds = [B * i // parts for i in range(parts + 1)]
+    rows = [np.r_[lo:hi, B + lo:B + hi] for lo, hi in zip(bounds, bounds[1:])]
+    return [((x[r], y[r], reference[r]), len(r) // 2) for r in rows]
+
+
 @no_grad()
 def logprobs_of(model, examples, pad_id, batch_size=32):
     """(N,) float32 array: sequence_logprobs of every (x, y) example, in fixed batches."""

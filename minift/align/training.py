@@ -20,13 +20,13 @@ from ..data import PAIR_KEYS, Tokenizer, feedback, load_pairs, write_pairs
 from ..errors import MiniftError
 from ..files import file_sha256, resolved
 from ..model import param_groups
-from ..nn import Module
+from ..nn import Module, has_dropout
 from ..optim import AdamW, WarmupCosine
 from ..pretrain import load_gpt
 from ..runs import (ALIGNED_KINDS, LANGUAGE_MODEL_KINDS, RunDir, check_init_unchanged, claim, config_from_json,
                     refuse_changes)
-from ..trainer import Progress, Trainer
-from .dpo import dpo_loss, logprobs_of, preference_batch, preference_metrics, sequence_logprobs
+from ..trainer import Progress, Trainer, split_by_targets
+from .dpo import dpo_loss, logprobs_of, preference_batch, preference_metrics, sequence_logprobs, split_pairs
 from .judged import judged_following, judged_pairs
 
 METHODS = ("sft", "dpo")
@@ -240,7 +240,8 @@ def _start(run, init, config, model, tokenizer, pairs):
 
 
 def _sft_parts(config, init, device, model, tokenizer, train, val):
-    """Batches, loss and evaluation of supervised instruction tuning."""
+    """Batches, loss, its split (a mean over the response tokens) and evaluation of
+    supervised instruction tuning."""
     examples = [e for (e,) in train]
     batches = EpochBatches(len(examples), config.batch_size, instruction_batch(examples, tokenizer.pad_id),
                            seed=config.seed)
@@ -249,12 +250,13 @@ def _sft_parts(config, init, device, model, tokenizer, train, val):
 
     def evaluate(model):
         return {"val_loss": float(np.mean([instruction_loss(model, val_batch(c)).item() for c in chunks]))}
-    return batches, instruction_loss, evaluate
+    return batches, instruction_loss, split_by_targets, evaluate
 
 
 def _dpo_parts(config, init, device, model, tokenizer, train, val):
-    """Batches, loss and evaluation of DPO. The reference is a frozen copy of the init,
-    loaded again; it never changes, so its log-probs are computed once, here."""
+    """Batches, loss, its split (pairs kept whole) and evaluation of DPO. The reference
+    is a frozen copy of the init, loaded again; it never changes, so its log-probs are
+    computed once, here."""
     reference, _, _ = load_gpt(init, device, kinds=LANGUAGE_MODEL_KINDS, command="align --init")
     reference.requires_grad_(False)
     pad = tokenizer.pad_id
@@ -271,16 +273,17 @@ def _dpo_parts(config, init, device, model, tokenizer, train, val):
 
     def evaluate(model):
         return preference_metrics(logprobs_of(model, rows(val), pad), ref_val, beta)
-    return batches, loss_fn, evaluate
+    return batches, loss_fn, split_pairs, evaluate
 
 
-def _train(config, model, batches, loss_fn, evaluate, run, resume, until, progress, log):
+def _train(config, model, batches, loss_fn, split, evaluate, run, resume, until, progress, log):
     steps = config.epochs * batches.steps_per_epoch
     every = max(1, batches.steps_per_epoch // 2)         # two evaluations (and checkpoints) an epoch
     optimizer = AdamW(param_groups(model, config.weight_decay), lr=config.lr, betas=BETAS)
     schedule = WarmupCosine(config.lr, warmup_steps=max(1, steps // 10), total_steps=steps)
     trainer = Trainer(model, optimizer, batches, loss_fn, steps=steps, schedule=schedule, grad_clip=1.0,
-                      evaluate=evaluate, eval_every=every, run=run, seed=config.seed,
+                      data_parallel=False if has_dropout(model) else split, evaluate=evaluate,
+                      eval_every=every, run=run, seed=config.seed,
                       progress=progress or Progress(every=max(1, every // 4)))
     if resume and trainer.resume() is not None:
         log(f"resumed at step {trainer.step} of {steps}")

@@ -15,9 +15,8 @@ from functools import partial
 import numpy as np
 
 from ..backend import array_module
-from ..model import IGNORE
 from ..tensor import add_grads
-from ..trainer import forward_backward as whole_batch_step
+from ..trainer import forward_backward as whole_batch_step, splitter
 from .threads import run_tasks, threads
 
 DATA_PARALLEL_MAX_GRADIENTS = 16_000_000   # numbers: a second set of float32 gradients up to 64 MB
@@ -27,17 +26,15 @@ DATA_PARALLEL_MAX_T = 256                  # tokens a row: longer rows split eac
 def forward_backward(model, loss_fn, batch, scale=1.0, data_parallel=False):
     """trainer.forward_backward as minift.fast runs it. Its first call asks the C
     allocator to keep freed memory (keep_freed_memory). With data_parallel (the
-    Trainer's), the batch's rows are cut into `data_parallel_parts` consecutive parts,
-    which run at once, one per thread.
+    Trainer's), the batch is cut into `data_parallel_parts` parts by the split it
+    names (trainer.splitter), which run at once, one per thread.
 
-    loss_fn is a mean over the scored targets of batch[1] (those not IGNORE), so part
-    i, holding n_i of the N scored targets, is weighted n_i / N: the parts' losses and
-    gradients then add up to the whole batch's, for a next-token loss (every target
-    scored: n_i / N is the part's share of the rows) and for a masked one alike. A part
-    with nothing scored is skipped. Each part's backward collects its gradients apart
-    (`Tensor.backward(grads=...)`) and they are added to `.grad` part after part, so the
-    sum does not depend on which thread finished first. With one thread the parts run
-    one after another.
+    Part i, of weight w_i out of a total W (for a mean over scored targets: n_i of the
+    N targets), is weighted w_i / W: the parts' losses and gradients then add up to the
+    whole batch's. A part of weight 0 (nothing scored) is skipped. Each part's backward
+    collects its gradients apart (`Tensor.backward(grads=...)`) and they are added to
+    `.grad` part after part, so the sum does not depend on which thread finished first.
+    With one thread the parts run one after another.
 
     reference: loss = loss_fn(model, batch) * scale;  loss.backward()
     """
@@ -45,24 +42,16 @@ def forward_backward(model, loss_fn, batch, scale=1.0, data_parallel=False):
     parts = data_parallel_parts(model, batch) if data_parallel else 1
     if parts <= 1:
         return whole_batch_step(model, loss_fn, batch, scale)
-    targets = batch[1] if len(batch) > 1 else None
-    if not (isinstance(targets, np.ndarray) and targets.dtype.kind in "iu" and len(targets) == len(batch[0])):
-        raise ValueError("Trainer(data_parallel=True) needs batches whose second array holds the integer "
-                         "targets of the loss (IGNORE = -100 where not scored), one row per input row, to "
-                         f"weight the parts; got {type(targets).__name__}")
-    n = len(batch[0])
-    bounds = [n * i // parts for i in range(parts + 1)]
-    scored = [int((targets[bounds[i]:bounds[i + 1]] != IGNORE).sum()) for i in range(parts)]
-    total = sum(scored)
+    pieces = splitter(data_parallel)(batch, parts)
+    total = sum(weight for _, weight in pieces)
     losses, grads = [None] * parts, [{} for _ in range(parts)]
 
     def part(i):
-        rows = slice(bounds[i], bounds[i + 1])
-        piece = tuple(b[rows] if isinstance(b, np.ndarray) else b for b in batch)
-        loss = loss_fn(model, piece) * (scale * scored[i] / total)
+        piece, weight = pieces[i]
+        loss = loss_fn(model, piece) * (scale * weight / total)
         loss.backward(keep_graph=False, grads=grads[i])
         losses[i] = loss.data.astype(np.float64)
-    run_tasks([partial(part, i) for i in range(parts) if scored[i]])
+    run_tasks([partial(part, i) for i in range(parts) if pieces[i][1]])
     add_grads(*grads)
     found = [loss for loss in losses if loss is not None]
     result = found[0]
