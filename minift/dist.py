@@ -3,12 +3,15 @@
     pip install -e ".[dist]"                                     # mpi4py and MPICH, from PyPI
     mpiexec -n 2 python -m minift pretrain --out runs/small      # one run, two processes
     mpiexec -hosts a,b -n 4 python -m minift pretrain --out runs/small    # four, on two machines
+    mpiexec -n 2 python -m minift finetune --init runs/small --out runs/clf   # finetune and align too
 
 One step on N processes (ranks): every rank holds the same model (the same seed, or the
 same checkpoint) and draws the same global batch from the same seeded sampler; rank r
-takes its rows of it, the r-th of N consecutive parts, cut and weighted exactly as
-minift.fast.training cuts a batch into one part per thread (part r, holding n_r of the
-batch's N scored targets, is weighted n_r / N), and runs forward and backward on them.
+takes its part of it, the r-th of N, cut and weighted exactly as minift.fast.training
+cuts a batch into one part per thread, by the split its Trainer names (trainer.splitter:
+part r, of weight w_r out of W, is weighted w_r / W; for a mean over scored targets, n_r
+of N), and runs forward and backward on it. Pretraining, fine-tuning and alignment all
+split (docs/distributed.md has each loss's split); a model with dropout does not.
 The gradients are then summed in rank order, (.grad + g_0) + g_1 + ..., the order in
 which the threads' step adds its parts (tensor.add_grads), so N processes of one thread
 each give the gradients of N threads bit for bit. Each rank then clips and takes its own
