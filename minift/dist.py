@@ -58,7 +58,7 @@ import numpy as np
 from . import backend, cli, fast
 from .errors import MiniftError
 from .nn import has_dropout
-from .trainer import splitter
+from .trainer import forward_backward as whole_batch_step, splitter
 
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")   # MPICH, Open MPI, MVAPICH
 RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
@@ -134,6 +134,8 @@ def forward_backward(model, loss_fn, batch, scale=1.0, data_parallel=False):
     if not _checked:
         _check_same_start(comm, params, batch)
         _checked = True
+    if not total:                               # every rank alike: the loss says what is wrong
+        return whole_batch_step(model, loss_fn, batch, scale)
     grads, loss = {}, np.zeros(1)
     piece, weight = pieces[rank]
     if weight:

@@ -83,35 +83,6 @@ def forward_backward(model, loss_fn, batch, scale=1.0, data_parallel=False):
     return loss.data.astype(np.float64)
 
 
-def split_rows(batch, parts, weights):
-    """[(piece, weight)]: the batch's rows in `parts` consecutive groups (each array of
-    the batch cut along its first axis, anything else kept whole), each with the sum of
-    its rows' `weights`. When the loss is a weighted mean over rows, sum_r w_r l_r /
-    sum_r w_r, the pieces' losses, each times its weight / the total weight, add up to
-    the batch's loss, and so do their gradients."""
-    n = len(batch[0])
-    bounds = [n * i // parts for i in range(parts + 1)]
-    return [(tuple(b[lo:hi] if isinstance(b, np.ndarray) else b for b in batch), weights[lo:hi].sum().item())
-            for lo, hi in zip(bounds, bounds[1:])]
-
-
-def split_by_targets(batch, parts):
-    """data_parallel=True's split: the loss is a mean over the scored targets of
-    batch[1] (IGNORE where not scored: the next-token, masked or instruction loss), so
-    a row weighs as many targets as it scores."""
-    targets = batch[1] if len(batch) > 1 else None
-    if not (isinstance(targets, np.ndarray) and targets.dtype.kind in "iu" and len(targets) == len(batch[0])):
-        raise ValueError("data_parallel=True needs batches whose second array holds the integer targets of the "
-                         "loss (IGNORE = -100 where not scored), one row per input row, to weight the parts; "
-                         f"got {type(targets).__name__}")
-    return split_rows(batch, parts, (targets != IGNORE).reshape(len(targets), -1).sum(axis=1))
-
-
-def splitter(data_parallel):
-    """The split function a Trainer's `data_parallel` names (None: the batch stays whole)."""
-    return split_by_targets if data_parallel is True else (data_parallel or None)
-
-
 def train_step(model, optimizer, batches, loss_fn, grad_clip, data_parallel=False):
     """One optimisation step, the body of nanoGPT's training loop: forward and backward
     on each micro-batch of `batches`, the gradients clipped to a global norm of at most
@@ -164,7 +135,7 @@ class Trainer:
             raise ValueError(f"Trainer: need steps >= 0, grad_accum >= 1 and eval_every >= 1, got "
                              f"{steps}, {grad_accum} and {eval_every}")
         if data_parallel and has_dropout(model):
-            raise ValueError("Trainer: data_parallel=True needs a model without dropout (its threads "
+            raise ValueError("Trainer: data_parallel needs a model without dropout (its threads "
                              "would draw the masks from one generator, in no fixed order)")
         self.data_parallel = data_parallel
         self.model, self.optimizer, self.batches, self.loss_fn = model, optimizer, batches, loss_fn
@@ -388,3 +359,37 @@ def _non_finite_message(step, loss, norm, lr, run_dir, weight=None):
                 "; no checkpoint was written")
     return (f"training stopped at step {step}: {what} (learning rate {lr:.3g}); the learning rate is "
             f"likely too high, or the data holds something the model cannot fit{kept}")
+
+
+# ----------------------------------------------------------------------------- how a loss splits (data_parallel)
+
+def split_rows(batch, parts, weights):
+    """[(piece, weight)]: the batch's rows in `parts` consecutive groups (each array of
+    the batch cut along its first axis, anything else kept whole), each with the sum of
+    its rows' `weights`. When the loss is a weighted mean over rows, sum_r w_r l_r /
+    sum_r w_r, the pieces' losses, each times its weight / the total weight, add up to
+    the batch's loss, and so do their gradients."""
+    n = len(batch[0])
+    bounds = [n * i // parts for i in range(parts + 1)]
+    return [(tuple(b[lo:hi] if isinstance(b, np.ndarray) else b for b in batch), weights[lo:hi].sum().item())
+            for lo, hi in zip(bounds, bounds[1:])]
+
+
+def split_by_targets(batch, parts):
+    """data_parallel=True's split: the loss is a mean over the scored targets of
+    batch[1] (IGNORE where not scored: the next-token, masked or instruction loss), so
+    a row weighs as many targets as it scores."""
+    targets = batch[1] if len(batch) > 1 else None
+    if not (isinstance(targets, np.ndarray) and targets.dtype.kind in "iu" and targets.ndim == 2
+            and len(targets) == len(batch[0])):
+        raise ValueError("data_parallel=True needs batches whose second array holds the integer targets of the "
+                         "loss (IGNORE = -100 where not scored), a row of them per input row, to weight the "
+                         f"parts; got {type(targets).__name__} {getattr(targets, 'shape', '')}")
+    return split_rows(batch, parts, (targets != IGNORE).reshape(len(targets), -1).sum(axis=1))
+
+
+def splitter(data_parallel):
+    """The split function a Trainer's `data_parallel` names (None: the batch stays whole)."""
+    if callable(data_parallel):
+        return data_parallel
+    return split_by_targets if data_parallel else None

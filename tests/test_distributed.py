@@ -163,7 +163,9 @@ def test_a_mistake_of_every_rank_is_said_once(tmp_path, corpus):
 
 def same_run_on_processes_and_threads(tmp_path, *args):
     """The run of `args` (a minift command without --out) by mpiexec -n 2, by one process
-    on 2 threads and by one on 1 thread: (their results)."""
+    on 2 threads and by one on 1 thread: (their results). The first two are the same
+    parts, so a wrong split would be wrong in both: the third, the batch whole, holds
+    the losses to float32 rounding (a part weighed wrongly is 1e-3 off)."""
     done = mpiexec((2, minift(*args, "--out", tmp_path / "processes")))
     assert done.returncode == 0, done.stderr
     results = [result(tmp_path / "processes")]
@@ -182,6 +184,7 @@ def test_an_encoder_on_two_processes_gives_two_threads_result_bit_for_bit(tmp_pa
     processes, threads, one = same_run_on_processes_and_threads(tmp_path, "pretrain", "--arch", "encoder",
                                                                  *recipe(corpus))
     assert processes == threads and processes[0] != one[0]
+    assert processes[1] == pytest.approx(one[1], rel=1e-5, abs=0)    # a wrong weighting: 1e-3 off
 
 
 @needs_mpi
@@ -192,6 +195,7 @@ def test_finetune_on_two_processes_gives_two_threads_result_bit_for_bit(tmp_path
         tmp_path, "finetune", "--init", two_processes, "--strategy", "full", "--class-weights", "--epochs", "2",
         "--batch-size", "8", "--max-train-samples", "40")
     assert processes == threads and processes[0] != one[0]
+    assert processes[1] == pytest.approx(one[1], rel=1e-5, abs=0)    # parts weighted by rows alone: 1e-3 off
 
 
 @needs_mpi
@@ -204,12 +208,13 @@ def test_align_sft_then_dpo_on_two_processes_give_two_threads_results(tmp_path, 
     sft = same_run_on_processes_and_threads(tmp_path / "sft", "align", "--init", two_processes, "--method", "sft",
                                             "--examples", "40", "--epochs", "1", "--batch-size", "8",
                                             "--judge-samples", "0")
-    assert sft[0] == sft[1] and sft[0][0] != sft[2][0]
+    assert sft[0] == sft[1] and sft[0][0] != sft[2][0] and sft[0][1] == pytest.approx(sft[2][1], rel=1e-5, abs=0)
     dpo = same_run_on_processes_and_threads(tmp_path / "dpo", "align", "--init", tmp_path / "sft" / "processes",
                                             "--method", "dpo", "--pairs-from", "world", "--examples", "24",
                                             "--epochs", "2", "--batch-size", "5", "--judge-samples", "0")
-    (_, processes), (_, threads) = dpo[0], dpo[1]
+    (_, processes), (_, threads), (_, one) = dpo
     assert len(processes) == len(threads) == 10 and processes == pytest.approx(threads, rel=2e-6, abs=0)
+    assert processes == pytest.approx(one, rel=1e-5, abs=0)
     a, b = (load_safetensors(tmp_path / "dpo" / name / "model.safetensors")[0] for name in ("processes", "threads2"))
     assert a.keys() == b.keys() and all(np.allclose(a[k], b[k], rtol=1e-5, atol=2e-6) for k in a)   # 10 updates of 1e-4
 

@@ -117,3 +117,35 @@ def test_a_run_that_cannot_split_is_refused_on_several_processes_in_one_sentence
         dist.forward_backward(model, lambda m, b: m(*b)[1], batch, data_parallel=False)
     with pytest.raises(MiniftError, match=r"cannot be split over 2 processes \(its Trainer has data_parallel=False"):
         dist.forward_backward(GPT(CONFIG, seed=0), lambda m, b: m(*b)[1], batch, data_parallel=False)
+
+
+def test_fewer_rows_or_pairs_than_parts_and_weights_that_sum_to_nothing(two_threads):
+    """One pair on two threads: one part is empty (weight 0) and skipped; a row of class
+    weight 0 the same.
+    Class weights that are 0 for every class in the batch leave nothing to weigh by: the
+    threads' step runs the batch whole, and cross_entropy says what is wrong."""
+    model = GPT(CONFIG, seed=0, dtype=np.float64)
+    rng = np.random.default_rng(6)
+    x, y = rng.integers(0, 11, (2, 8)), rng.integers(0, 11, (2, 8))
+
+    def loss_fn(model, batch):
+        return dpo_loss(sequence_logprobs(model, batch[0], batch[1]), batch[2], beta=0.5)
+    assert [w for _, w in split_pairs((x, y, rng.normal(size=2)), 2)] == [0, 1]
+    assert_same(*whole_and_parts(model, loss_fn, (x, y, rng.normal(size=2)), split_pairs))
+    classifier = swap_head(GPT(CONFIG, seed=0, dtype=np.float64), 3, pooling="last", seed=1)
+    task = ClassifierTask(["a", "b", "c"], None, 8, weight=np.array([0.0, 0.0, 1.0]))
+    weighed = tuple(a[1:3] for a in classifier_batch(rng))             # labels 0 and 2: parts of weight 0 and 1
+    assert [w for _, w in task.split(weighed, 2)] == [0.0, 1.0]
+    assert_same(*whole_and_parts(classifier, task.loss, weighed, task.split))
+    nothing = tuple(a[:2] for a in classifier_batch(rng))             # labels 0 and 0: weight 0 each
+    with pytest.raises(ValueError, match="class weights of the targets sum to 0"):
+        training.forward_backward(classifier, task.loss, nothing, data_parallel=task.split)
+
+
+def test_split_by_targets_refuses_a_batch_without_a_row_of_targets_per_row():
+    """A classifier's batch (ids, lengths, labels) has no targets in batch[1]: lengths
+    must not pass for them, or class weights would be silently ignored."""
+    ids, lengths, labels = classifier_batch(np.random.default_rng(7))
+    with pytest.raises(ValueError, match="a row of them per input row"):
+        trainer.split_by_targets((ids, lengths, labels), 2)
+    assert trainer.splitter(np.bool_(True)) is trainer.split_by_targets and trainer.splitter(False) is None

@@ -44,6 +44,8 @@ def forward_backward(model, loss_fn, batch, scale=1.0, data_parallel=False):
         return whole_batch_step(model, loss_fn, batch, scale)
     pieces = splitter(data_parallel)(batch, parts)
     total = sum(weight for _, weight in pieces)
+    if not total:                               # nothing to weigh by: the loss says what is wrong
+        return whole_batch_step(model, loss_fn, batch, scale)
     losses, grads = [None] * parts, [{} for _ in range(parts)]
 
     def part(i):
